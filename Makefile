@@ -1,0 +1,52 @@
+# fruits-pipeline: the two commands a newcomer needs are `make demo` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := $(shell sed -n 's/^uv==//p' requirements.txt)
+SAMPLE_IMAGES ?= sample-images
+N_IMAGES ?= 240
+
+export PYTHONPATH := $(CURDIR)/spark_jobs:$(CURDIR)/plugins:$(CURDIR)
+export PYSPARK_PYTHON := $(CURDIR)/$(BIN)/python
+export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(BIN)/python
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: help install lock lint format test package sample-images demo bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed ## create .venv from the lock (quick when nothing changed)
+
+$(VENV)/.installed: requirements.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.txt
+	@touch $@
+
+lock: ## regenerate requirements.txt from requirements.in
+	@test -x $(BIN)/uv || $(PYTHON) -m pip install --quiet uv
+	$(if $(wildcard $(BIN)/uv),$(BIN)/uv,uv) pip compile --quiet --python-version 3.11 requirements.in -o requirements.txt
+
+lint: install ## ruff check and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: install lint ## install, lint and run the whole test suite
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+package: install ## build dist/fruits_spark.zip, the --py-files zip of the Spark jobs
+	$(BIN)/python -m fruits_airflow.artifacts --out dist
+
+sample-images: install ## generate $(N_IMAGES) Fruits-360-like images into $(SAMPLE_IMAGES)/
+	$(BIN)/python -m fruits_spark.sample_images --out $(SAMPLE_IMAGES) --count $(N_IMAGES)
+
+clean: ## remove generated files (keeps .venv)
+	rm -rf dist demo-output sample-images .bench spark-warehouse
