@@ -21,10 +21,14 @@ help: ## list the targets
 
 install: $(VENV)/.installed ## create .venv from the lock (quick when nothing changed)
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt conf/spark/spark-env.sh conf/spark/log4j2.properties
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.txt
+	@spark_conf="$$($(BIN)/python -c 'import pyspark, pathlib; print(pathlib.Path(pyspark.__file__).parent / "conf")')" \
+		&& mkdir -p "$$spark_conf" && cp conf/spark/spark-env.sh conf/spark/log4j2.properties "$$spark_conf/"
+	@# pyspark's launcher finds SPARK_HOME with the first `python3` on PATH; make it this venv's.
+	@sed -i 's|PYSPARK_PYTHON:-"python3"|PYSPARK_PYTHON:-"$(CURDIR)/$(BIN)/python"|' $(BIN)/find-spark-home
 	@touch $@
 
 lock: ## regenerate requirements.txt from requirements.in
@@ -46,7 +50,7 @@ package: install ## build dist/fruits_spark.zip, the --py-files zip of the Spark
 	$(BIN)/python -m fruits_airflow.artifacts --out dist
 
 sample-images: install ## generate $(N_IMAGES) Fruits-360-like images into $(SAMPLE_IMAGES)/
-	$(BIN)/python -m fruits_spark.sample_images --out $(SAMPLE_IMAGES) --count $(N_IMAGES)
+	$(BIN)/python -m tools.sample_images --out $(SAMPLE_IMAGES) --count $(N_IMAGES)
 
 clean: ## remove generated files (keeps .venv)
 	rm -rf dist demo-output sample-images .bench spark-warehouse

@@ -1,0 +1,256 @@
+"""Job 1: MobileNetV2 features for every new fruit image, appended to one incremental dataset.
+
+    spark-submit --py-files fruits_spark.zip spark_jobs/extract_features.py \\
+        --images s3://BUCKET/images/ --features s3://BUCKET/features/ [--rejects URI] \\
+        [--weights imagenet|none|URI] [--image-size 224]
+
+The features dataset holds one row per image path, ever: a rerun featurizes only the paths it has
+never seen (as features or as rejects). Files that cannot become features are recorded with a
+reason in the rejects dataset, so features + rejects always account for every input file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+from pyspark import StorageLevel
+from pyspark.broadcast import Broadcast
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
+
+from fruits_spark.errors import JobInputError, run_cli
+from fruits_spark.images import Listing, is_image_path, label_of, reject_reason_from_listing
+from fruits_spark.inference import cached_featurizer, featurize_contents
+from fruits_spark.model import IMAGENET, CompiledModel, compile_model, validate_image_size
+from fruits_spark.progress import logged_progress
+from fruits_spark.session import spark_session
+from fruits_spark.storage import HadoopFs, escape_glob, join_uri
+
+log = logging.getLogger("extract_features")
+
+FEATURES_SCHEMA = StructType(
+    [
+        StructField("path", StringType(), False),
+        StructField("label", StringType(), False),
+        StructField("features", ArrayType(FloatType(), False), False),
+    ]
+)
+REJECTS_SCHEMA = StructType(
+    [
+        StructField("path", StringType(), False),
+        StructField("label", StringType(), False),
+        StructField("reason", StringType(), False),
+    ]
+)
+_UDF_RESULT = StructType([StructField("features", ArrayType(FloatType())), StructField("reason", StringType())])
+MODEL_METADATA_FILE = "_fruits_model.json"
+ROWS_PER_FEATURES_FILE = 20_000
+UNREADABLE_REASON = "listed but not read by Spark"
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """The job's arguments, validated."""
+
+    images: str
+    features: str
+    rejects: str
+    weights: str = IMAGENET
+    image_size: int = 224
+
+
+@dataclass(frozen=True)
+class ExtractSummary:
+    """What one run did: ``n_inputs == n_known + n_featurized + n_rejected``."""
+
+    n_inputs: int
+    n_known: int
+    n_featurized: int
+    n_rejected: int
+
+
+def parse_args(argv: Sequence[str]) -> ExtractConfig:
+    parser = argparse.ArgumentParser(prog="extract_features", description=__doc__.splitlines()[0])
+    parser.add_argument("--images", required=True, help="folder or s3:// prefix of <label>/<image> files")
+    parser.add_argument("--features", required=True, help="incremental features dataset (parquet)")
+    parser.add_argument("--rejects", help="rejected files dataset (default: FEATURES + '_rejects')")
+    parser.add_argument("--weights", default=IMAGENET, help="imagenet (default), none, or a weights file")
+    parser.add_argument("--image-size", type=int, default=224, help="square model input size in pixels")
+    args = parser.parse_args(argv)
+    for flag, value in (("--images", args.images), ("--features", args.features)):
+        if not value.strip():
+            raise JobInputError(f"{flag} is empty; pass a folder or s3:// prefix")
+    validate_image_size(args.image_size)
+    features = args.features.rstrip("/")
+    return ExtractConfig(
+        images=args.images,
+        features=features,
+        rejects=(args.rejects or features + "_rejects").rstrip("/"),
+        weights=args.weights,
+        image_size=args.image_size,
+    )
+
+
+# --- extract -----------------------------------------------------------------------------------
+
+
+def list_images(fs: HadoopFs, images_uri: str) -> Listing:
+    """Every image file under ``images_uri`` (any depth, any case of extension); others ignored."""
+    if not fs.exists(images_uri):
+        raise JobInputError(f"--images {images_uri} does not exist; pass the folder of <label>/<image> files")
+    if not fs.is_dir(images_uri):
+        raise JobInputError(f"--images {images_uri} is a file; pass the folder that holds the label folders")
+    to_read, rejected, labels = [], {}, {}
+    for entry in fs.list_files(images_uri):
+        if not is_image_path(entry.path):
+            continue
+        labels[entry.path] = label_of(entry.path)
+        reason = reject_reason_from_listing(entry.path, entry.size)
+        if reason is None:
+            to_read.append(entry.path)
+        else:
+            rejected[entry.path] = reason
+    if not labels:
+        raise JobInputError(f"--images {images_uri} holds no .jpg, .jpeg or .png files")
+    return Listing(to_read=sorted(to_read), rejected=rejected, labels=labels)
+
+
+def known_paths(spark: SparkSession, config: ExtractConfig) -> set[str]:
+    """Paths already in the features or rejects dataset: a rerun must not touch them again."""
+    known: set[str] = set()
+    for uri, schema in ((config.features, FEATURES_SCHEMA), (config.rejects, REJECTS_SCHEMA)):
+        rows = spark.read.schema(schema).parquet(uri).select("path").collect()
+        known.update(row.path for row in rows)
+    return known
+
+
+def unseen(listing: Listing, known: set[str]) -> Listing:
+    return Listing(
+        to_read=[path for path in listing.to_read if path not in known],
+        rejected={path: reason for path, reason in listing.rejected.items() if path not in known},
+        labels={path: label for path, label in listing.labels.items() if path not in known},
+    )
+
+
+def read_images(spark: SparkSession, paths: list[str]) -> DataFrame:
+    """``path, label, content`` for exactly these files; nothing else under the folder is read."""
+    return (
+        spark.read.format("binaryFile")
+        .load([escape_glob(path) for path in paths])
+        .select("path", F.element_at(F.split("path", "/"), -2).alias("label"), "content")
+    )
+
+
+# --- transform ---------------------------------------------------------------------------------
+
+
+def featurize(images: DataFrame, model: Broadcast, fingerprint: str, num_threads: int) -> DataFrame:
+    """``path, label, features, reason``: features for decodable images, a reason for the rest.
+
+    :param model: the broadcast TFLite bytes; each Python worker loads them once.
+    """
+
+    @F.pandas_udf(_UDF_RESULT)
+    def featurize_batches(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+        featurizer = cached_featurizer(fingerprint, num_threads, lambda: model.value)
+        for contents in batches:
+            yield featurize_contents(contents, featurizer)
+
+    result = featurize_batches(F.col("content"))
+    return images.select("path", "label", result["features"].alias("features"), result["reason"].alias("reason"))
+
+
+# --- load --------------------------------------------------------------------------------------
+
+
+def check_model_matches(fs: HadoopFs, config: ExtractConfig, model: CompiledModel) -> None:
+    """Refuse to mix features of two different networks in one dataset."""
+    metadata_uri = join_uri(config.features, MODEL_METADATA_FILE)
+    if not fs.exists(metadata_uri):
+        return
+    recorded = json.loads(fs.read_bytes(metadata_uri))
+    if recorded["fingerprint"] != model.fingerprint:
+        raise JobInputError(
+            f"--features {config.features} holds features of another model (weights "
+            f"{recorded['weights']!r}, fingerprint {recorded['fingerprint']}) than this run's (weights "
+            f"{model.weights!r}, fingerprint {model.fingerprint}); pass a new --features location"
+        )
+
+
+def record_model(fs: HadoopFs, config: ExtractConfig, model: CompiledModel) -> None:
+    metadata = {"fingerprint": model.fingerprint, "weights": model.weights, "image_size": model.image_size}
+    fs.write_bytes(join_uri(config.features, MODEL_METADATA_FILE), json.dumps(metadata).encode())
+
+
+def append(frame: DataFrame, uri: str, n_rows: int) -> None:
+    files = max(1, math.ceil(n_rows / ROWS_PER_FEATURES_FILE))
+    frame.coalesce(files).write.mode("append").parquet(uri)
+
+
+# --- the job -----------------------------------------------------------------------------------
+
+
+def run(spark: SparkSession, config: ExtractConfig) -> ExtractSummary:
+    fs = HadoopFs(spark)
+    listing = list_images(fs, config.images)
+    fs.ensure_writable_dir(config.features, "--features")
+    fs.ensure_writable_dir(config.rejects, "--rejects")
+    known = known_paths(spark, config)
+    new = unseen(listing, known)
+    n_known = listing.n_inputs - new.n_inputs
+    log.info("%s: %d images, %d already done, %d new", config.images, listing.n_inputs, n_known, new.n_inputs)
+    if new.n_inputs == 0:
+        log.info("nothing new to featurize; %s is unchanged", config.features)
+        return ExtractSummary(listing.n_inputs, n_known, 0, 0)
+
+    model = compile_model(config.weights, config.image_size, fs)
+    check_model_matches(fs, config, model)
+    result = spark.createDataFrame([], FEATURES_SCHEMA).withColumn("reason", F.lit(None).cast(StringType()))
+    if new.to_read:
+        broadcast_model = spark.sparkContext.broadcast(model.tflite)
+        num_threads = int(spark.conf.get("spark.task.cpus", "1"))
+        result = featurize(read_images(spark, new.to_read), broadcast_model, model.fingerprint, num_threads)
+    result = result.persist(StorageLevel.MEMORY_AND_DISK)
+    with logged_progress(spark.sparkContext, f"featurize {len(new.to_read)} images"):
+        read_paths = {row.path for row in result.select("path").collect()}
+
+    listing_rejects = dict(new.rejected)
+    listing_rejects.update({path: UNREADABLE_REASON for path in new.to_read if path not in read_paths})
+    rejects = result.where(F.col("reason").isNotNull()).select("path", "label", "reason")
+    rejects = rejects.unionByName(
+        spark.createDataFrame(
+            [(path, new.labels[path], reason) for path, reason in sorted(listing_rejects.items())],
+            REJECTS_SCHEMA,
+        )
+    )
+    features = result.where(F.col("reason").isNull()).select("path", "label", "features")
+    n_rejected, n_featurized = rejects.count(), features.count()
+    if n_featurized + n_rejected != new.n_inputs:
+        raise RuntimeError(f"{new.n_inputs} new inputs but {n_featurized} features + {n_rejected} rejects")
+
+    record_model(fs, config, model)
+    with logged_progress(spark.sparkContext, f"write {n_featurized} feature rows"):
+        append(features, config.features, n_featurized)
+    append(rejects, config.rejects, n_rejected)
+    result.unpersist()
+    log.info(
+        "featurized %d, rejected %d -> %s (rejects: %s)", n_featurized, n_rejected, config.features, config.rejects
+    )
+    return ExtractSummary(listing.n_inputs, n_known, n_featurized, n_rejected)
+
+
+def main(argv: Sequence[str]) -> None:
+    config = parse_args(argv)
+    with spark_session("extract_features") as spark:
+        run(spark, config)
+
+
+def cli(argv: Sequence[str] | None = None) -> None:
+    run_cli(main, argv, prog="extract_features")

@@ -1,0 +1,103 @@
+"""Which files are input images, what label each carries, and how one becomes a model input.
+
+Decoding is pure Python (PIL + numpy) so the same function runs on the driver in tests and inside
+the pandas UDF on executors.
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+# Larger files are rejected without being read: Spark's binary reader cannot hold > 2 GB in one row.
+MAX_FILE_BYTES = 256 * 1024 * 1024
+# A decompression-bomb guard well above any photo (a 100-megapixel camera is 1e8).
+MAX_PIXELS = 250_000_000
+WHITE = (255, 255, 255)
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+# PIL's own guard (89 Mpx) would refuse large photos that the draft decode below handles well.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+
+class ImageRejectedError(Exception):
+    """An input file that cannot become features; the message is the reject reason."""
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The input files under a source folder, split into what is worth reading and what is not.
+
+    :param to_read: paths of image files Spark can read.
+    :param rejected: ``path -> reason`` for image files rejected from their listing alone.
+    :param labels: ``path -> label`` for every image file, read or rejected.
+    """
+
+    to_read: list[str]
+    rejected: dict[str, str]
+    labels: dict[str, str]
+
+    @property
+    def n_inputs(self) -> int:
+        return len(self.labels)
+
+
+def is_image_path(path: str) -> bool:
+    return path.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def label_of(path: str) -> str:
+    """The Fruits-360 label: the name of the folder that holds the image."""
+    return posixpath.basename(posixpath.dirname(path))
+
+
+def reject_reason_from_listing(path: str, size: int) -> str | None:
+    """Why a file is rejected before reading it, or None when it must be decoded to tell."""
+    name = posixpath.basename(path)
+    if size == 0:
+        return "empty file (0 bytes)"
+    if size > MAX_FILE_BYTES:
+        return f"file too large ({size} bytes > {MAX_FILE_BYTES})"
+    if name.startswith(("_", ".")):
+        return "hidden file name (starts with '_' or '.'), which Spark does not read; rename it"
+    return None
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """RGB on the white background of Fruits-360, whatever the source mode (L, CMYK, RGBA, P, I;16)."""
+    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, WHITE)
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    if image.mode.startswith("I;16") or image.mode == "I":
+        scaled = np.asarray(image, dtype=np.float64) * (255.0 / 65535.0)
+        return Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8)).convert("RGB")
+    return image.convert("RGB")
+
+
+def decode_image(content: bytes, image_size: int) -> np.ndarray:
+    """Decode image bytes to a ``(size, size, 3)`` float32 array scaled for MobileNetV2, in [-1, 1].
+
+    :raises ImageRejectedError: for bytes that are not a complete image; the message is the reason.
+    """
+    if not content:
+        raise ImageRejectedError("empty file (0 bytes)")
+    try:
+        image = Image.open(io.BytesIO(content))
+        # JPEG decodes straight to a smaller scale: big photos cost little time and memory.
+        image.draft("RGB", (image_size, image_size))
+        image.load()
+    except Image.DecompressionBombError as error:
+        raise ImageRejectedError(f"image too large ({error})") from None
+    except UnidentifiedImageError:
+        raise ImageRejectedError("not an image (unknown or unsupported format)") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageRejectedError(f"truncated or corrupt image ({error})") from None
+    rgb = _to_rgb(image).resize((image_size, image_size), Image.Resampling.BILINEAR)
+    return np.asarray(rgb, dtype=np.float32) / 127.5 - 1.0

@@ -1,0 +1,198 @@
+"""Job 2: standardize the features and reduce them with PCA, fitted once, plus a report.
+
+    spark-submit --py-files fruits_spark.zip spark_jobs/pca.py \\
+        --features s3://BUCKET/features/ --output s3://BUCKET/runs/RUN/pca/ \\
+        [--variance 0.95 | --k N] [--report s3://BUCKET/runs/RUN/report/]
+
+PCA is fitted once over all components, which yields the whole explained-variance spectrum; k is
+then the smallest number of components reaching the threshold (or the given k), and the data are
+projected on those k. The report is written before the parquet, so the parquet's ``_SUCCESS``
+marks the whole output complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from pyspark import StorageLevel
+from pyspark.ml.feature import PCA, StandardScaler
+from pyspark.ml.functions import array_to_vector, vector_to_array
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, FloatType
+
+from fruits_spark.errors import JobInputError, run_cli
+from fruits_spark.progress import logged_progress
+from fruits_spark.report import write_report
+from fruits_spark.session import spark_session
+from fruits_spark.storage import SUCCESS_MARKER, HadoopFs, join_uri, parent_uri
+
+log = logging.getLogger("pca")
+
+DEFAULT_VARIANCE = 0.95
+REQUIRED_COLUMNS = ("path", "label", "features")
+
+
+@dataclass(frozen=True)
+class PcaConfig:
+    """The job's arguments, validated. Exactly one of ``variance`` and ``k`` is set."""
+
+    features: str
+    output: str
+    report: str
+    variance: float | None = DEFAULT_VARIANCE
+    k: int | None = None
+
+
+@dataclass(frozen=True)
+class PcaFit:
+    """A fitted PCA: the whole spectrum, and the k components kept.
+
+    :param explained_variance_ratio: one ratio per component, all ``n_features`` of them.
+    :param components: ``n_features x n_features`` principal axes, one per column, in order.
+    """
+
+    k: int
+    threshold: float | None
+    n_images: int
+    n_features: int
+    explained_variance_ratio: np.ndarray
+    components: np.ndarray
+
+    @property
+    def cumulative(self) -> np.ndarray:
+        return np.cumsum(self.explained_variance_ratio)
+
+
+def parse_args(argv: Sequence[str]) -> PcaConfig:
+    parser = argparse.ArgumentParser(prog="pca", description=__doc__.splitlines()[0])
+    parser.add_argument("--features", required=True, help="features dataset written by extract_features")
+    parser.add_argument("--output", required=True, help="where to write the PCA features (parquet)")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--variance", type=float, help=f"variance to keep, in (0, 1] (default {DEFAULT_VARIANCE})")
+    target.add_argument("--k", type=int, help="number of components to keep")
+    parser.add_argument("--report", help="report folder (default: 'report' beside --output)")
+    args = parser.parse_args(argv)
+    if args.variance is not None and not 0.0 < args.variance <= 1.0:
+        raise JobInputError(f"--variance {args.variance} is out of range; pass a fraction in (0, 1], e.g. 0.95")
+    if args.k is not None and args.k < 1:
+        raise JobInputError(f"--k {args.k} is out of range; pass at least 1")
+    output = args.output.rstrip("/")
+    report = (args.report or join_uri(parent_uri(output), "report")).rstrip("/")
+    if report == output or report.startswith(output + "/"):
+        raise JobInputError(f"--report {report} is inside --output {output}; pass a folder beside it")
+    variance = args.variance if args.variance is not None or args.k is not None else DEFAULT_VARIANCE
+    return PcaConfig(args.features.rstrip("/"), output, report, variance, args.k)
+
+
+# --- extract -----------------------------------------------------------------------------------
+
+
+def read_features(spark: SparkSession, fs: HadoopFs, uri: str) -> DataFrame:
+    """The complete features dataset, or a clear error when it is missing, partial or unusable."""
+    if not fs.exists(uri):
+        raise JobInputError(f"--features {uri} does not exist; run extract_features first")
+    if not fs.exists(join_uri(uri, SUCCESS_MARKER)):
+        raise JobInputError(f"--features {uri} has no {SUCCESS_MARKER} marker: extract_features did not finish")
+    frame = spark.read.parquet(uri)
+    missing = [column for column in REQUIRED_COLUMNS if column not in frame.columns]
+    if missing:
+        raise JobInputError(f"--features {uri} lacks the column(s) {', '.join(missing)}; is it a features dataset?")
+    return frame.select(*REQUIRED_COLUMNS)
+
+
+def feature_length(features: DataFrame, uri: str) -> tuple[int, int]:
+    """``(n_images, n_features)``, checking every vector has the same length."""
+    lengths = features.groupBy(F.size("features").alias("length")).count().collect()
+    n_images = sum(row["count"] for row in lengths)
+    if n_images < 2:
+        raise JobInputError(f"--features {uri} holds {n_images} image(s); PCA needs at least 2")
+    if len(lengths) != 1:
+        found = sorted(row.length for row in lengths)
+        raise JobInputError(f"--features {uri} mixes feature vectors of lengths {found}")
+    return n_images, lengths[0].length
+
+
+# --- transform ---------------------------------------------------------------------------------
+
+
+def standardize(features: DataFrame) -> DataFrame:
+    """``path, label, scaled``: each feature centred and divided by its (sample) standard deviation.
+
+    A constant feature scales to 0, as in Spark's StandardScaler.
+    """
+    vectors = features.select("path", "label", array_to_vector("features").alias("vector"))
+    scaler = StandardScaler(withMean=True, withStd=True, inputCol="vector", outputCol="scaled").fit(vectors)
+    return scaler.transform(vectors).select("path", "label", "scaled")
+
+
+def choose_k(explained_variance_ratio: np.ndarray, threshold: float) -> int:
+    """The smallest k whose cumulative explained variance reaches ``threshold``."""
+    cumulative = np.cumsum(explained_variance_ratio)
+    # Rounding can leave the full sum a hair under 1.0; a threshold of 1 still means "all".
+    reached = np.flatnonzero(cumulative >= threshold - 1e-9)
+    return int(reached[0]) + 1 if reached.size else len(explained_variance_ratio)
+
+
+def fit_pca(scaled: DataFrame, n_images: int, n_features: int, config: PcaConfig) -> PcaFit:
+    model = PCA(k=n_features, inputCol="scaled", outputCol="projected").fit(scaled)
+    ratios = model.explainedVariance.toArray()
+    if config.k is not None and config.k > n_features:
+        raise JobInputError(f"--k {config.k} exceeds the {n_features} features; pass at most {n_features}")
+    k = config.k if config.k is not None else choose_k(ratios, config.variance)
+    return PcaFit(k, config.variance, n_images, n_features, ratios, model.pc.toArray())
+
+
+def project(scaled: DataFrame, fit: PcaFit) -> DataFrame:
+    """``path, label, pca_features``: the scaled vectors on the first k principal axes."""
+    axes = scaled.sparkSession.sparkContext.broadcast(fit.components[:, : fit.k].astype(np.float64))
+
+    @F.pandas_udf(ArrayType(FloatType()))
+    def project_batches(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
+        for vectors in batches:
+            projected = np.stack(vectors.to_numpy()) @ axes.value
+            yield pd.Series(list(projected.astype(np.float32)))
+
+    return scaled.select("path", "label", project_batches(vector_to_array("scaled")).alias("pca_features"))
+
+
+# --- the job -----------------------------------------------------------------------------------
+
+
+def run(spark: SparkSession, config: PcaConfig) -> PcaFit:
+    fs = HadoopFs(spark)
+    features = read_features(spark, fs, config.features)
+    fs.ensure_writable_dir(config.output, "--output")
+    fs.ensure_writable_dir(config.report, "--report")
+    # An earlier, complete output is no longer complete once this run starts replacing it.
+    fs.delete(join_uri(config.output, SUCCESS_MARKER))
+
+    n_images, n_features = feature_length(features, config.features)
+    scaled = standardize(features).persist(StorageLevel.MEMORY_AND_DISK)
+    with logged_progress(spark.sparkContext, f"fit PCA on {n_images} x {n_features}"):
+        fit = fit_pca(scaled, n_images, n_features, config)
+    log.info("k = %d components keep %.4f of the variance", fit.k, fit.cumulative[fit.k - 1])
+
+    projected = project(scaled, fit).persist(StorageLevel.MEMORY_AND_DISK)
+    write_report(fs, fit, projected, scaled, config.report)
+    with logged_progress(spark.sparkContext, f"write {n_images} PCA rows"):
+        projected.write.mode("overwrite").parquet(config.output)
+    projected.unpersist()
+    scaled.unpersist()
+    log.info("PCA features: %s; report: %s", config.output, config.report)
+    return fit
+
+
+def main(argv: Sequence[str]) -> None:
+    config = parse_args(argv)
+    with spark_session("pca") as spark:
+        run(spark, config)
+
+
+def cli(argv: Sequence[str] | None = None) -> None:
+    run_cli(main, argv, prog="pca")

@@ -1,0 +1,138 @@
+"""File-system operations through Hadoop's FileSystem API, so one code path serves local paths,
+``file:`` URIs and ``s3://`` (EMRFS on the cluster) alike.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from fruits_spark.errors import JobInputError
+
+SUCCESS_MARKER = "_SUCCESS"
+_GLOB_CHARACTERS = re.compile(r"([\[\]{}*?\\])")
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file found under a folder: its fully qualified path and size in bytes."""
+
+    path: str
+    size: int
+
+
+class HadoopFs:
+    """A thin, typed wrapper over the JVM FileSystem for the URIs a job reads and writes."""
+
+    def __init__(self, spark: SparkSession) -> None:
+        self._jvm = spark.sparkContext._jvm
+        self._conf = spark.sparkContext._jsc.hadoopConfiguration()
+
+    def _path(self, uri: str):  # a py4j JavaObject
+        return self._jvm.org.apache.hadoop.fs.Path(uri)
+
+    def _fs(self, path):  # py4j objects
+        return path.getFileSystem(self._conf)
+
+    def qualify(self, uri: str) -> str:
+        """The URI as Spark reports paths, e.g. ``/tmp/x`` becomes ``file:/tmp/x``."""
+        path = self._path(uri)
+        return self._fs(path).makeQualified(path).toString()
+
+    def exists(self, uri: str) -> bool:
+        path = self._path(uri)
+        return bool(self._fs(path).exists(path))
+
+    def is_dir(self, uri: str) -> bool:
+        path = self._path(uri)
+        return bool(self._fs(path).isDirectory(path))
+
+    def list_files(self, uri: str) -> Iterator[FileEntry]:
+        """Every file at any depth below ``uri``, hidden names included (Spark's readers skip those)."""
+        path = self._path(uri)
+        files = self._fs(path).listFiles(path, True)
+        while files.hasNext():
+            status = files.next()
+            yield FileEntry(status.getPath().toString(), int(status.getLen()))
+
+    def delete(self, uri: str, recursive: bool = False) -> None:
+        path = self._path(uri)
+        self._fs(path).delete(path, recursive)
+
+    def write_bytes(self, uri: str, data: bytes) -> None:
+        path = self._path(uri)
+        stream = self._fs(path).create(path, True)
+        try:
+            stream.write(bytearray(data))
+        finally:
+            stream.close()
+
+    def read_bytes(self, uri: str) -> bytes:
+        path = self._path(uri)
+        fs = self._fs(path)
+        length = int(fs.getFileStatus(path).getLen())
+        stream = fs.open(path)
+        try:
+            buffer = self._jvm.java.nio.ByteBuffer.allocate(length)
+            self._jvm.org.apache.hadoop.io.IOUtils.readFully(stream, buffer.array(), 0, length)
+            return bytes(buffer.array())
+        finally:
+            stream.close()
+
+    def copy_to_local(self, uri: str, local: Path) -> None:
+        source = self._path(uri)
+        self._fs(source).copyToLocalFile(False, source, self._path(str(local)), True)
+
+    def copy_from_local(self, local: Path, uri: str) -> None:
+        target = self._path(uri)
+        self._fs(target).copyFromLocalFile(False, True, self._path(str(local)), target)
+
+    def rename(self, source_uri: str, target_uri: str) -> None:
+        source = self._path(source_uri)
+        if not self._fs(source).rename(source, self._path(target_uri)):
+            raise OSError(f"could not rename {source_uri} to {target_uri}")
+
+    def ensure_writable_dir(self, uri: str, flag: str) -> None:
+        """Create ``uri`` if needed and prove it takes a file, before any expensive work starts.
+
+        :param flag: the command-line flag that named ``uri``, for the error message.
+        """
+        path = self._path(uri)
+        probe = f"{uri.rstrip('/')}/_write_check"
+        try:
+            fs = self._fs(path)
+            if fs.exists(path) and not fs.isDirectory(path):
+                raise JobInputError(f"{flag} {uri} is a file, not a folder; pass a folder to write into")
+            if not fs.mkdirs(path):
+                raise JobInputError(f"{flag} {uri} cannot be created; pass a writable folder")
+            self.write_bytes(probe, b"")
+            self.delete(probe)
+        except JobInputError:
+            raise
+        except Exception as error:  # py4j wraps the JVM's IOException, AccessDenied, ...
+            reason = _java_error_summary(error)
+            raise JobInputError(f"{flag} {uri} is not writable ({reason}); pass a writable folder") from None
+
+
+def join_uri(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *parts])
+
+
+def parent_uri(uri: str) -> str:
+    stripped = uri.rstrip("/")
+    return stripped.rsplit("/", 1)[0] if "/" in stripped else "."
+
+
+def escape_glob(path: str) -> str:
+    """Escape Hadoop glob characters so Spark reads a file named ``[1].jpg`` as itself."""
+    return _GLOB_CHARACTERS.sub(r"\\\1", path)
+
+
+def _java_error_summary(error: Exception) -> str:
+    java_exception = getattr(error, "java_exception", None)
+    text = java_exception.toString() if java_exception is not None else str(error)
+    return text.strip().splitlines()[0]

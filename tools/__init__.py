@@ -1,0 +1,1 @@
+"""Developer tools: sample data, benchmarks and the demo. Never shipped to a cluster."""
