@@ -5,3 +5,5 @@ venv_python="$(cd "${SPARK_HOME}/../../../.." && pwd)/bin/python"
 export PYSPARK_PYTHON="${PYSPARK_PYTHON:-${venv_python}}"
 export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-${PYSPARK_PYTHON}}"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+# Local runs only: bind to loopback rather than warn that the hostname resolves to it.
+export SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}"

@@ -197,7 +197,12 @@ def append(frame: DataFrame, uri: str, n_rows: int) -> None:
 # --- the job -----------------------------------------------------------------------------------
 
 
-def run(spark: SparkSession, config: ExtractConfig) -> ExtractSummary:
+def run(spark: SparkSession, config: ExtractConfig, model: CompiledModel | None = None) -> ExtractSummary:
+    """Featurize what is new under ``config.images``.
+
+    :param model: a model compiled beforehand (tests share one); by default the run compiles the one
+        ``config`` names, and only when there is something new to featurize.
+    """
     fs = HadoopFs(spark)
     listing = list_images(fs, config.images)
     fs.ensure_writable_dir(config.features, "--features")
@@ -210,7 +215,7 @@ def run(spark: SparkSession, config: ExtractConfig) -> ExtractSummary:
         log.info("nothing new to featurize; %s is unchanged", config.features)
         return ExtractSummary(listing.n_inputs, n_known, 0, 0)
 
-    model = compile_model(config.weights, config.image_size, fs)
+    model = model or compile_model(config.weights, config.image_size, fs)
     check_model_matches(fs, config, model)
     result = spark.createDataFrame([], FEATURES_SCHEMA).withColumn("reason", F.lit(None).cast(StringType()))
     if new.to_read:

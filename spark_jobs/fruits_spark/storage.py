@@ -73,13 +73,10 @@ class HadoopFs:
 
     def read_bytes(self, uri: str) -> bytes:
         path = self._path(uri)
-        fs = self._fs(path)
-        length = int(fs.getFileStatus(path).getLen())
-        stream = fs.open(path)
+        stream = self._fs(path).open(path)
         try:
-            buffer = self._jvm.java.nio.ByteBuffer.allocate(length)
-            self._jvm.org.apache.hadoop.io.IOUtils.readFully(stream, buffer.array(), 0, length)
-            return bytes(buffer.array())
+            # A byte[] returned through py4j arrives as Python bytes (a byte[] argument would be a copy).
+            return bytes(self._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
         finally:
             stream.close()
 

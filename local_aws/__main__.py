@@ -1,0 +1,64 @@
+"""``python -m local_aws serve``: run the embedded endpoint in the foreground until SIGINT or SIGTERM.
+
+The first line on stdout is the endpoint URL, printed once it accepts requests, so that a script can
+start it in the background and read where it listens; logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from local_aws.server import DEFAULT_HOST, DEFAULT_REGION, EmbeddedAws
+from local_aws.spark_submit import REPO_ROOT
+
+DEFAULT_STATE_DIR = REPO_ROOT / ".local-aws"
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m local_aws", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the endpoint until SIGINT or SIGTERM")
+    serve.add_argument("--port", type=int, default=0, help="TCP port; 0 (default) picks a free one")
+    serve.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})")
+    serve.add_argument("--region", default=DEFAULT_REGION, help=f"region of the endpoint (default {DEFAULT_REGION})")
+    serve.add_argument(
+        "--state-dir",
+        type=Path,
+        default=DEFAULT_STATE_DIR,
+        help=f"where S3 content, step work folders and logs are kept (default {DEFAULT_STATE_DIR})",
+    )
+    return parser.parse_args(argv)
+
+
+def serve(port: int, host: str, region: str, state_dir: Path) -> None:
+    """Serve until SIGINT or SIGTERM, then stop cleanly: steps killed, S3 saved to ``state_dir``."""
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    with EmbeddedAws(port=port, host=host, region=region, state_dir=state_dir) as aws:
+        print(aws.endpoint_url, flush=True)
+        stop.wait()
+        logging.getLogger("local_aws").info("stopping %s", aws.endpoint_url)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        serve(args.port, args.host, args.region, args.state_dir)
+    except OSError as error:
+        print(f"local_aws: {error.strerror or error}", file=sys.stderr)
+        return 1
+    except ValueError as error:
+        print(f"local_aws: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""The one place where local_aws hooks into moto's EMR backend, so that steps really run.
+
+Moto records clusters and steps but never runs anything: ``Cluster.add_steps`` marks the first step
+RUNNING forever, and ``Cluster.terminate`` jumps straight to TERMINATED. Here subclasses of moto's
+models hand those moments to a :class:`StepRunnerHooks` (the step runner) instead:
+
+- :class:`EmulatedEmrBackend` (``ElasticMapReduceBackend``) builds :class:`EmulatedCluster` objects in
+  ``run_job_flow``, tells the runner about new clusters and steps, and refuses steps on a terminated
+  cluster as EMR does.
+- :class:`EmulatedCluster` (``Cluster``) queues steps as PENDING, stays STARTING until the runner takes
+  it (bootstrap actions are not run), and turns ``terminate`` into a request the runner carries out.
+- :class:`EmulatedStep` (``Step``) adds ``FailureDetails`` to the status that DescribeStep and
+  ListSteps return, which moto's serializer reads from the model.
+
+:func:`emulated_emr` installs the backend class on moto's ``emr_backends`` for the life of one endpoint.
+Moto's state is process-wide, so there is at most one emulated endpoint per process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import ModuleType
+from typing import Any, ClassVar, Protocol
+
+from moto.core.base_backend import BackendDict
+from moto.core.utils import utcnow
+from moto.emr import models as emr_models
+from moto.emr import urls as emr_urls
+from moto.emr.exceptions import ValidationException
+from moto.emr.responses import ElasticMapReduceResponse
+
+TERMINATED_STATES = frozenset({"TERMINATED", "TERMINATED_WITH_ERRORS"})
+CLUSTER_DOWN_STATES = TERMINATED_STATES | {"TERMINATING"}
+TERMINAL_STEP_STATES = frozenset({"COMPLETED", "CANCELLED", "FAILED", "INTERRUPTED"})
+
+
+class StepRunnerHooks(Protocol):
+    """What the emulated backend tells the step runner; each call must return quickly (it is a request)."""
+
+    def cluster_created(self, cluster: EmulatedCluster) -> None: ...
+
+    def steps_added(self, cluster: EmulatedCluster) -> None: ...
+
+    def termination_requested(self, cluster: EmulatedCluster) -> None: ...
+
+
+class EmulatedStep(emr_models.Step):
+    """A step whose state the runner sets, with EMR's ``FailureDetails`` once it has failed."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.failure_details: dict[str, str] | None = None
+
+    def start(self) -> None:
+        """Moto calls this on the first step at RunJobFlow; the runner stamps the start when it really starts."""
+
+    def set_state(self, state: str, *, message: str | None = None, failure: dict[str, str] | None = None) -> None:
+        """Move to ``state`` and stamp the timeline as EMR does (start on RUNNING, end on a final state)."""
+        self.state = state
+        self.last_state_change_reason = message
+        self.failure_details = failure
+        if state == "RUNNING":
+            self.start_date_time = utcnow()
+        elif state in TERMINAL_STEP_STATES:
+            self.end_date_time = utcnow()
+
+    @property
+    def status(self) -> dict[str, Any]:
+        status = super().status
+        if self.failure_details:
+            status["FailureDetails"] = self.failure_details
+        return status
+
+
+class EmulatedCluster(emr_models.Cluster):
+    """A cluster whose states the runner drives; see the module docstring for what changes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.state_change_code: str | None = None
+        super().__init__(*args, **kwargs)
+
+    @property
+    def hooks(self) -> StepRunnerHooks:
+        return EmulatedEmrBackend.runner_hooks()
+
+    def add_steps(self, steps: list[dict[str, Any]]) -> list[emr_models.Step]:
+        added = [EmulatedStep(state="PENDING", **step) for step in steps]
+        self.steps.extend(added)
+        return added
+
+    def run_bootstrap_actions(self) -> None:
+        """Bootstrap actions are not run; the runner moves the cluster from STARTING to WAITING."""
+
+    def terminate(self) -> None:
+        """Ask the runner to shut the cluster down; it goes TERMINATING now and TERMINATED once steps stop."""
+        if self.state not in CLUSTER_DOWN_STATES:
+            self.hooks.termination_requested(self)
+
+    def set_state(self, state: str, *, code: str | None = None, message: str | None = None) -> None:
+        """Move to ``state`` with EMR's reason code and stamp ready and end times."""
+        self.state = state
+        self.state_change_code = code
+        self.last_state_change_reason = message
+        if state == "WAITING" and self.ready_datetime is None:
+            self.ready_datetime = utcnow()
+        if state in TERMINATED_STATES and self.end_datetime is None:
+            self.end_datetime = utcnow()
+
+    @property
+    def status(self) -> dict[str, Any]:
+        status = super().status
+        if self.state_change_code:
+            status["StateChangeReason"]["Code"] = self.state_change_code
+        return status
+
+
+class EmulatedEmrBackend(emr_models.ElasticMapReduceBackend):
+    """Moto's EMR backend with clusters that run their steps through the installed runner."""
+
+    _hooks: ClassVar[StepRunnerHooks | None] = None
+
+    @property
+    def _url_module(self) -> ModuleType:
+        """Moto looks for a backend's routes next to its class; these are moto's EMR routes."""
+        return emr_urls
+
+    @classmethod
+    def runner_hooks(cls) -> StepRunnerHooks:
+        if cls._hooks is None:
+            raise RuntimeError("No step runner is installed; start the endpoint with local_aws.EmbeddedAws.")
+        return cls._hooks
+
+    def run_job_flow(self, **kwargs: Any) -> emr_models.Cluster:
+        # Same as moto's run_job_flow, with the emulated cluster class.
+        (
+            kwargs["instance_attrs"]["emr_managed_master_security_group"],
+            kwargs["instance_attrs"]["emr_managed_slave_security_group"],
+            kwargs["instance_attrs"]["service_access_security_group"],
+        ) = self._manage_security_groups(**kwargs["instance_attrs"])
+        cluster = EmulatedCluster(self, **kwargs)
+        self.runner_hooks().cluster_created(cluster)
+        return cluster
+
+    def add_job_flow_steps(self, job_flow_id: str, steps: list[dict[str, Any]]) -> list[emr_models.Step]:
+        cluster = self.describe_cluster(job_flow_id)
+        if cluster.state in CLUSTER_DOWN_STATES:
+            raise ValidationException("A job flow that is shutting down, terminated, or finished may not be modified.")
+        added = super().add_job_flow_steps(job_flow_id, steps)
+        self.runner_hooks().steps_added(cluster)
+        return added
+
+
+@contextmanager
+def emulated_emr(hooks: StepRunnerHooks, *, region: str) -> Iterator[None]:
+    """Route moto's EMR API to emulated clusters driven by ``hooks``, starting from an empty moto.
+
+    EMR requests to an IP endpoint carry no region in the URL, where moto looks for it, so the
+    endpoint's region becomes the EMR default: cluster ARNs then name the region the clients use.
+    """
+    backends = emr_models.emr_backends
+    if EmulatedEmrBackend._hooks is not None:
+        raise RuntimeError("An emulated EMR endpoint already runs in this process; stop it first.")
+    original_backend, original_region = backends.backend, ElasticMapReduceResponse.default_region
+    BackendDict.reset()
+    backends.backend = EmulatedEmrBackend
+    EmulatedEmrBackend._hooks = hooks
+    ElasticMapReduceResponse.default_region = region
+    try:
+        yield
+    finally:
+        BackendDict.reset()
+        backends.backend = original_backend
+        EmulatedEmrBackend._hooks = None
+        ElasticMapReduceResponse.default_region = original_region

@@ -1,0 +1,208 @@
+"""The embedded AWS endpoint: moto's server on a local port, with EMR steps that really run.
+
+Everything lives in this process: moto's HTTP server (S3, EMR, STS and the rest of moto) in a thread,
+the emulated EMR backend, and the step runner that watches it. S3's content is kept on disk in
+``<state dir>/s3`` between runs: restored when the endpoint starts, saved when it stops cleanly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import threading
+from contextlib import ExitStack
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import boto3
+from botocore.client import BaseClient
+from botocore.config import Config
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from local_aws.emr_emulation import emulated_emr
+from local_aws.s3_mirror import S3Mirror
+from local_aws.step_execution import StepExecutor
+from local_aws.step_runner import StepRunner
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_REGION = "eu-west-1"
+DEFAULT_HOST = "127.0.0.1"
+# Moto accepts any credentials; fixed ones keep boto3 from searching the environment or a metadata service.
+_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+
+
+class EmbeddedAws:
+    """An AWS endpoint on a local port whose EMR clusters run their steps with the project's Spark.
+
+    Example::
+
+        with EmbeddedAws(port=0) as aws:
+            emr = aws.client("emr")  # or any client with endpoint_url=aws.endpoint_url
+
+    :param port: the TCP port; 0 picks a free one (read it back from :attr:`endpoint_url`).
+    :param host: the address to bind; 0.0.0.0 to serve other containers.
+    :param region: the region clients should use; EMR clusters live there.
+    :param state_dir: where S3's content, step work folders and step logs live; None for a temporary
+        folder removed on stop, so nothing is kept.
+
+    While started, :attr:`mirror` is the local S3 mirror: ``mirror.root / bucket / key`` is what steps see.
+    """
+
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        host: str = DEFAULT_HOST,
+        region: str = DEFAULT_REGION,
+        state_dir: Path | None = None,
+    ) -> None:
+        if not 0 <= port <= 65535:
+            raise ValueError(f"Port {port} is out of range; use 1-65535, or 0 for a free one.")
+        if region not in boto3.session.Session().get_available_regions("emr"):
+            raise ValueError(f"Unknown region {region!r}; use an AWS region name such as {DEFAULT_REGION}.")
+        self.region = region
+        self._host = host
+        self._port = port
+        self._requested_state_dir = state_dir
+        self._stack = ExitStack()
+        self._server: BaseWSGIServer | None = None
+        self._state_dir: Path | None = None
+        self.mirror: S3Mirror | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        """The URL clients use, e.g. ``http://127.0.0.1:5000``."""
+        if self._server is None:
+            raise RuntimeError("The endpoint is not started; use it as a context manager or call start().")
+        host = "127.0.0.1" if self._host in ("0.0.0.0", "") else self._host
+        return f"http://{host}:{self._server.server_address[1]}"
+
+    @property
+    def state_dir(self) -> Path:
+        """The folder holding the S3 mirror (``s3/``) and the steps' work folders (``clusters/``)."""
+        if self._state_dir is None:
+            raise RuntimeError("The endpoint is not started; use it as a context manager or call start().")
+        return self._state_dir
+
+    def client(self, service_name: str) -> BaseClient:
+        """A boto3 client of this endpoint, with dummy credentials and the endpoint's region."""
+        return boto3.client(
+            service_name,
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            config=Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=16),
+            **_CREDENTIALS,
+        )
+
+    def start(self) -> None:
+        """Serve, restore S3 from the state folder, and start running steps."""
+        try:
+            self._start()
+        except BaseException:
+            self._stack.close()
+            raise
+
+    def stop(self) -> None:
+        """Kill running steps (their outputs and logs are still published), save S3, stop serving."""
+        self._stack.close()
+        self._server = None
+        self._state_dir = None
+        self.mirror = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def _start(self) -> None:
+        state_dir = self._enter_state_dir()
+        server = self._bind()
+        self._stack.callback(server.server_close)
+        self._server = server
+        s3 = self.client("s3")
+        self.mirror = S3Mirror(s3=s3, root=state_dir / "s3", region=self.region)
+        executor = StepExecutor(
+            mirror=self.mirror, s3=s3, work_root=state_dir / "clusters", environ=self._step_environment()
+        )
+        runner = StepRunner(executor)
+        self._stack.enter_context(emulated_emr(runner, region=self.region))
+        self._serve(server)
+        restored = self.mirror.restore_all()
+        if self._requested_state_dir is not None:
+            self._stack.callback(self.mirror.save_all)
+        self._stack.callback(runner.shutdown)
+        logger.info(
+            "endpoint %s ready (region %s, %d S3 objects restored from %s)",
+            self.endpoint_url,
+            self.region,
+            restored,
+            state_dir,
+        )
+
+    def _step_environment(self) -> dict[str, str]:
+        """On a cluster a job's own AWS SDK calls reach AWS with the instance role; here they reach this endpoint."""
+        return {
+            **os.environ,
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_ACCESS_KEY_ID": _CREDENTIALS["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": _CREDENTIALS["aws_secret_access_key"],
+        }
+
+    def _enter_state_dir(self) -> Path:
+        if self._requested_state_dir is None:
+            temporary = Path(tempfile.mkdtemp(prefix="local-aws-"))
+            self._stack.callback(shutil.rmtree, temporary, ignore_errors=True)
+            self._state_dir = temporary
+        else:
+            self._requested_state_dir.mkdir(parents=True, exist_ok=True)
+            self._state_dir = self._requested_state_dir.absolute()
+        return self._state_dir
+
+    def _bind(self) -> BaseWSGIServer:
+        """Bind the socket here: werkzeug prints and calls sys.exit when the port is taken, we raise OSError."""
+        try:
+            listener = socket.create_server((self._host, self._port))
+        except OSError as error:
+            reason = os.strerror(error.errno) if error.errno else str(error)
+            raise OSError(
+                error.errno,
+                f"Cannot listen on {self._host}:{self._port} ({reason}); pick another port, or 0 for a free one.",
+            ) from error
+        with listener:
+            return make_server(
+                self._host,
+                self._port,
+                DomainDispatcherApplication(create_backend_app),
+                threaded=True,
+                request_handler=_RequestHandler,
+                fd=listener.fileno(),
+            )
+
+    def _serve(self, server: BaseWSGIServer) -> None:
+        thread = threading.Thread(target=server.serve_forever, name="local-aws-server", daemon=True)
+        thread.start()
+
+        def shut_down() -> None:
+            server.shutdown()
+            thread.join()
+
+        self._stack.callback(shut_down)
+
+
+class _RequestHandler(MotoRequestHandler):
+    """Moto's handler, with one log line per request at DEBUG: sensors poll every few seconds."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        logger.debug("%s %s", self.requestline, code)

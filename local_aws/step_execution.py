@@ -1,0 +1,156 @@
+"""Run one step for real: build its local command, stage its S3 prefixes, run it, publish outputs and logs.
+
+Outputs are published whatever the outcome, as a cluster's writes to S3 stay when a job fails or is
+killed; so ``_SUCCESS`` appears in S3 exactly when the job wrote it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import signal
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from threading import Event
+
+from botocore.client import BaseClient
+from botocore.exceptions import ClientError
+
+from local_aws.emr_emulation import EmulatedCluster, EmulatedStep
+from local_aws.s3_mirror import MirrorError, S3Mirror, StagedPrefixes
+from local_aws.step_command import StepCommand, StepCommandError, build_step_command
+from local_aws.step_logs import StepLogs, step_log_uri
+
+logger = logging.getLogger(__name__)
+
+_POLL_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """How a step ended: COMPLETED, CANCELLED, or FAILED with EMR's ``FailureDetails``."""
+
+    state: str
+    failure: dict[str, str] | None = None
+
+
+def _failed(reason: str, message: str | None) -> StepOutcome:
+    return StepOutcome("FAILED", {"Reason": reason, "Message": message or reason})
+
+
+class StepExecutor:
+    """Runs steps in work folders under ``work_root/<cluster id>/steps/<step id>/``.
+
+    :param mirror: the local S3 mirror the step's s3:// URIs map to.
+    :param s3: a boto3 S3 client of the endpoint, for the logs.
+    :param work_root: where each step gets its working directory and local logs.
+    :param environ: the environment steps inherit.
+    :param kill_grace_seconds: how long a cancelled step has between SIGTERM and SIGKILL.
+    """
+
+    def __init__(
+        self,
+        *,
+        mirror: S3Mirror,
+        s3: BaseClient,
+        work_root: Path,
+        environ: Mapping[str, str],
+        kill_grace_seconds: float = 10.0,
+    ) -> None:
+        self._mirror = mirror
+        self._s3 = s3
+        self._work_root = work_root
+        self._environ = environ
+        self._kill_grace_seconds = kill_grace_seconds
+
+    def run(self, cluster: EmulatedCluster, step: EmulatedStep, cancel: Event) -> StepOutcome:
+        """Run ``step`` to its end; setting ``cancel`` kills it and makes the outcome CANCELLED."""
+        logs = StepLogs(self._work_root / cluster.id / "steps" / step.id)
+        logs.note(f"step {step.id} {step.name!r}: jar {step.jar}, args {shlex.join(step.args)}")
+        outcome = self._run(step, logs, cancel)
+        logs.note(f"step ended {outcome.state}: {outcome.failure or ''}")
+        logs.upload(self._s3, cluster.log_uri, cluster.id, step.id)
+        if outcome.failure and cluster.log_uri:
+            log_file = step_log_uri(cluster.log_uri, cluster.id, step.id, "stderr")
+            outcome = replace(outcome, failure={**outcome.failure, "LogFile": log_file})
+        return outcome
+
+    def _run(self, step: EmulatedStep, logs: StepLogs, cancel: Event) -> StepOutcome:
+        try:
+            command = build_step_command(
+                step.jar, list(step.args), mirror_root=self._mirror.root, environ=self._environ
+            )
+        except StepCommandError as error:
+            return _failed("The step cannot run on the local endpoint", str(error))
+        logs.note(f"local command: {shlex.join(command.argv)}")
+        try:
+            staged = self._mirror.stage(command.prefixes)
+        except (MirrorError, ClientError) as error:
+            return _failed("Could not stage the step's S3 inputs", str(error))
+        logs.note(f"staged {len(staged.prefixes)} prefixes: {staged.counts}")
+        if cancel.is_set():
+            return StepOutcome("CANCELLED")
+        logger.info("step %s runs: %s", step.id, shlex.join(command.argv))
+        try:
+            exit_code = self._run_process(command, logs, cancel)
+        except OSError as error:
+            return _failed("The step's command could not start", f"{command.argv[0]}: {error.strerror}")
+        logs.note(f"exit code {exit_code}")
+        publish_error = self._publish(staged, logs)
+        if cancel.is_set():
+            return StepOutcome("CANCELLED")
+        if exit_code != 0:
+            message = logs.failure_message()
+            return _failed(
+                f"The step's command exited with code {exit_code}",
+                self._mirror.to_s3_uris(message) if message else None,
+            )
+        if publish_error:
+            return _failed("Could not publish the step's outputs to S3", publish_error)
+        return StepOutcome("COMPLETED")
+
+    def _publish(self, staged: StagedPrefixes, logs: StepLogs) -> str | None:
+        try:
+            counts = self._mirror.publish(staged)
+        except (MirrorError, ClientError, OSError) as error:
+            logs.note(f"publishing failed: {error}")
+            return str(error)
+        logs.note(f"published {len(staged.prefixes)} prefixes: {counts}")
+        return None
+
+    def _run_process(self, command: StepCommand, logs: StepLogs, cancel: Event) -> int:
+        with logs.stdout.open("wb") as stdout, logs.stderr.open("wb") as stderr:
+            process = subprocess.Popen(
+                command.argv,
+                cwd=logs.folder,
+                env=command.env,
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
+                start_new_session=True,
+            )
+            while True:
+                try:
+                    return process.wait(timeout=_POLL_SECONDS)
+                except subprocess.TimeoutExpired:
+                    if cancel.is_set():
+                        self._kill(process)
+
+    def _kill(self, process: subprocess.Popen[bytes]) -> None:
+        """Stop the step's whole process group (spark-submit's JVM and its Python workers)."""
+        started = time.monotonic()
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(process.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                process.wait(timeout=self._kill_grace_seconds)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        logger.info("killed process group %d in %.1f s", process.pid, time.monotonic() - started)

@@ -1,0 +1,147 @@
+"""One embedded endpoint per test module, reached over HTTP with boto3 like any other client.
+
+The endpoint owns moto's process-wide state while it runs, so it lives no longer than the module that
+uses it: tests elsewhere that use moto in-process must not find it installed. Each test gets its own
+bucket and clusters, so tests do not see each other's objects or steps.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from botocore.client import BaseClient
+
+from local_aws import EmbeddedAws
+
+FINAL_STEP_STATES = {"COMPLETED", "FAILED", "CANCELLED", "INTERRUPTED"}
+_POLL_SECONDS = 0.05
+
+
+def _wait_until(condition: Callable[[], Any], *, timeout: float = 60.0, what: str = "condition") -> Any:
+    """Poll ``condition`` until it returns something truthy, and return that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(_POLL_SECONDS)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@dataclass
+class Cluster:
+    """A cluster of the endpoint, seen through the EMR API only."""
+
+    emr: BaseClient
+    id: str
+    step_ids: list[str]
+
+    def add_steps(self, *steps: dict[str, Any]) -> list[str]:
+        added = self.emr.add_job_flow_steps(JobFlowId=self.id, Steps=list(steps))["StepIds"]
+        self.step_ids.extend(added)
+        return added
+
+    def step(self, step_id: str) -> dict[str, Any]:
+        return self.emr.describe_step(ClusterId=self.id, StepId=step_id)["Step"]
+
+    def step_states(self) -> list[str]:
+        return [self.step(step_id)["Status"]["State"] for step_id in self.step_ids]
+
+    def status(self) -> dict[str, Any]:
+        return self.emr.describe_cluster(ClusterId=self.id)["Cluster"]["Status"]
+
+    def wait_for_steps(self, timeout: float = 60.0) -> list[dict[str, Any]]:
+        """Every step of the cluster once all have ended, in submission order."""
+
+        def all_ended() -> list[dict[str, Any]] | None:
+            steps = [self.step(step_id) for step_id in self.step_ids]
+            return steps if all(s["Status"]["State"] in FINAL_STEP_STATES for s in steps) else None
+
+        return _wait_until(all_ended, timeout=timeout, what=f"the steps of {self.id} to end")
+
+    def wait_for_step_state(self, step_id: str, state: str) -> None:
+        _wait_until(lambda: self.step(step_id)["Status"]["State"] == state, what=f"step {step_id} to be {state}")
+
+    def wait_for_state(self, *states: str) -> dict[str, Any]:
+        """The cluster's status once its state is one of ``states``."""
+
+        def reached() -> dict[str, Any] | None:
+            status = self.status()
+            return status if status["State"] in states else None
+
+        return _wait_until(reached, what=f"cluster {self.id} to be one of {states}")
+
+
+@pytest.fixture
+def wait_until() -> Callable[..., Any]:
+    """Poll a condition until it returns something truthy (see :func:`_wait_until`)."""
+    return _wait_until
+
+
+@pytest.fixture(scope="module")
+def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedAws]:
+    with EmbeddedAws(port=0, state_dir=tmp_path_factory.mktemp("local-aws")) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="module")
+def s3(aws: EmbeddedAws) -> BaseClient:
+    return aws.client("s3")
+
+
+@pytest.fixture(scope="module")
+def emr(aws: EmbeddedAws) -> BaseClient:
+    return aws.client("emr")
+
+
+@pytest.fixture
+def bucket(s3: BaseClient, aws: EmbeddedAws) -> str:
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": aws.region})
+    return name
+
+
+@pytest.fixture
+def python_step() -> Callable[..., dict[str, Any]]:
+    """A command-runner step that runs Python ``code`` with ``args`` (s3:// URIs are mapped)."""
+
+    def make(name: str, code: str, *args: str, action_on_failure: str = "CONTINUE") -> dict[str, Any]:
+        return {
+            "Name": name,
+            "ActionOnFailure": action_on_failure,
+            "HadoopJarStep": {"Jar": "command-runner.jar", "Args": [sys.executable, "-c", code, *args]},
+        }
+
+    return make
+
+
+@pytest.fixture
+def start_cluster(emr: BaseClient, bucket: str) -> Callable[..., Cluster]:
+    """Run a job flow logging to the test's bucket; its ``steps`` need distinct names."""
+
+    def start(steps: list[dict[str, Any]], *, keep_alive: bool = True) -> Cluster:
+        response = emr.run_job_flow(
+            Name="local-aws-test",
+            ReleaseLabel="emr-7.5.0",
+            LogUri=f"s3://{bucket}/logs/",
+            Instances={
+                "InstanceGroups": [
+                    {"InstanceRole": "MASTER", "InstanceType": "m5.xlarge", "InstanceCount": 1},
+                ],
+                "KeepJobFlowAliveWhenNoSteps": keep_alive,
+            },
+            Steps=steps,
+            JobFlowRole="EMR_EC2_DefaultRole",
+            ServiceRole="EMR_DefaultRole",
+        )
+        cluster_id = response["JobFlowId"]
+        ids_by_name = {step["Name"]: step["Id"] for step in emr.list_steps(ClusterId=cluster_id)["Steps"]}
+        return Cluster(emr=emr, id=cluster_id, step_ids=[ids_by_name[step["Name"]] for step in steps])
+
+    return start

@@ -1,0 +1,194 @@
+"""EMR's step and cluster state machine, driven through the EMR API of the embedded endpoint."""
+
+from __future__ import annotations
+
+import gzip
+import os
+
+import pytest
+from botocore.exceptions import ClientError
+
+WRITE_ARG2_TO_ARG1 = "import pathlib, sys; pathlib.Path(sys.argv[1]).write_text(sys.argv[2])"
+FAIL = "import sys; print('reading images', file=sys.stderr); raise ValueError('bad image 42')"
+SLEEP = "import time; time.sleep(60)"
+
+
+def test_successful_step_completes_and_publishes_its_output(start_cluster, python_step, s3, bucket):
+    cluster = start_cluster([python_step("write", WRITE_ARG2_TO_ARG1, f"s3://{bucket}/out/result.txt", "ripe")])
+
+    (step,) = cluster.wait_for_steps()
+
+    assert step["Status"]["State"] == "COMPLETED"
+    assert step["Status"]["Timeline"]["StartDateTime"] <= step["Status"]["Timeline"]["EndDateTime"]
+    assert s3.get_object(Bucket=bucket, Key="out/result.txt")["Body"].read() == b"ripe"
+
+
+def test_failing_step_reports_failure_details_and_its_stderr_under_log_uri(start_cluster, python_step, s3, bucket):
+    cluster = start_cluster([python_step("fail", FAIL)])
+
+    (step,) = cluster.wait_for_steps()
+
+    assert step["Status"]["State"] == "FAILED"
+    details = step["Status"]["FailureDetails"]
+    assert "exited with code 1" in details["Reason"]
+    assert details["Message"] == "ValueError: bad image 42"
+    stderr_key = f"logs/{cluster.id}/steps/{step['Id']}/stderr.gz"
+    assert details["LogFile"] == f"s3://{bucket}/{stderr_key}"
+    stderr = gzip.decompress(s3.get_object(Bucket=bucket, Key=stderr_key)["Body"].read()).decode()
+    assert "reading images" in stderr
+    assert "ValueError: bad image 42" in stderr
+
+
+def test_failure_message_names_the_s3_uri_not_the_local_mirror(start_cluster, python_step, bucket):
+    read_arg1 = "import sys; open(sys.argv[1]).read()"
+    cluster = start_cluster([python_step("read missing", read_arg1, f"s3://{bucket}/missing/image.jpg")])
+
+    (step,) = cluster.wait_for_steps()
+
+    message = step["Status"]["FailureDetails"]["Message"]
+    assert message.startswith("FileNotFoundError")
+    assert f"s3://{bucket}/missing/image.jpg" in message
+
+
+def test_step_aws_sdk_calls_reach_the_embedded_endpoint(start_cluster, python_step, s3, bucket):
+    put = "import boto3, sys; boto3.client('s3').put_object(Bucket=sys.argv[1], Key='sdk.txt', Body=b'via boto3')"
+    cluster = start_cluster([python_step("sdk", put, bucket)])
+
+    cluster.wait_for_steps()
+
+    assert s3.get_object(Bucket=bucket, Key="sdk.txt")["Body"].read() == b"via boto3"
+
+
+def test_step_stdout_lands_gzipped_under_log_uri(start_cluster, python_step, s3, bucket):
+    cluster = start_cluster([python_step("talk", "print('42 images featurized')")])
+
+    (step,) = cluster.wait_for_steps()
+
+    stdout = s3.get_object(Bucket=bucket, Key=f"logs/{cluster.id}/steps/{step['Id']}/stdout.gz")["Body"].read()
+    assert gzip.decompress(stdout) == b"42 images featurized\n"
+
+
+def test_cancel_and_wait_cancels_later_steps_and_leaves_the_cluster_waiting(start_cluster, python_step, s3, bucket):
+    cluster = start_cluster(
+        [
+            python_step("fail", FAIL, action_on_failure="CANCEL_AND_WAIT"),
+            python_step("after 1", WRITE_ARG2_TO_ARG1, f"s3://{bucket}/after/1.txt", "ran"),
+            python_step("after 2", WRITE_ARG2_TO_ARG1, f"s3://{bucket}/after/2.txt", "ran"),
+        ]
+    )
+
+    states = [step["Status"]["State"] for step in cluster.wait_for_steps()]
+
+    assert states == ["FAILED", "CANCELLED", "CANCELLED"]
+    assert cluster.wait_for_state("WAITING")["State"] == "WAITING"
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="after/")
+
+
+def test_cluster_runs_new_steps_after_cancel_and_wait(start_cluster, python_step, s3, bucket):
+    cluster = start_cluster([python_step("fail", FAIL, action_on_failure="CANCEL_AND_WAIT")])
+    cluster.wait_for_steps()
+
+    cluster.add_steps(python_step("retry", WRITE_ARG2_TO_ARG1, f"s3://{bucket}/retry.txt", "ok"))
+
+    assert [step["Status"]["State"] for step in cluster.wait_for_steps()] == ["FAILED", "COMPLETED"]
+
+
+@pytest.mark.parametrize("action", ["TERMINATE_CLUSTER", "TERMINATE_JOB_FLOW"])
+def test_terminating_action_on_failure_cancels_the_rest_and_terminates_with_errors(start_cluster, python_step, action):
+    cluster = start_cluster([python_step("fail", FAIL, action_on_failure=action), python_step("next", "pass")])
+
+    states = [step["Status"]["State"] for step in cluster.wait_for_steps()]
+
+    assert states == ["FAILED", "CANCELLED"]
+    status = cluster.wait_for_state("TERMINATED_WITH_ERRORS")
+    assert status["StateChangeReason"]["Code"] == "STEP_FAILURE"
+
+
+def test_continue_runs_the_next_step_after_a_failure(start_cluster, python_step):
+    cluster = start_cluster([python_step("fail", FAIL), python_step("next", "pass")])
+
+    assert [step["Status"]["State"] for step in cluster.wait_for_steps()] == ["FAILED", "COMPLETED"]
+
+
+def test_cluster_not_kept_alive_terminates_after_its_last_step(start_cluster, python_step):
+    cluster = start_cluster([python_step("only", "pass")], keep_alive=False)
+
+    status = cluster.wait_for_state("TERMINATED", "TERMINATED_WITH_ERRORS")
+
+    assert status["State"] == "TERMINATED"
+    assert status["StateChangeReason"]["Code"] == "ALL_STEPS_COMPLETED"
+    assert cluster.step_states() == ["COMPLETED"]
+
+
+def test_cluster_is_running_during_a_step_and_waiting_after_it(start_cluster, python_step):
+    cluster = start_cluster([python_step("nap", "import time; time.sleep(1.5)")])
+
+    cluster.wait_for_step_state(cluster.step_ids[0], "RUNNING")
+    assert cluster.status()["State"] == "RUNNING"
+
+    cluster.wait_for_steps()
+    assert cluster.wait_for_state("WAITING")["State"] == "WAITING"
+
+
+def test_terminate_job_flows_kills_the_running_step_and_cancels_pending_ones(
+    aws, emr, start_cluster, python_step, s3, bucket, wait_until
+):
+    write_pid_then_sleep = f"import os, pathlib, sys; pathlib.Path(sys.argv[1]).write_text(str(os.getpid())); {SLEEP}"
+    cluster = start_cluster(
+        [python_step("sleeper", write_pid_then_sleep, f"s3://{bucket}/pid.txt"), python_step("pending", "pass")]
+    )
+    local_pid_file = aws.mirror.root / bucket / "pid.txt"
+    wait_until(lambda: local_pid_file.exists() and local_pid_file.read_text(), what="the step to start")
+
+    emr.terminate_job_flows(JobFlowIds=[cluster.id])
+
+    status = cluster.wait_for_state("TERMINATED")
+    assert status["StateChangeReason"]["Code"] == "USER_REQUEST"
+    assert cluster.step_states() == ["CANCELLED", "CANCELLED"]
+    pid = int(s3.get_object(Bucket=bucket, Key="pid.txt")["Body"].read())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_terminated_cluster_refuses_new_steps(start_cluster, python_step, emr):
+    cluster = start_cluster([python_step("only", "pass")], keep_alive=False)
+    cluster.wait_for_state("TERMINATED")
+
+    with pytest.raises(ClientError, match="may not be modified"):
+        cluster.add_steps(python_step("late", "pass"))
+
+
+def test_steps_run_one_at_a_time_in_submission_order(start_cluster, python_step, s3, bucket):
+    record_interval = (
+        "import pathlib, sys, time; start = time.time(); time.sleep(float(sys.argv[2])); "
+        "pathlib.Path(sys.argv[1]).write_text(f'{start} {time.time()}')"
+    )
+    cluster = start_cluster([python_step("first", record_interval, f"s3://{bucket}/order/0", "1.0")])
+    cluster.add_steps(
+        python_step("second", record_interval, f"s3://{bucket}/order/1", "0.2"),
+        python_step("third", record_interval, f"s3://{bucket}/order/2", "0.2"),
+    )
+    cluster.wait_for_step_state(cluster.step_ids[0], "RUNNING")
+    assert cluster.step_states()[1:] == ["PENDING", "PENDING"]
+
+    cluster.wait_for_steps()
+
+    intervals = [
+        [float(t) for t in s3.get_object(Bucket=bucket, Key=f"order/{i}")["Body"].read().split()] for i in range(3)
+    ]
+    assert all(intervals[i][1] <= intervals[i + 1][0] for i in range(2))
+
+
+def test_unsupported_jar_fails_with_a_clear_reason(start_cluster):
+    custom_jar = {
+        "Name": "custom jar",
+        "ActionOnFailure": "CONTINUE",
+        "HadoopJarStep": {"Jar": "s3://my-jars/wordcount.jar", "Args": ["in", "out"]},
+    }
+    cluster = start_cluster([custom_jar])
+
+    (step,) = cluster.wait_for_steps()
+
+    assert step["Status"]["State"] == "FAILED"
+    assert "s3://my-jars/wordcount.jar" in step["Status"]["FailureDetails"]["Message"]
+    assert "command-runner.jar" in step["Status"]["FailureDetails"]["Message"]

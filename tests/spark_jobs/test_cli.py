@@ -1,0 +1,137 @@
+"""The jobs as users and EMR run them: `spark-submit` on the entry scripts, in a separate process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import fruits_spark
+from fruits_airflow.artifacts import build_py_files_zip
+from fruits_spark.images import decode_image
+from fruits_spark.model import build_keras_model, imagenet_weights_file, randomize_weights
+
+SPARK_JOBS = Path(fruits_spark.__file__).resolve().parents[1]
+SPARK_SUBMIT = Path(sys.executable).parent / "spark-submit"
+IMAGE_SIZE = 96
+
+
+def spark_submit(script: Path, *args: str, env: dict[str, str] | None = None, py_files: Path | None = None):
+    command = [str(SPARK_SUBMIT), "--master", "local[2]"]
+    if py_files is not None:
+        command += ["--py-files", str(py_files)]
+    base_env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    return subprocess.run(
+        [*command, str(script), *args], env={**base_env, **(env or {})}, capture_output=True, text=True, timeout=600
+    )
+
+
+def assert_one_error_line(result: subprocess.CompletedProcess, prefix: str) -> str:
+    # spark-submit relays the Python driver's stderr on its own stdout, so both streams are read.
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-3000:]
+    assert "Traceback" not in output
+    errors = [line for line in output.splitlines() if "error:" in line.lower()]
+    assert len(errors) == 1, output[-3000:]
+    assert errors[0].startswith(f"{prefix}: error: ")
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def keras_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    """A Keras cache holding 'ImageNet' weights that this test made (no download is possible here)."""
+    home = tmp_path_factory.mktemp("keras-home")
+    model = build_keras_model("none", IMAGE_SIZE)
+    randomize_weights(model, seed=5)
+    saved = os.environ.get("KERAS_HOME")
+    os.environ["KERAS_HOME"] = str(home)
+    try:
+        cached = imagenet_weights_file(IMAGE_SIZE)
+    finally:
+        os.environ.pop("KERAS_HOME") if saved is None else os.environ.__setitem__("KERAS_HOME", saved)
+    cached.parent.mkdir(parents=True)
+    model.save(home / "legacy.h5")
+    (home / "legacy.h5").rename(cached)
+    return home, model
+
+
+def test_both_jobs_run_with_spark_submit_from_the_checkout(image_tree: dict, keras_home, tmp_path: Path) -> None:
+    home, model = keras_home
+    features = tmp_path / "features"
+
+    extract = spark_submit(
+        SPARK_JOBS / "extract_features.py",
+        *("--images", str(image_tree["root"]), "--features", str(features)),
+        *("--weights", "imagenet", "--image-size", str(IMAGE_SIZE)),
+        env={"KERAS_HOME": str(home)},
+    )
+    assert extract.returncode == 0, extract.stderr[-3000:]
+    pca = spark_submit(SPARK_JOBS / "pca.py", "--features", str(features), "--output", str(tmp_path / "run" / "pca"))
+    assert pca.returncode == 0, pca.stderr[-3000:]
+
+    rows = pd.read_parquet(features).set_index("path")
+    good = image_tree["good"][:4]
+    expected = model.predict(np.stack([decode_image(p.read_bytes(), IMAGE_SIZE) for p in good]), verbose=0)
+    actual = np.stack([rows.loc[f"file:{p}", "features"] for p in good])
+    cosine = (actual * expected).sum(1) / (np.linalg.norm(actual, axis=1) * np.linalg.norm(expected, axis=1))
+    assert cosine.min() >= 0.9999
+    assert Path(tmp_path, "run", "pca", "_SUCCESS").is_file()
+    assert Path(tmp_path, "run", "report", "explained_variance.json").is_file()
+
+
+def test_pca_runs_from_the_py_files_zip_alone(image_tree: dict, tmp_path: Path, spark, random_model, image_size):
+    """As on EMR: the entry script away from the source tree, its package only in the --py-files zip."""
+    from fruits_spark.extract_features import parse_args, run
+
+    features = tmp_path / "features"
+    run(spark, parse_args(["--images", str(image_tree["root"]), "--features", str(features)]), random_model)
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    shutil.copy(SPARK_JOBS / "pca.py", staged / "pca.py")
+    py_files = build_py_files_zip(staged / "fruits_spark.zip")
+
+    result = spark_submit(
+        staged / "pca.py", "--features", str(features), "--output", str(tmp_path / "pca"), "--k", "4", py_files=py_files
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert {len(v) for v in pd.read_parquet(tmp_path / "pca")["pca_features"]} == {4}
+
+
+def test_missing_images_is_one_error_line_and_no_output(tmp_path: Path) -> None:
+    result = spark_submit(
+        SPARK_JOBS / "extract_features.py", "--images", str(tmp_path / "nowhere"), "--features", str(tmp_path / "f")
+    )
+
+    line = assert_one_error_line(result, "extract_features")
+    assert "--images" in line
+    assert "does not exist" in line
+    assert not (tmp_path / "f" / "_SUCCESS").exists()
+
+
+def test_unwritable_features_is_one_error_line_and_no_output(image_tree: dict, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+
+    result = spark_submit(
+        SPARK_JOBS / "extract_features.py",
+        *("--images", str(image_tree["root"]), "--features", str(blocker / "features")),
+    )
+
+    line = assert_one_error_line(result, "extract_features")
+    assert "--features" in line
+    assert not list(tmp_path.rglob("_SUCCESS"))
+
+
+def test_pca_without_features_is_one_error_line(tmp_path: Path) -> None:
+    result = spark_submit(SPARK_JOBS / "pca.py", "--features", str(tmp_path / "none"), "--output", str(tmp_path / "p"))
+
+    line = assert_one_error_line(result, "pca")
+    assert "run extract_features first" in line
+    assert not list(tmp_path.rglob("_SUCCESS"))

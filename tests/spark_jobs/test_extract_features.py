@@ -1,0 +1,201 @@
+"""extract_features on a local SparkSession: schema, labels, rejects, incrementality, Keras parity."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+
+from fruits_spark.errors import JobInputError
+from fruits_spark.extract_features import ExtractConfig, ExtractSummary, parse_args, run
+from fruits_spark.images import decode_image
+from fruits_spark.model import FEATURE_LENGTH, CompiledModel, build_keras_model
+from tools.sample_images import generate
+
+
+def _config(images: Path, out: Path, image_size: int) -> ExtractConfig:
+    return parse_args(
+        [
+            "--images",
+            str(images),
+            "--features",
+            str(out / "features"),
+            "--weights",
+            "none",
+            "--image-size",
+            str(image_size),
+        ]
+    )
+
+
+def _uri(path: Path) -> str:
+    return f"file:{path}"
+
+
+@pytest.fixture(scope="module")
+def first_run(
+    spark: SparkSession, image_tree: dict, random_model: CompiledModel, image_size: int, tmp_path_factory
+) -> tuple[ExtractConfig, ExtractSummary]:
+    out = tmp_path_factory.mktemp("first-run")
+    config = _config(image_tree["root"], out, image_size)
+    return config, run(spark, config, random_model)
+
+
+@pytest.fixture(scope="module")
+def features(spark: SparkSession, first_run: tuple[ExtractConfig, ExtractSummary]) -> DataFrame:
+    return spark.read.parquet(first_run[0].features)
+
+
+@pytest.fixture(scope="module")
+def rejects(spark: SparkSession, first_run: tuple[ExtractConfig, ExtractSummary]) -> dict[str, str]:
+    return {row.path: row.reason for row in spark.read.parquet(first_run[0].rejects).collect()}
+
+
+def test_features_have_the_contract_schema(features: DataFrame) -> None:
+    assert [(field.name, field.dataType.simpleString()) for field in features.schema] == [
+        ("path", "string"),
+        ("label", "string"),
+        ("features", "array<float>"),
+    ]
+    lengths = {row[0] for row in features.selectExpr("size(features)").distinct().collect()}
+    assert lengths == {FEATURE_LENGTH}
+
+
+def test_every_valid_image_is_featurized_once(features: DataFrame, image_tree: dict) -> None:
+    valid = [*image_tree["good"], *image_tree["odd"].values()]
+
+    paths = [row.path for row in features.select("path").collect()]
+
+    assert sorted(paths) == sorted(_uri(path) for path in valid)
+
+
+def test_labels_are_the_parent_folder_names(features: DataFrame, image_tree: dict) -> None:
+    labels = {row.path: row.label for row in features.collect()}
+
+    assert labels[_uri(image_tree["good"][0])] == "Apple Red 1"
+    assert labels[_uri(image_tree["odd"]["nested"])] == "Apple Red 1"
+    assert labels[_uri(image_tree["odd"]["upper_case"])] == "Banana"
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        ("empty", "empty file"),
+        ("truncated", "truncated or corrupt"),
+        ("not_an_image", "not an image"),
+        ("hidden", "hidden file name"),
+    ],
+)
+def test_each_bad_file_is_rejected_with_its_reason(
+    rejects: dict[str, str], image_tree: dict, kind: str, reason: str
+) -> None:
+    assert reason in rejects[_uri(image_tree["bad"][kind])]
+
+
+def test_features_and_rejects_account_for_every_input_file(
+    first_run: tuple[ExtractConfig, ExtractSummary], features: DataFrame, rejects: dict[str, str], image_tree: dict
+) -> None:
+    inputs = [*image_tree["good"], *image_tree["odd"].values(), *image_tree["bad"].values()]
+    summary = first_run[1]
+
+    assert features.count() + len(rejects) == len(inputs) == summary.n_inputs
+    assert (summary.n_featurized, summary.n_rejected) == (features.count(), len(rejects))
+
+
+def test_outputs_are_marked_complete(first_run: tuple[ExtractConfig, ExtractSummary]) -> None:
+    config = first_run[0]
+
+    assert Path(config.features, "_SUCCESS").is_file()
+    assert Path(config.rejects, "_SUCCESS").is_file()
+
+
+def test_features_match_keras_on_the_same_weights(features: DataFrame, image_tree: dict, image_size: int) -> None:
+    """Spark's path (binary read, UDF, LiteRT) against Keras predict on the same files and weights."""
+    rows = {row.path: np.asarray(row.features) for row in features.collect()}
+    files = image_tree["good"][:8]
+    expected = build_keras_model("none", image_size).predict(
+        np.stack([decode_image(path.read_bytes(), image_size) for path in files]), verbose=0
+    )
+
+    actual = np.stack([rows[_uri(path)] for path in files])
+
+    cosine = (actual * expected).sum(1) / (np.linalg.norm(actual, axis=1) * np.linalg.norm(expected, axis=1))
+    assert cosine.min() >= 0.9999
+
+
+def _snapshot(spark: SparkSession, uri: str) -> list[tuple]:
+    return sorted((row.path, row.label, tuple(row.features)) for row in spark.read.parquet(uri).collect())
+
+
+def test_rerun_featurizes_nothing_new(
+    spark: SparkSession, fresh_tree: Path, random_model: CompiledModel, image_size: int, tmp_path: Path
+) -> None:
+    config = _config(fresh_tree, tmp_path, image_size)
+    run(spark, config, random_model)
+    before = _snapshot(spark, config.features)
+    files_before = sorted(Path(config.features).iterdir())
+
+    summary = run(spark, config, random_model)
+
+    assert (summary.n_featurized, summary.n_rejected) == (0, 0)
+    assert summary.n_known == summary.n_inputs
+    assert sorted(Path(config.features).iterdir()) == files_before
+    assert _snapshot(spark, config.features) == before
+
+
+def test_added_images_are_the_only_ones_featurized(
+    spark: SparkSession, fresh_tree: Path, random_model: CompiledModel, image_size: int, tmp_path: Path
+) -> None:
+    config = _config(fresh_tree, tmp_path, image_size)
+    run(spark, config, random_model)
+    before = _snapshot(spark, config.features)
+    added = generate(tmp_path / "new", 5, n_labels=5, seed=99)
+    for path in added:
+        target = fresh_tree / path.relative_to(tmp_path / "new")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target.with_name("new_" + target.name))
+
+    summary = run(spark, config, random_model)
+
+    after = _snapshot(spark, config.features)
+    assert summary.n_featurized == 5
+    assert len(after) == len(before) + 5
+    assert len({row[0] for row in after}) == len(after)
+    assert set(before) <= set(after)
+
+
+def test_features_of_another_model_are_refused(
+    spark: SparkSession, first_run: tuple[ExtractConfig, ExtractSummary], fresh_tree: Path, image_size: int
+) -> None:
+    config = first_run[0]
+    generate(fresh_tree / "extra", 1, n_labels=1)
+    other = ExtractConfig(str(fresh_tree), config.features, config.rejects, "none", image_size + 32)
+
+    with pytest.raises(JobInputError, match="holds features of another model"):
+        run(spark, other)
+
+
+def test_missing_images_folder_is_a_clear_error(spark: SparkSession, tmp_path: Path, image_size: int) -> None:
+    with pytest.raises(JobInputError, match="does not exist"):
+        run(spark, _config(tmp_path / "nowhere", tmp_path, image_size))
+
+
+def test_folder_without_images_is_a_clear_error(spark: SparkSession, tmp_path: Path, image_size: int) -> None:
+    (tmp_path / "empty" / "Kiwi").mkdir(parents=True)
+    (tmp_path / "empty" / "Kiwi" / "notes.txt").write_text("no images here")
+
+    with pytest.raises(JobInputError, match=r"holds no \.jpg, \.jpeg or \.png files"):
+        run(spark, _config(tmp_path / "empty", tmp_path, image_size))
+
+
+def test_rejects_default_beside_the_features() -> None:
+    config = parse_args(["--images", "s3://b/images/", "--features", "s3://b/features/"])
+
+    assert (config.features, config.rejects, config.weights) == (
+        "s3://b/features",
+        "s3://b/features_rejects",
+        "imagenet",
+    )
