@@ -14,7 +14,7 @@ export PYSPARK_PYTHON := $(CURDIR)/$(BIN)/python
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(BIN)/python
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help install lock lint format test package sample-images demo bench clean
+.PHONY: help install lock lint format test package sample-images demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -51,6 +51,16 @@ package: install ## build dist/fruits_spark.zip, the --py-files zip of the Spark
 
 sample-images: install ## generate $(N_IMAGES) Fruits-360-like images into $(SAMPLE_IMAGES)/
 	$(BIN)/python -m tools.sample_images --out $(SAMPLE_IMAGES) --count $(N_IMAGES)
+
+IMAGES ?= $(SAMPLE_IMAGES)
+WEIGHTS ?= none
+DEMO_OUT := demo-output
+
+demo: install ## run both Spark jobs on generated sample images (or IMAGES=/path/to/Fruits-360/Test)
+	@if [ "$(IMAGES)" = "$(SAMPLE_IMAGES)" ]; then $(MAKE) --no-print-directory sample-images; fi
+	$(BIN)/spark-submit spark_jobs/extract_features.py --images "$(IMAGES)" --features $(DEMO_OUT)/features --weights $(WEIGHTS)
+	$(BIN)/spark-submit spark_jobs/pca.py --features $(DEMO_OUT)/features --output $(DEMO_OUT)/pca
+	@echo "Features: $(DEMO_OUT)/features  PCA: $(DEMO_OUT)/pca  Report: $(DEMO_OUT)/report"
 
 clean: ## remove generated files (keeps .venv)
 	rm -rf dist demo-output sample-images .bench spark-warehouse
