@@ -2,21 +2,37 @@
 
 The zip is byte-for-byte deterministic (sorted entries, fixed timestamps, no caches), so its content
 hash names a version: two DAG runs on the same code stage the same artifacts, and a code change
-always stages new ones.
+always stages new ones. The bootstrap action and its requirements are part of the hash, since the
+cluster runs them too.
+
+``stage_artifacts`` uploads one version to ``s3://BUCKET/artifacts/<version>/``, the prefix the steps
+and the bootstrap action read, so that a run always executes the code of the DAG version that started
+it.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import logging
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from botocore.client import BaseClient
+
+from fruits_airflow.paths import ARTIFACTS_PREFIX
+from fruits_airflow.s3_objects import head, local_etag, upload_file
+
+log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SPARK_JOBS_DIR = REPO_ROOT / "spark_jobs"
 PACKAGE_NAME = "fruits_spark"
 ENTRY_SCRIPTS = ("extract_features.py", "pca.py")
+BOOTSTRAP_DIR = REPO_ROOT / "bootstrap"
+BOOTSTRAP_SCRIPT = "install_python_deps.sh"
+BOOTSTRAP_REQUIREMENTS = "requirements.txt"
 _FIXED_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
 
 
@@ -26,12 +42,39 @@ class SparkArtifacts:
 
     :param py_files_zip: the zip passed to spark-submit with ``--py-files``.
     :param entry_scripts: the scripts spark-submit runs, by file name.
-    :param version: a short content hash of all of the above.
+    :param version: a short content hash of all of these files.
+    :param bootstrap_files: the bootstrap action and its requirements, by file name.
     """
 
     py_files_zip: Path
     entry_scripts: dict[str, Path]
     version: str
+    bootstrap_files: dict[str, Path] = field(default_factory=dict)
+
+    def files(self) -> dict[str, Path]:
+        """Every file to stage, by its key under the version's prefix."""
+        bootstrap = {f"bootstrap/{name}": path for name, path in self.bootstrap_files.items()}
+        return {self.py_files_zip.name: self.py_files_zip, **self.entry_scripts, **bootstrap}
+
+
+@dataclass(frozen=True)
+class StagedArtifacts:
+    """The S3 URIs of one staged version, as the cluster request and the steps need them.
+
+    :param version: the content hash naming the version.
+    :param prefix_uri: ``s3://BUCKET/artifacts/<version>/``.
+    :param py_files_uri: the ``--py-files`` zip.
+    :param scripts: the entry scripts' URIs by file name (``extract_features.py``, ``pca.py``).
+    :param bootstrap_script_uri: the bootstrap action.
+    :param bootstrap_requirements_uri: the pinned requirements the bootstrap action installs.
+    """
+
+    version: str
+    prefix_uri: str
+    py_files_uri: str
+    scripts: dict[str, str]
+    bootstrap_script_uri: str
+    bootstrap_requirements_uri: str
 
 
 def _package_files(package_dir: Path) -> list[Path]:
@@ -57,15 +100,54 @@ def build_py_files_zip(dest: Path, spark_jobs_dir: Path = SPARK_JOBS_DIR) -> Pat
     return dest
 
 
-def build_spark_artifacts(out_dir: Path, spark_jobs_dir: Path = SPARK_JOBS_DIR) -> SparkArtifacts:
-    """Build the zip into ``out_dir`` and hash it together with the entry scripts."""
+def build_spark_artifacts(
+    out_dir: Path, spark_jobs_dir: Path = SPARK_JOBS_DIR, bootstrap_dir: Path = BOOTSTRAP_DIR
+) -> SparkArtifacts:
+    """Build the zip into ``out_dir`` and hash it together with the entry scripts and the bootstrap."""
     py_files_zip = build_py_files_zip(out_dir / f"{PACKAGE_NAME}.zip", spark_jobs_dir)
     entry_scripts = {name: spark_jobs_dir / name for name in ENTRY_SCRIPTS}
+    bootstrap_files = {name: bootstrap_dir / name for name in (BOOTSTRAP_SCRIPT, BOOTSTRAP_REQUIREMENTS)}
+    missing = [str(path) for path in (*entry_scripts.values(), *bootstrap_files.values()) if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"missing artifact files {', '.join(missing)}: is this a full checkout?")
     digest = hashlib.sha256(py_files_zip.read_bytes())
-    for name, path in entry_scripts.items():
+    for name, path in sorted({**entry_scripts, **bootstrap_files}.items()):
         digest.update(name.encode())
         digest.update(path.read_bytes())
-    return SparkArtifacts(py_files_zip, entry_scripts, digest.hexdigest()[:12])
+    return SparkArtifacts(py_files_zip, entry_scripts, digest.hexdigest()[:12], bootstrap_files)
+
+
+def stage_artifacts(s3_client: BaseClient, bucket: str, artifacts: SparkArtifacts) -> StagedArtifacts:
+    """Upload one version to ``s3://bucket/artifacts/<version>/``, skipping the files already there.
+
+    The version is a content hash, so an object already at its key should hold the same bytes; its
+    size and ETag are still compared, so that a partial or foreign object is replaced, not trusted.
+    """
+    prefix = f"{ARTIFACTS_PREFIX}{artifacts.version}/"
+    uploaded = 0
+    for name, path in artifacts.files().items():
+        key = f"{prefix}{name}"
+        remote = head(s3_client, bucket, key)
+        if remote == (path.stat().st_size, f'"{local_etag(path)}"'):
+            continue
+        upload_file(s3_client, path, bucket, key)
+        uploaded += 1
+    prefix_uri = f"s3://{bucket}/{prefix}"
+    log.info(
+        "Artifacts version %s at %s: %d of %d file(s) uploaded, the others were already there",
+        artifacts.version,
+        prefix_uri,
+        uploaded,
+        len(artifacts.files()),
+    )
+    return StagedArtifacts(
+        version=artifacts.version,
+        prefix_uri=prefix_uri,
+        py_files_uri=f"{prefix_uri}{artifacts.py_files_zip.name}",
+        scripts={name: f"{prefix_uri}{name}" for name in artifacts.entry_scripts},
+        bootstrap_script_uri=f"{prefix_uri}bootstrap/{BOOTSTRAP_SCRIPT}",
+        bootstrap_requirements_uri=f"{prefix_uri}bootstrap/{BOOTSTRAP_REQUIREMENTS}",
+    )
 
 
 def main() -> None:

@@ -1,0 +1,219 @@
+"""
+# fruits_pipeline
+
+Turns the fruit photos of a landing folder into MobileNetV2 features and their PCA, on a transient EMR
+cluster that never outlives the run.
+
+```
+landing folder ──upload_new_images──▶ s3://BUCKET/images/<label>/<file>
+                                          │  step extract_features
+                                          ▼
+              s3://BUCKET/features/<weights>/   (one row per image, grown by each run)
+                                          │  step pca
+                                          ▼
+               s3://BUCKET/runs/<run key>/{pca/, report/} ──wait_for_output──▶ check_output
+```
+
+1. `check_config` validates the Variable and refuses a region or bucket outside the EU (GDPR) before
+   anything is uploaded or created.
+2. `upload_new_images` sends only new or changed files (same key, size and ETag means already there);
+   it never deletes. `stage_artifacts` uploads the Spark jobs and the bootstrap of this DAG version to
+   `s3://BUCKET/artifacts/<content hash>/`. `ensure_security_configuration` makes sure the cluster's
+   security configuration requires IMDSv2 (creating `fruits-pipeline-imdsv2` when missing).
+3. `create_cluster` starts the cluster; `add_steps` adds `extract_features` then `pca`; `watch_steps`
+   waits for them and, if one fails, logs its failure reason and the tail of its stderr from the
+   cluster's logs. `create_cluster` and `add_steps` are never retried: they are not idempotent.
+4. `wait_for_output` waits for the PCA's `_SUCCESS`; `check_output` checks one PCA row of k values per
+   featurized image and a complete report.
+5. `terminate_cluster` is the teardown of `create_cluster`: it runs as soon as the steps are over,
+   however they ended, and the run still fails when a step or the output check did; a failed
+   termination fails the run too. If Airflow itself dies, the cluster ends after its idle timeout.
+
+## Configuration: Airflow Variable `fruits_pipeline` (JSON)
+
+| key | default | |
+|---|---|---|
+| `bucket` | required | the pipeline's S3 bucket, in the EU |
+| `images_dir` | none | landing folder `<label>/<file>` on the worker; without it, the images already in S3 are used |
+| `region` | `eu-west-1` | must be an `eu-*` region |
+| `release_label` | `emr-7.12.0` | an `emr-7.x` release (Spark 3.5, Python 3.11 on the nodes) |
+| `primary_instance_type`, `core_instance_type` | `m5.xlarge` | on-demand nodes |
+| `core_count` | `2` | |
+| `spot_task_instance_type`, `spot_task_count` | `m5.xlarge`, `0` | optional spot task nodes |
+| `subnet_id` | none | the default VPC when absent |
+| `service_role` | `fruits-pipeline-emr-service-role` | |
+| `job_flow_role` | `fruits-pipeline-emr-instance-profile` | instance profile of the nodes |
+| `security_configuration` | `fruits-pipeline-imdsv2` | must require IMDSv2 |
+| `idle_timeout` | `3600` | seconds before an idle cluster terminates itself |
+
+AWS access goes through the `aws_default` connection only; no keys live in code or in the Variable.
+
+## Trigger form
+
+- `variance`: share of the variance the PCA keeps (default 0.95).
+- `weights`: `imagenet` (default), `none`, or an `s3://` weights file. Each network grows its own
+  dataset, `s3://BUCKET/features/<weights>/` (`imagenet`, `none` or `file-<hash>`), so a PCA never
+  mixes features of two models and switching back featurizes only what is new.
+- `reprocess_all`: featurize every image again. The run then writes its features to
+  `s3://BUCKET/runs/<run key>/features/` and leaves the shared dataset untouched. The upload needs no
+  forcing: it compares content.
+
+The run key is the run id made safe for Hadoop paths (`:` and `+` become `_`, plus a short hash).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from airflow.providers.amazon.aws.operators.emr import (
+    EmrAddStepsOperator,
+    EmrCreateJobFlowOperator,
+    EmrTerminateJobFlowOperator,
+)
+from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
+from airflow.sdk import Param, chain, dag
+
+from fruits_airflow import tasks
+from fruits_airflow.config import AWS_CONN_ID, DEFAULT_VARIANCE, DEFAULT_WEIGHTS
+from fruits_airflow.sensors import EmrStepsFailureReportingSensor
+
+START_DATE = datetime(2025, 1, 1, tzinfo=UTC)
+TAGS = ["fruits", "emr", "spark", "pca"]
+
+PARAMS = {
+    "variance": Param(
+        DEFAULT_VARIANCE,
+        type="number",
+        exclusiveMinimum=0,
+        maximum=1,
+        title="Variance to keep",
+        description="Share of the features' variance the PCA keeps; k is the fewest components reaching it.",
+    ),
+    "weights": Param(
+        DEFAULT_WEIGHTS,
+        type="string",
+        pattern=r"^(imagenet|none|s3://\S+)$",
+        title="MobileNetV2 weights",
+        description="imagenet, none (random, for tests), or an s3:// weights file.",
+    ),
+    "reprocess_all": Param(
+        False,
+        type="boolean",
+        title="Reprocess every image",
+        description="Featurize all images again, into this run's own features prefix.",
+    ),
+}
+
+# Sensors and uploads are idempotent: retry them, backing off.
+RETRY_WITH_BACKOFF = {
+    "retries": 3,
+    "retry_delay": timedelta(minutes=1),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=15),
+}
+# Creating a cluster or adding steps twice costs money and duplicates work: never retry them blindly.
+NEVER_RETRY = {"retries": 0}
+
+# Featurizing the whole Fruits-360 dataset (~90k images) on 2 m5.xlarge core nodes takes well under
+# an hour; the cluster's start and bootstrap take about 15 minutes more.
+WATCH_STEPS_TIMEOUT = timedelta(hours=4)
+WATCH_STEPS_POKE_INTERVAL = timedelta(seconds=30)
+WAIT_FOR_OUTPUT_TIMEOUT = timedelta(minutes=10)
+
+
+@dag(
+    schedule="@daily",
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=TAGS,
+    params=PARAMS,
+    default_args=NEVER_RETRY,
+)
+def fruits_pipeline() -> None:
+    check_config = tasks.check_config.override(execution_timeout=timedelta(minutes=5), **RETRY_WITH_BACKOFF)()
+    upload_new_images = tasks.upload_new_images.override(execution_timeout=timedelta(hours=2), **RETRY_WITH_BACKOFF)(
+        check_config
+    )
+    stage_artifacts = tasks.stage_artifacts.override(execution_timeout=timedelta(minutes=10), **RETRY_WITH_BACKOFF)(
+        check_config
+    )
+    ensure_security_configuration = tasks.ensure_security_configuration.override(
+        execution_timeout=timedelta(minutes=5), **RETRY_WITH_BACKOFF
+    )(check_config)
+    plan_run = tasks.plan_run.override(execution_timeout=timedelta(minutes=5))(check_config, stage_artifacts)
+
+    create_cluster = EmrCreateJobFlowOperator(
+        task_id="create_cluster",
+        job_flow_overrides=plan_run["job_flow_overrides"],
+        emr_conn_id=None,
+        aws_conn_id=AWS_CONN_ID,
+        region_name=plan_run["region"],
+        execution_timeout=timedelta(minutes=15),
+        **NEVER_RETRY,
+    )
+    add_steps = EmrAddStepsOperator(
+        task_id="add_steps",
+        job_flow_id=create_cluster.output,
+        steps=plan_run["steps"],
+        aws_conn_id=AWS_CONN_ID,
+        region_name=plan_run["region"],
+        execution_timeout=timedelta(minutes=10),
+        **NEVER_RETRY,
+    )
+    watch_steps = EmrStepsFailureReportingSensor(
+        task_id="watch_steps",
+        job_flow_id=create_cluster.output,
+        step_ids=add_steps.output,
+        deferrable=True,
+        poke_interval=WATCH_STEPS_POKE_INTERVAL.total_seconds(),
+        max_attempts=int(WATCH_STEPS_TIMEOUT / WATCH_STEPS_POKE_INTERVAL),
+        timeout=WATCH_STEPS_TIMEOUT.total_seconds(),
+        aws_conn_id=AWS_CONN_ID,
+        region_name=plan_run["region"],
+        execution_timeout=WATCH_STEPS_TIMEOUT + timedelta(minutes=30),
+        **RETRY_WITH_BACKOFF,
+    )
+    wait_for_output = S3KeySensor(
+        task_id="wait_for_output",
+        bucket_name=plan_run["bucket"],
+        bucket_key=plan_run["pca_success_key"],
+        deferrable=True,
+        poke_interval=30,
+        timeout=WAIT_FOR_OUTPUT_TIMEOUT.total_seconds(),
+        aws_conn_id=AWS_CONN_ID,
+        region_name=plan_run["region"],
+        execution_timeout=WAIT_FOR_OUTPUT_TIMEOUT + timedelta(minutes=5),
+        **RETRY_WITH_BACKOFF,
+    )
+    check_output = tasks.check_output.override(execution_timeout=timedelta(minutes=15), **RETRY_WITH_BACKOFF)(
+        check_config
+    )
+    terminate_cluster = EmrTerminateJobFlowOperator(
+        task_id="terminate_cluster",
+        job_flow_id=create_cluster.output,
+        aws_conn_id=AWS_CONN_ID,
+        region_name=plan_run["region"],
+        execution_timeout=timedelta(minutes=15),
+        **RETRY_WITH_BACKOFF,
+    ).as_teardown(setups=create_cluster, on_failure_fail_dagrun=True)
+
+    chain(
+        # setup: validate, upload, stage, then start the cluster
+        check_config,
+        [upload_new_images, stage_artifacts, ensure_security_configuration],
+        plan_run,
+        create_cluster,
+        # body: run the steps, then check what they wrote
+        add_steps,
+        watch_steps,
+        wait_for_output,
+        check_output,
+    )
+    # teardown: as soon as the steps are over, however they ended; the output checks need no cluster,
+    # so they stay leaves of the run and a failure of theirs (or of a step) still fails it.
+    watch_steps >> terminate_cluster
+
+
+fruits_pipeline()

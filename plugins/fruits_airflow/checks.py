@@ -1,0 +1,166 @@
+"""Check a run's output before calling it done: one PCA row per featurized image, k values each, a report.
+
+The features dataset is counted from its parquet footers and the PCA vectors from their one column,
+both read with ranged GETs, so the check never downloads the 1280-float features.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.client import BaseClient
+
+from fruits_airflow.paths import RunPaths
+
+log = logging.getLogger(__name__)
+
+REPORT_FILES = ("explained_variance.json", "pca_features.csv", "cumulative_variance.png", "pca_scatter.png")
+PCA_COLUMN = "pca_features"
+
+
+class OutputCheckError(Exception):
+    """The run's output is incomplete or inconsistent; the message says what and where."""
+
+
+@dataclass(frozen=True)
+class OutputSummary:
+    """What the check found, for the log and the task's XCom."""
+
+    n_features: int
+    n_pca_rows: int
+    k: int
+    pca_uri: str
+    report_uri: str
+
+
+class _S3RangeFile(io.RawIOBase):
+    """A read-only, seekable view of an S3 object that fetches only the byte ranges asked for."""
+
+    def __init__(self, s3_client: BaseClient, bucket: str, key: str, size: int) -> None:
+        self._s3, self._bucket, self._key, self._size, self._position = s3_client, bucket, key, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        end = min(self._position + len(buffer), self._size)
+        if end <= self._position:
+            return 0
+        byte_range = f"bytes={self._position}-{end - 1}"
+        data = self._s3.get_object(Bucket=self._bucket, Key=self._key, Range=byte_range)["Body"].read()
+        buffer[: len(data)] = data
+        self._position += len(data)
+        return len(data)
+
+
+def _parquet_files(s3_client: BaseClient, bucket: str, prefix: str) -> list[tuple[str, int]]:
+    """The data files of a Spark parquet dataset: keys ending in .parquet, none hidden (``_``, ``.``)."""
+    files = []
+    for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            name = obj["Key"].rsplit("/", 1)[-1]
+            if obj["Key"].endswith(".parquet") and name[0] not in "._":
+                files.append((obj["Key"], obj["Size"]))
+    return files
+
+
+def _open(s3_client: BaseClient, bucket: str, key: str, size: int) -> Any:
+    import pyarrow.parquet as pq  # kept out of DAG parsing
+
+    return pq.ParquetFile(io.BufferedReader(_S3RangeFile(s3_client, bucket, key, size), buffer_size=1 << 20))
+
+
+def count_rows(s3_client: BaseClient, bucket: str, prefix: str) -> int:
+    """Rows of a parquet dataset, from its footers alone."""
+    files = _parquet_files(s3_client, bucket, prefix)
+    if not files:
+        raise OutputCheckError(f"no parquet files under s3://{bucket}/{prefix}")
+    return sum(_open(s3_client, bucket, key, size).metadata.num_rows for key, size in files)
+
+
+def vector_lengths(
+    s3_client: BaseClient, bucket: str, prefix: str, column: str = PCA_COLUMN
+) -> tuple[int, set[int], int]:
+    """Rows, the distinct lengths of the list ``column`` and its null count, across a parquet dataset."""
+    import pyarrow.compute as pc  # kept out of DAG parsing
+
+    files = _parquet_files(s3_client, bucket, prefix)
+    if not files:
+        raise OutputCheckError(f"no parquet files under s3://{bucket}/{prefix}")
+    rows, lengths, nulls = 0, set(), 0
+    for key, size in files:
+        parquet = _open(s3_client, bucket, key, size)
+        if column not in parquet.schema_arrow.names:
+            raise OutputCheckError(
+                f"s3://{bucket}/{key} has no column {column!r} (columns: {parquet.schema_arrow.names})"
+            )
+        values = parquet.read(columns=[column]).column(column)
+        rows += len(values)
+        nulls += values.null_count
+        lengths.update(length for length in pc.unique(pc.list_value_length(values).drop_null()).to_pylist())
+    return rows, lengths, nulls
+
+
+def _read_report(s3_client: BaseClient, paths: RunPaths) -> dict[str, Any]:
+    listed = {
+        obj["Key"].removeprefix(paths.report_prefix)
+        for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=paths.bucket, Prefix=paths.report_prefix)
+        for obj in page.get("Contents", [])
+    }
+    missing = [name for name in REPORT_FILES if name not in listed]
+    if missing:
+        raise OutputCheckError(f"the report at {paths.report_uri} lacks {', '.join(missing)}")
+    body = s3_client.get_object(Bucket=paths.bucket, Key=f"{paths.report_prefix}{REPORT_FILES[0]}")["Body"].read()
+    report = json.loads(body)
+    if not isinstance(report.get("k"), int) or report["k"] < 1:
+        raise OutputCheckError(f"{paths.report_uri}{REPORT_FILES[0]} has no positive integer 'k': {report.get('k')!r}")
+    return report
+
+
+def check_output(s3_client: BaseClient, paths: RunPaths) -> OutputSummary:
+    """Compare the run's PCA output with the features it was computed from and with its report.
+
+    :raises OutputCheckError: naming the first inconsistency and the S3 location to look at.
+    """
+    report = _read_report(s3_client, paths)
+    k = report["k"]
+    n_features = count_rows(s3_client, paths.bucket, paths.features_prefix)
+    n_pca_rows, lengths, nulls = vector_lengths(s3_client, paths.bucket, paths.pca_prefix)
+    if n_pca_rows != n_features:
+        raise OutputCheckError(
+            f"{paths.pca_uri} has {n_pca_rows} rows but {paths.features_uri} has {n_features} featurized images"
+        )
+    if nulls or lengths - {k}:
+        raise OutputCheckError(
+            f"{paths.pca_uri}: every {PCA_COLUMN} vector should have k={k} values (from the report), "
+            f"found lengths {sorted(lengths)} and {nulls} missing vector(s)"
+        )
+    if report.get("n_images") != n_pca_rows:
+        raise OutputCheckError(
+            f"{paths.report_uri}{REPORT_FILES[0]} says n_images={report.get('n_images')}, "
+            f"but {paths.pca_uri} has {n_pca_rows} rows"
+        )
+    summary = OutputSummary(n_features, n_pca_rows, k, paths.pca_uri, paths.report_uri)
+    log.info(
+        "Output checked: %d featurized images, %d PCA rows of k=%d values, report at %s",
+        n_features,
+        n_pca_rows,
+        k,
+        paths.report_uri,
+    )
+    return summary

@@ -1,0 +1,176 @@
+"""The pipeline's configuration: one Airflow Variable, validated once, with defaults kept here.
+
+The Variable ``fruits_pipeline`` holds a flat JSON object. Only ``bucket`` is required; every other key
+has a default below. Unknown keys are refused rather than ignored, so that a typo such as
+``"image_dir"`` fails loudly instead of silently falling back to a default.
+
+Data must stay in the EU (GDPR): a region outside ``eu-*`` is refused here, before any task uploads or
+creates anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+VARIABLE_KEY = "fruits_pipeline"
+AWS_CONN_ID = "aws_default"
+
+DEFAULT_REGION = "eu-west-1"
+DEFAULT_RELEASE_LABEL = "emr-7.12.0"
+DEFAULT_INSTANCE_TYPE = "m5.xlarge"
+DEFAULT_CORE_COUNT = 2
+DEFAULT_SPOT_TASK_COUNT = 0
+# The CloudFormation stack of the project creates exactly these two names.
+DEFAULT_SERVICE_ROLE = "fruits-pipeline-emr-service-role"
+DEFAULT_JOB_FLOW_ROLE = "fruits-pipeline-emr-instance-profile"
+# Created by the DAG itself when missing, so that IMDSv2 is always required on the nodes.
+DEFAULT_SECURITY_CONFIGURATION = "fruits-pipeline-imdsv2"
+DEFAULT_IDLE_TIMEOUT = 3600
+
+# Defaults of the DAG Params (the trigger form), kept here with the rest.
+DEFAULT_VARIANCE = 0.95
+DEFAULT_WEIGHTS = "imagenet"
+
+_EU_REGION = re.compile(r"eu-[a-z]+-\d+")
+_PATTERNS: dict[str, tuple[re.Pattern[str], str]] = {
+    "bucket": (
+        re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"),
+        "a bucket name such as 'my-fruits-bucket' (no 's3://', no path)",
+    ),
+    "region": (re.compile(r"[a-z]{2}(-[a-z]+)+-\d+"), "an AWS region such as 'eu-west-1'"),
+    "release_label": (
+        re.compile(r"emr-7\.\d+\.\d+"),
+        "an emr-7.x release such as 'emr-7.12.0' (the jobs need Spark 3.5 and Python 3.11)",
+    ),
+    "primary_instance_type": (re.compile(r"[a-z0-9-]+\.[a-z0-9]+"), "an EC2 type such as 'm5.xlarge'"),
+    "core_instance_type": (re.compile(r"[a-z0-9-]+\.[a-z0-9]+"), "an EC2 type such as 'm5.xlarge'"),
+    "spot_task_instance_type": (re.compile(r"[a-z0-9-]+\.[a-z0-9]+"), "an EC2 type such as 'm5.xlarge'"),
+    "subnet_id": (re.compile(r"subnet-[0-9a-f]+"), "a subnet id such as 'subnet-0123abcd'"),
+}
+_RANGES: dict[str, tuple[int, int]] = {
+    "core_count": (1, 100),
+    "spot_task_count": (0, 100),
+    # The limits EMR accepts for AutoTerminationPolicy.IdleTimeout.
+    "idle_timeout": (60, 604_800),
+}
+
+
+class ConfigError(ValueError):
+    """The Variable ``fruits_pipeline`` is missing or has a bad value; the message names the key."""
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """The validated content of the Variable ``fruits_pipeline``.
+
+    :param bucket: the S3 bucket holding images, features, runs, logs and artifacts.
+    :param images_dir: the landing folder ``<label>/<file>`` that ``upload_new_images`` syncs; when
+        absent, the run uses the images already in the bucket.
+    :param region: the AWS region of the bucket and the cluster; must be in the EU.
+    :param release_label: the EMR release (7.x: Spark 3.5, Amazon Linux 2023 with Python 3.11).
+    :param primary_instance_type: EC2 type of the primary node.
+    :param core_instance_type: EC2 type of the on-demand core nodes.
+    :param core_count: number of core nodes.
+    :param spot_task_instance_type: EC2 type of the optional spot task nodes.
+    :param spot_task_count: number of spot task nodes; 0 for none.
+    :param subnet_id: the subnet to launch into; the account's default VPC when absent.
+    :param service_role: the EMR service role.
+    :param job_flow_role: the EC2 instance profile of the nodes.
+    :param security_configuration: an EMR security configuration requiring IMDSv2; created when
+        missing.
+    :param idle_timeout: seconds of idleness after which EMR terminates the cluster by itself, the
+        backstop for the case where Airflow dies before ``terminate_cluster``.
+    """
+
+    bucket: str
+    images_dir: str | None = None
+    region: str = DEFAULT_REGION
+    release_label: str = DEFAULT_RELEASE_LABEL
+    primary_instance_type: str = DEFAULT_INSTANCE_TYPE
+    core_instance_type: str = DEFAULT_INSTANCE_TYPE
+    core_count: int = DEFAULT_CORE_COUNT
+    spot_task_instance_type: str = DEFAULT_INSTANCE_TYPE
+    spot_task_count: int = DEFAULT_SPOT_TASK_COUNT
+    subnet_id: str | None = None
+    service_role: str = DEFAULT_SERVICE_ROLE
+    job_flow_role: str = DEFAULT_JOB_FLOW_ROLE
+    security_configuration: str = DEFAULT_SECURITY_CONFIGURATION
+    idle_timeout: int = DEFAULT_IDLE_TIMEOUT
+
+    def to_dict(self) -> dict[str, Any]:
+        """The Variable-shaped form, passed between tasks by XCom; ``parse_config`` reads it back."""
+        return {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
+
+
+_FIELDS = {field.name: field for field in dataclasses.fields(PipelineConfig)}
+
+
+def _bad(key: str, problem: str) -> ConfigError:
+    return ConfigError(f"Airflow Variable '{VARIABLE_KEY}': key '{key}' {problem}.")
+
+
+def _check_value(key: str, value: Any) -> Any:
+    if key in _RANGES:
+        low, high = _RANGES[key]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _bad(key, f"must be an integer, got {value!r}")
+        if not low <= value <= high:
+            raise _bad(key, f"must be between {low} and {high}, got {value}")
+        return value
+    if not isinstance(value, str) or not value.strip():
+        raise _bad(key, f"must be a non-empty string, got {value!r}")
+    if key in _PATTERNS:
+        pattern, expected = _PATTERNS[key]
+        if not pattern.fullmatch(value):
+            raise _bad(key, f"must be {expected}, got {value!r}")
+    return value
+
+
+def require_eu_region(region: str) -> str:
+    """Refuse any region outside the EU: the business keeps this data in the EU (GDPR)."""
+    if not _EU_REGION.fullmatch(region):
+        raise _bad(
+            "region",
+            f"is {region!r}, which is outside the EU; the data must stay in the EU (GDPR), "
+            f"so set it to an eu-* region such as '{DEFAULT_REGION}'",
+        )
+    return region
+
+
+def parse_config(raw: Mapping[str, Any]) -> PipelineConfig:
+    """Validate the Variable's JSON object and fill in the defaults.
+
+    :raises ConfigError: naming the first bad, unknown or missing key.
+    """
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"Airflow Variable '{VARIABLE_KEY}' must be a JSON object, got {type(raw).__name__}.")
+    unknown = sorted(set(raw) - set(_FIELDS))
+    if unknown:
+        raise _bad(unknown[0], f"is unknown; the known keys are {', '.join(_FIELDS)}")
+    if "bucket" not in raw:
+        raise _bad("bucket", "is required: the S3 bucket of the pipeline, e.g. 'my-fruits-bucket'")
+    values = {key: _check_value(key, value) for key, value in raw.items() if value is not None}
+    require_eu_region(values.get("region", DEFAULT_REGION))
+    return PipelineConfig(**values)
+
+
+def load_config() -> PipelineConfig:
+    """Read and validate the Variable; call it inside a task, never at DAG parse time."""
+    from airflow.sdk import Variable
+
+    text = Variable.get(VARIABLE_KEY, default=None)
+    if text is None:
+        raise ConfigError(
+            f"Airflow Variable '{VARIABLE_KEY}' is not set: create it as JSON, at least "
+            '{"bucket": "<your bucket>", "images_dir": "<landing folder>"}.'
+        )
+    try:
+        raw = json.loads(text) if isinstance(text, str) else text
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"Airflow Variable '{VARIABLE_KEY}' is not valid JSON: {error}.") from error
+    return parse_config(raw)

@@ -1,0 +1,128 @@
+"""The S3 layout of the pipeline, in one place.
+
+```
+s3://BUCKET/images/<label>/<file>        the uploaded landing folder
+s3://BUCKET/features/<weights id>/       features of every image, grown incrementally by the runs
+s3://BUCKET/features_rejects/<weights id>/  images the featurizer could not read
+s3://BUCKET/runs/<run key>/pca/          this run's PCA output (parquet + _SUCCESS)
+s3://BUCKET/runs/<run key>/report/       this run's explained variance, CSV and plots
+s3://BUCKET/logs/                        the clusters' LogUri
+s3://BUCKET/artifacts/<version>/         the Spark jobs and bootstrap of one code version
+```
+
+Each network has its own incremental dataset, named by its weights (``imagenet``, ``none``, or
+``file-<hash>`` for a weights file), so a PCA never mixes features of two models and switching back to
+earlier weights featurizes only what is new. A run that reprocesses every image gets its own
+``runs/<run key>/features/`` (and ``features_rejects/``) instead, leaving the shared ones untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+IMAGES_PREFIX = "images/"
+FEATURES_PREFIX = "features/"
+REJECTS_PREFIX = "features_rejects/"
+RUNS_PREFIX = "runs/"
+LOGS_PREFIX = "logs/"
+ARTIFACTS_PREFIX = "artifacts/"
+
+_HADOOP_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def run_key(run_id: str) -> str:
+    """A Hadoop-path-safe key for a DAG run id.
+
+    Run ids contain ``:`` and ``+`` (``manual__2025-01-01T00:00:00+00:00``), which Hadoop paths
+    reject, and may start with ``_`` or ``.``, which Hadoop treats as hidden. Those characters become
+    ``_``; when anything had to change, a short hash of the original id keeps distinct run ids
+    apart.
+    """
+    if not run_id:
+        raise ValueError("a DAG run id is needed to name the run's S3 prefix")
+    key = _HADOOP_UNSAFE.sub("_", run_id)
+    if not key[0].isalnum():
+        key = f"run{key}"
+    if key != run_id:
+        key = f"{key}-{hashlib.sha256(run_id.encode()).hexdigest()[:8]}"
+    return key
+
+
+def weights_id(weights: str) -> str:
+    """A folder name for the network that ``weights`` (a trigger-form value) builds."""
+    if weights in ("imagenet", "none"):
+        return weights
+    return f"file-{hashlib.sha256(weights.encode()).hexdigest()[:10]}"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where one run reads and writes.
+
+    :param bucket: the pipeline's bucket.
+    :param run_key: the run's Hadoop-safe key, from ``run_key``.
+    :param weights_id: the network's folder in the shared datasets, from ``weights_id``.
+    :param own_features: when true, the run featurizes every image into its own prefix instead of
+        adding the new images to the network's shared dataset.
+    """
+
+    bucket: str
+    run_key: str
+    weights_id: str = "imagenet"
+    own_features: bool = False
+
+    @classmethod
+    def for_run(cls, bucket: str, run_id: str, *, reprocess_all: bool, weights: str) -> RunPaths:
+        """The paths of a run, given the trigger form's choices."""
+        return cls(bucket, run_key(run_id), weights_id(weights), own_features=reprocess_all)
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    @property
+    def run_prefix(self) -> str:
+        return f"{RUNS_PREFIX}{self.run_key}/"
+
+    @property
+    def images_uri(self) -> str:
+        return self.uri(IMAGES_PREFIX)
+
+    @property
+    def features_prefix(self) -> str:
+        return f"{self.run_prefix}{FEATURES_PREFIX}" if self.own_features else f"{FEATURES_PREFIX}{self.weights_id}/"
+
+    @property
+    def features_uri(self) -> str:
+        return self.uri(self.features_prefix)
+
+    @property
+    def rejects_uri(self) -> str:
+        if self.own_features:
+            return self.uri(f"{self.run_prefix}{REJECTS_PREFIX}")
+        return self.uri(f"{REJECTS_PREFIX}{self.weights_id}/")
+
+    @property
+    def pca_prefix(self) -> str:
+        return f"{self.run_prefix}pca/"
+
+    @property
+    def pca_uri(self) -> str:
+        return self.uri(self.pca_prefix)
+
+    @property
+    def pca_success_key(self) -> str:
+        return f"{self.pca_prefix}_SUCCESS"
+
+    @property
+    def report_prefix(self) -> str:
+        return f"{self.run_prefix}report/"
+
+    @property
+    def report_uri(self) -> str:
+        return self.uri(self.report_prefix)
+
+    @property
+    def logs_uri(self) -> str:
+        return self.uri(LOGS_PREFIX)

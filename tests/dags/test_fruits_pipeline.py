@@ -1,0 +1,252 @@
+"""Integrity of the DAGs: they import, and fruits_pipeline is wired, retried and timed as the issue says."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from collections import namedtuple
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from airflow.models.dagrun import DagRun
+from airflow.providers.amazon.aws.operators.emr import EmrAddStepsOperator, EmrCreateJobFlowOperator
+from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
+from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
+from airflow.sdk import TriggerRule
+from airflow.sdk.exceptions import ParamValidationError
+from airflow.utils.state import State, TaskInstanceState
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DAGS_DIR = REPO_ROOT / "dags"
+DAG_FILES = sorted(DAGS_DIR.glob("*.py"))
+
+EXPECTED_UPSTREAM = {
+    "check_config": set(),
+    "upload_new_images": {"check_config"},
+    "stage_artifacts": {"check_config"},
+    "ensure_security_configuration": {"check_config"},
+    "plan_run": {"check_config", "upload_new_images", "stage_artifacts", "ensure_security_configuration"},
+    "create_cluster": {"plan_run"},
+    "add_steps": {"create_cluster", "plan_run"},
+    "watch_steps": {"add_steps", "create_cluster", "plan_run"},
+    "wait_for_output": {"watch_steps", "plan_run"},
+    "check_output": {"wait_for_output", "check_config"},
+    "terminate_cluster": {"watch_steps", "create_cluster", "plan_run"},
+}
+RETRIED_WITH_BACKOFF = ["check_config", "upload_new_images", "stage_artifacts", "watch_steps", "wait_for_output"]
+
+
+@pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda path: path.name)
+def test_dag_file_imports_without_errors(dagbag, dag_file):
+    assert not {path: error for path, error in dagbag.import_errors.items() if Path(path).name == dag_file.name}
+    assert [dag for dag in dagbag.dags.values() if Path(dag.fileloc) == dag_file]
+
+
+@pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda path: path.name)
+def test_dag_files_import_airflow_only_through_the_sdk_and_providers(dag_file):
+    modules = [
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(ast.parse(dag_file.read_text()))
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    ]
+    airflow_modules = [module for module in modules if module and module.split(".")[0] == "airflow"]
+    assert airflow_modules
+    assert [m for m in airflow_modules if not m.startswith(("airflow.sdk", "airflow.providers."))] == []
+
+
+def test_every_dag_is_tagged_and_documented(dagbag):
+    for dag in dagbag.dags.values():
+        assert dag.tags, dag.dag_id
+        assert dag.doc_md, dag.dag_id
+        assert dag.doc_md.lstrip().startswith(f"# {dag.dag_id}"), dag.dag_id
+
+
+def test_the_pipeline_never_catches_up_nor_overlaps(dag):
+    assert dag.catchup is False
+    assert dag.max_active_runs == 1
+
+
+def test_the_doc_lists_every_variable_key(dag):
+    from fruits_airflow.config import PipelineConfig
+
+    for key in PipelineConfig.__dataclass_fields__:
+        assert f"`{key}`" in dag.doc_md, key
+
+
+def test_tasks_are_wired_in_the_pipelines_order(dag):
+    assert {task.task_id: set(task.upstream_task_ids) for task in dag.tasks} == EXPECTED_UPSTREAM
+
+
+def test_nothing_is_uploaded_or_created_before_the_config_is_checked(dag):
+    everything_else = set(EXPECTED_UPSTREAM) - {"check_config"}
+
+    assert set(dag.get_task("check_config").get_flat_relative_ids(upstream=False)) == everything_else
+
+
+def test_terminate_cluster_is_the_teardown_of_create_cluster(dag):
+    create_cluster, terminate_cluster = dag.get_task("create_cluster"), dag.get_task("terminate_cluster")
+
+    assert create_cluster.is_setup
+    assert not create_cluster.is_teardown
+    assert terminate_cluster.is_teardown
+    assert terminate_cluster.trigger_rule == TriggerRule.ALL_DONE_SETUP_SUCCESS
+    assert terminate_cluster.job_flow_id.operator is create_cluster
+    assert terminate_cluster.on_failure_fail_dagrun is True
+
+
+def test_the_teardown_waits_for_every_task_using_the_cluster(dag):
+    upstream_of_teardown = set(dag.get_task("terminate_cluster").get_flat_relative_ids(upstream=True))
+
+    assert {"create_cluster", "add_steps", "watch_steps"} <= upstream_of_teardown
+
+
+TI = namedtuple("TI", "task_id state")
+
+
+def run_state_decided_by(dag, states: dict[str, str]) -> tuple[set[str], bool]:
+    """The tasks Airflow decides the run's state by, and whether it then fails the run (DagRun's own rule)."""
+    tis = [TI(task.task_id, TaskInstanceState(states.get(task.task_id, "success"))) for task in dag.tasks]
+    leaves = DagRun._tis_for_dagrun_state(None, dag=dag, tis=tis)
+    return {ti.task_id for ti in leaves}, any(ti.state in State.failed_states for ti in leaves)
+
+
+def test_the_run_is_judged_by_its_output_check_and_its_teardown(dag):
+    assert run_state_decided_by(dag, {})[0] == {"check_output", "terminate_cluster"}
+
+
+def test_a_failed_step_fails_the_run_although_the_teardown_succeeds(dag):
+    states = {"watch_steps": "failed", "wait_for_output": "upstream_failed", "check_output": "upstream_failed"}
+
+    assert run_state_decided_by(dag, states)[1] is True
+
+
+def test_a_failed_termination_fails_the_run(dag):
+    assert run_state_decided_by(dag, {"terminate_cluster": "failed"})[1] is True
+
+
+def test_every_task_has_an_execution_timeout(dag):
+    assert {task.task_id: task.execution_timeout for task in dag.tasks if not task.execution_timeout} == {}
+
+
+def test_creating_the_cluster_and_adding_steps_are_never_retried(dag):
+    create_cluster, add_steps = dag.get_task("create_cluster"), dag.get_task("add_steps")
+
+    assert isinstance(create_cluster, EmrCreateJobFlowOperator)
+    assert isinstance(add_steps, EmrAddStepsOperator)
+    assert (create_cluster.retries, add_steps.retries) == (0, 0)
+
+
+@pytest.mark.parametrize("task_id", RETRIED_WITH_BACKOFF)
+def test_sensors_and_uploads_retry_with_exponential_backoff(dag, task_id):
+    task = dag.get_task(task_id)
+
+    assert task.retries >= 2
+    assert task.retry_exponential_backoff >= 2
+    assert task.max_retry_delay is not None
+
+
+def test_the_sensors_are_deferrable(dag):
+    watch_steps, wait_for_output = dag.get_task("watch_steps"), dag.get_task("wait_for_output")
+
+    assert isinstance(watch_steps, EmrStepSensor)
+    assert isinstance(wait_for_output, S3KeySensor)
+    assert watch_steps.deferrable
+    assert wait_for_output.deferrable
+
+
+def test_watching_the_steps_lasts_long_enough_to_featurize_everything(dag):
+    watch_steps = dag.get_task("watch_steps")
+    waited = timedelta(seconds=watch_steps.max_attempts * watch_steps.poke_interval)
+
+    assert waited >= timedelta(hours=2)
+    assert watch_steps.execution_timeout > waited
+
+
+def test_the_trigger_form_has_the_documented_defaults(dag):
+    assert {key: dag.params[key] for key in dag.params} == {
+        "variance": 0.95,
+        "weights": "imagenet",
+        "reprocess_all": False,
+    }
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("variance", 0), ("variance", 1.5), ("weights", "resnet"), ("reprocess_all", "yes")]
+)
+def test_the_trigger_form_refuses_bad_values(dag, key, value):
+    with pytest.raises(ParamValidationError):
+        dag.params.get_param(key).resolve(value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("variance", 1), ("variance", 0.5), ("weights", "none"), ("weights", "s3://b/w.h5")]
+)
+def test_the_trigger_form_accepts_good_values(dag, key, value):
+    assert dag.params.get_param(key).resolve(value) == value
+
+
+PARSE_PROBE = """
+import json, sys, time
+import airflow.sdk
+
+def no_variables(*args, **kwargs):
+    raise AssertionError("a Variable was read while parsing")
+
+airflow.sdk.Variable.get = no_variables
+from airflow.dag_processing.dagbag import DagBag
+
+started = time.perf_counter()
+bag = DagBag(dag_folder=sys.argv[1])
+seconds = time.perf_counter() - started
+
+from airflow import plugins_manager
+
+plugins_manager.ensure_plugins_loaded()
+print(json.dumps({
+    "seconds": seconds,
+    "errors": bag.import_errors,
+    "dags": sorted(bag.dags),
+    "modules": sorted({name.split(".")[0] for name in sys.modules}),
+    "plugin_modules": sorted(
+        name for name, module in list(sys.modules.items())
+        if "fruits_airflow" in (getattr(module, "__file__", None) or "")
+    ),
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def parse_probe():
+    """Parse the DAGs in a fresh interpreter, as the DAG processor does."""
+    result = subprocess.run(
+        [sys.executable, "-c", PARSE_PROBE, str(DAGS_DIR)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO_ROOT,
+        timeout=120,
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_parsing_reads_no_variable_and_finds_the_dag(parse_probe):
+    assert parse_probe["errors"] == {}
+    assert parse_probe["dags"] == ["fruits_pipeline"]
+
+
+def test_parsing_takes_well_under_a_second(parse_probe):
+    assert parse_probe["seconds"] < 1.0
+
+
+def test_parsing_imports_no_spark_tensorflow_pil_nor_pyarrow(parse_probe):
+    assert {"pyspark", "tensorflow", "PIL", "pyarrow", "fruits_spark"} & set(parse_probe["modules"]) == set()
+
+
+def test_the_plugin_package_is_imported_as_a_package_never_as_loose_plugin_files(parse_probe):
+    # Airflow imports every .py of the plugins folder as a top-level module unless .airflowignore says not to.
+    assert parse_probe["plugin_modules"]
+    assert [name for name in parse_probe["plugin_modules"] if not name.startswith("fruits_airflow")] == []

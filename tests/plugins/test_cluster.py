@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from botocore.exceptions import ParamValidationError
+
+from fruits_airflow.cluster import NODE_PYTHON, ensure_security_configuration, job_flow_overrides
+from fruits_airflow.config import ConfigError, parse_config
+from fruits_airflow.paths import RunPaths
+
+RUN_ID = "manual__2025-03-01T10:15:30+00:00"
+
+
+@pytest.fixture
+def request_for(staged_artifacts):
+    """Build a run's RunJobFlow request from Variable-shaped overrides."""
+
+    def build(**overrides):
+        config = parse_config({"bucket": "fruits-test-bucket", **overrides})
+        paths = RunPaths.for_run(config.bucket, RUN_ID, reprocess_all=False, weights="imagenet")
+        return job_flow_overrides(config, paths, staged_artifacts, dag_id="fruits_pipeline", run_id=RUN_ID)
+
+    return build
+
+
+def groups(job_flow: dict) -> dict[str, dict]:
+    return {group["InstanceRole"]: group for group in job_flow["Instances"]["InstanceGroups"]}
+
+
+def test_the_default_cluster_is_one_primary_and_two_on_demand_core_m5_xlarge(request_for):
+    by_role = groups(request_for())
+
+    assert sorted(by_role) == ["CORE", "MASTER"]
+    assert (by_role["MASTER"]["InstanceCount"], by_role["MASTER"]["InstanceType"]) == (1, "m5.xlarge")
+    assert (by_role["CORE"]["InstanceCount"], by_role["CORE"]["InstanceType"]) == (2, "m5.xlarge")
+    assert {group["Market"] for group in by_role.values()} == {"ON_DEMAND"}
+
+
+def test_spot_task_nodes_are_added_only_when_asked_for(request_for):
+    by_role = groups(request_for(spot_task_count=3, spot_task_instance_type="r5.xlarge"))
+
+    assert by_role["TASK"] == {
+        "Name": "spot task",
+        "Market": "SPOT",
+        "InstanceRole": "TASK",
+        "InstanceType": "r5.xlarge",
+        "InstanceCount": 3,
+    }
+
+
+def test_the_cluster_waits_for_airflow_to_end_it_with_an_idle_backstop(request_for):
+    job_flow = request_for(idle_timeout=1800)
+
+    assert job_flow["Instances"]["KeepJobFlowAliveWhenNoSteps"] is True
+    assert job_flow["Instances"]["TerminationProtected"] is False
+    assert job_flow["AutoTerminationPolicy"] == {"IdleTimeout": 1800}
+
+
+def test_the_cluster_runs_spark_on_emr_7_and_logs_under_the_bucket(request_for):
+    job_flow = request_for()
+
+    assert job_flow["ReleaseLabel"].startswith("emr-7.")
+    assert job_flow["Applications"] == [{"Name": "Spark"}]
+    assert job_flow["LogUri"] == "s3://fruits-test-bucket/logs/"
+
+
+def test_the_bootstrap_action_installs_the_staged_requirements(request_for, staged_artifacts):
+    (action,) = request_for()["BootstrapActions"]
+
+    assert action["ScriptBootstrapAction"] == {
+        "Path": staged_artifacts.bootstrap_script_uri,
+        "Args": [staged_artifacts.bootstrap_requirements_uri],
+    }
+
+
+def test_spark_runs_the_python_the_bootstrap_installed(request_for):
+    configurations = {item["Classification"]: item for item in request_for()["Configurations"]}
+
+    (export,) = configurations["spark-env"]["Configurations"]
+    assert export["Classification"] == "export"
+    assert export["Properties"]["PYSPARK_PYTHON"] == NODE_PYTHON
+    assert export["Properties"]["PYSPARK_DRIVER_PYTHON"] == NODE_PYTHON
+    assert configurations["spark-defaults"]["Properties"]["spark.pyspark.python"] == NODE_PYTHON
+
+
+def test_roles_security_configuration_and_subnet_come_from_the_config(request_for):
+    job_flow = request_for(subnet_id="subnet-0abc", service_role="svc", job_flow_role="profile")
+
+    assert (job_flow["ServiceRole"], job_flow["JobFlowRole"]) == ("svc", "profile")
+    assert job_flow["SecurityConfiguration"] == "fruits-pipeline-imdsv2"
+    assert job_flow["Instances"]["Ec2SubnetId"] == "subnet-0abc"
+    assert "Ec2SubnetId" not in request_for()["Instances"]
+
+
+def test_tags_name_the_dag_run(request_for, staged_artifacts):
+    tags = {tag["Key"]: tag["Value"] for tag in request_for()["Tags"]}
+
+    assert tags["airflow:dag_id"] == "fruits_pipeline"
+    assert tags["airflow:run_id"] == RUN_ID
+    assert tags["fruits-pipeline:artifacts"] == staged_artifacts.version
+
+
+def test_emr_accepts_the_request(request_for, emr, emr_hook, assert_emr_enums):
+    overrides = request_for(spot_task_count=2, subnet_id="subnet-0abc")
+    assert_emr_enums("RunJobFlow", overrides)
+
+    cluster = emr.describe_cluster(ClusterId=emr_hook.create_job_flow(overrides)["JobFlowId"])["Cluster"]
+
+    assert cluster["LogUri"] == "s3://fruits-test-bucket/logs/"
+    assert cluster["ReleaseLabel"] == overrides["ReleaseLabel"]
+    assert {tag["Key"]: tag["Value"] for tag in cluster["Tags"]}["airflow:run_id"] == RUN_ID
+
+
+def test_an_invalid_field_in_the_request_fails(request_for, emr_hook):
+    overrides = request_for()
+    overrides["Instances"]["KeepAlive"] = True
+
+    with pytest.raises(ParamValidationError, match="KeepAlive"):
+        emr_hook.create_job_flow(overrides)
+
+
+def test_an_invalid_enum_in_the_request_fails(request_for, assert_emr_enums):
+    overrides = request_for()
+    overrides["Instances"]["InstanceGroups"][0]["Market"] = "CHEAP"
+
+    with pytest.raises(AssertionError, match="Market='CHEAP'"):
+        assert_emr_enums("RunJobFlow", overrides)
+
+
+def test_a_missing_security_configuration_is_created_requiring_imdsv2(emr):
+    assert ensure_security_configuration(emr, "fruits-pipeline-imdsv2") == "fruits-pipeline-imdsv2"
+
+    stored = json.loads(emr.describe_security_configuration(Name="fruits-pipeline-imdsv2")["SecurityConfiguration"])
+    assert stored["InstanceMetadataServiceConfiguration"]["MinimumInstanceMetadataServiceVersion"] == 2
+
+
+def test_ensuring_the_security_configuration_twice_keeps_the_first(emr):
+    ensure_security_configuration(emr, "fruits-pipeline-imdsv2")
+    created = emr.describe_security_configuration(Name="fruits-pipeline-imdsv2")["CreationDateTime"]
+
+    # Creating it again would raise "already exists" in moto, as in EMR.
+    assert ensure_security_configuration(emr, "fruits-pipeline-imdsv2") == "fruits-pipeline-imdsv2"
+    assert emr.describe_security_configuration(Name="fruits-pipeline-imdsv2")["CreationDateTime"] == created
+
+
+def test_an_existing_security_configuration_without_imdsv2_is_refused(emr):
+    emr.create_security_configuration(Name="legacy", SecurityConfiguration=json.dumps({"EncryptionConfiguration": {}}))
+
+    with pytest.raises(ConfigError, match="key 'security_configuration' names 'legacy', which does not require IMDSv2"):
+        ensure_security_configuration(emr, "legacy")

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import pytest
+
+from fruits_airflow.config import ConfigError, PipelineConfig, load_config, parse_config
+
+
+def test_only_the_bucket_is_required_and_the_rest_defaults():
+    parsed = parse_config({"bucket": "my-fruits"})
+
+    assert parsed == PipelineConfig(bucket="my-fruits")
+    assert parsed.region == "eu-west-1"
+    assert parsed.release_label.startswith("emr-7.")
+    assert (parsed.primary_instance_type, parsed.core_instance_type, parsed.core_count) == ("m5.xlarge", "m5.xlarge", 2)
+    assert parsed.spot_task_count == 0
+    assert parsed.service_role == "fruits-pipeline-emr-service-role"
+    assert parsed.job_flow_role == "fruits-pipeline-emr-instance-profile"
+
+
+def test_overrides_replace_the_defaults():
+    raw = {
+        "bucket": "my-fruits",
+        "images_dir": "/data/landing",
+        "region": "eu-central-1",
+        "release_label": "emr-7.5.0",
+        "core_count": 4,
+        "spot_task_count": 3,
+        "spot_task_instance_type": "r5.2xlarge",
+        "subnet_id": "subnet-0abc123",
+        "service_role": "custom-service-role",
+        "idle_timeout": 900,
+    }
+
+    parsed = parse_config(raw)
+
+    assert parsed.to_dict() == {**PipelineConfig(bucket="x").to_dict(), **raw}
+
+
+def test_the_xcom_form_reads_back_to_the_same_config():
+    parsed = parse_config({"bucket": "my-fruits", "images_dir": "/data", "spot_task_count": 2})
+
+    assert parse_config(parsed.to_dict()) == parsed
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "ap-southeast-2", "me-central-1", "il-central-1"])
+def test_a_region_outside_the_eu_is_refused(region):
+    with pytest.raises(ConfigError, match=rf"key 'region' is '{region}', which is outside the EU"):
+        parse_config({"bucket": "my-fruits", "region": region})
+
+
+@pytest.mark.parametrize("region", ["eu-west-1", "eu-central-2", "eu-north-1", "eu-south-2"])
+def test_eu_regions_are_accepted(region):
+    assert parse_config({"bucket": "my-fruits", "region": region}).region == region
+
+
+@pytest.mark.parametrize(
+    ("raw", "key", "problem"),
+    [
+        ({}, "bucket", "is required"),
+        ({"bucket": "s3://my-fruits"}, "bucket", "must be a bucket name"),
+        ({"bucket": "My_Fruits"}, "bucket", "must be a bucket name"),
+        ({"bucket": "my-fruits", "image_dir": "/data"}, "image_dir", "is unknown"),
+        ({"bucket": "my-fruits", "images_dir": ""}, "images_dir", "must be a non-empty string"),
+        ({"bucket": "my-fruits", "region": 1}, "region", "must be a non-empty string"),
+        ({"bucket": "my-fruits", "release_label": "emr-6.15.0"}, "release_label", "must be an emr-7.x release"),
+        ({"bucket": "my-fruits", "core_count": 0}, "core_count", "must be between 1 and"),
+        ({"bucket": "my-fruits", "core_count": "2"}, "core_count", "must be an integer"),
+        ({"bucket": "my-fruits", "core_count": True}, "core_count", "must be an integer"),
+        ({"bucket": "my-fruits", "spot_task_count": -1}, "spot_task_count", "must be between 0 and"),
+        ({"bucket": "my-fruits", "idle_timeout": 30}, "idle_timeout", "must be between 60 and 604800"),
+        ({"bucket": "my-fruits", "subnet_id": "vpc-123"}, "subnet_id", "must be a subnet id"),
+        ({"bucket": "my-fruits", "core_instance_type": "big"}, "core_instance_type", "must be an EC2 type"),
+    ],
+)
+def test_a_bad_value_is_refused_naming_its_key(raw, key, problem):
+    with pytest.raises(ConfigError, match=rf"Variable 'fruits_pipeline': key '{key}' {problem}"):
+        parse_config(raw)
+
+
+def test_a_variable_that_is_not_an_object_is_refused():
+    with pytest.raises(ConfigError, match="must be a JSON object"):
+        parse_config(["my-fruits"])
+
+
+def test_load_config_reads_the_json_variable(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_VAR_FRUITS_PIPELINE", '{"bucket": "my-fruits", "core_count": 3}')
+
+    assert load_config() == PipelineConfig(bucket="my-fruits", core_count=3)
+
+
+def test_a_missing_variable_says_how_to_create_it(monkeypatch):
+    monkeypatch.delenv("AIRFLOW_VAR_FRUITS_PIPELINE", raising=False)
+
+    with pytest.raises(ConfigError, match=r"'fruits_pipeline' is not set: create it as JSON"):
+        load_config()
+
+
+def test_a_variable_that_is_not_json_is_refused(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_VAR_FRUITS_PIPELINE", "bucket=my-fruits")
+
+    with pytest.raises(ConfigError, match="is not valid JSON"):
+        load_config()

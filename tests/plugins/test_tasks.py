@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+
+from fruits_airflow import tasks
+
+
+@pytest.fixture(autouse=True)
+def aws_default(monkeypatch):
+    """The aws_default connection, with no keys: boto3 finds moto's fake ones in the environment."""
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({"conn_type": "aws"}))
+
+
+def set_variable(monkeypatch, **values) -> None:
+    monkeypatch.setenv("AIRFLOW_VAR_FRUITS_PIPELINE", json.dumps(values))
+
+
+def test_check_config_returns_the_validated_config(monkeypatch, bucket):
+    set_variable(monkeypatch, bucket=bucket, core_count=3)
+
+    config = tasks.check_config.function()
+
+    assert config["bucket"] == bucket
+    assert config["core_count"] == 3
+    assert config["region"] == "eu-west-1"
+
+
+def test_a_non_eu_region_is_refused_before_aws_is_called(monkeypatch):
+    set_variable(monkeypatch, bucket="fruits-test-bucket", region="us-east-1")
+
+    def no_aws(region):
+        raise AssertionError(f"AWS was called in {region}")
+
+    monkeypatch.setattr(tasks, "s3_client", no_aws)
+
+    with pytest.raises(AirflowFailException, match="key 'region' is 'us-east-1', which is outside the EU"):
+        tasks.check_config.function()
+
+
+def test_a_bucket_outside_the_eu_is_refused(monkeypatch, aws):
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="fruits-in-virginia")
+    set_variable(monkeypatch, bucket="fruits-in-virginia")
+
+    with pytest.raises(AirflowFailException, match="'us-east-1', which is outside the EU"):
+        tasks.check_config.function()
+
+
+def test_a_bad_variable_fails_without_retries(monkeypatch):
+    set_variable(monkeypatch, bucket="fruits-test-bucket", core_count=0)
+
+    with pytest.raises(AirflowFailException, match="key 'core_count' must be between 1 and"):
+        tasks.check_config.function()
+
+
+def test_without_a_landing_folder_nothing_is_uploaded(bucket, s3):
+    assert tasks.upload_new_images.function({"bucket": bucket}) == 0
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+
+
+def test_the_landing_folder_is_uploaded_through_aws_default(bucket, s3, tmp_path):
+    (tmp_path / "Kiwi").mkdir()
+    (tmp_path / "Kiwi" / "0_100.jpg").write_bytes(b"kiwi")
+
+    assert tasks.upload_new_images.function({"bucket": bucket, "images_dir": str(tmp_path)}) == 1
+    assert s3.head_object(Bucket=bucket, Key="images/Kiwi/0_100.jpg")["ContentLength"] == 4
