@@ -53,14 +53,11 @@ sample-images: install ## generate $(N_IMAGES) Fruits-360-like images into $(SAM
 	$(BIN)/python -m tools.sample_images --out $(SAMPLE_IMAGES) --count $(N_IMAGES)
 
 IMAGES ?= $(SAMPLE_IMAGES)
-WEIGHTS ?= none
 DEMO_OUT := demo-output
 
-demo: install ## run both Spark jobs on generated sample images (or IMAGES=/path/to/Fruits-360/Test)
+demo: install ## run the real DAG end to end on an embedded AWS endpoint (IMAGES=/path/to/Fruits-360/Test)
 	@if [ "$(IMAGES)" = "$(SAMPLE_IMAGES)" ]; then $(MAKE) --no-print-directory sample-images; fi
-	$(BIN)/spark-submit spark_jobs/extract_features.py --images "$(IMAGES)" --features $(DEMO_OUT)/features --weights $(WEIGHTS)
-	$(BIN)/spark-submit spark_jobs/pca.py --features $(DEMO_OUT)/features --output $(DEMO_OUT)/pca
-	@echo "Features: $(DEMO_OUT)/features  PCA: $(DEMO_OUT)/pca  Report: $(DEMO_OUT)/report"
+	$(BIN)/python -m tools.demo --images "$(IMAGES)" --out $(DEMO_OUT)
 
 clean: ## remove generated files (keeps .venv)
-	rm -rf dist demo-output sample-images .bench spark-warehouse
+	rm -rf dist demo-output sample-images .bench spark-warehouse .local-aws

@@ -81,8 +81,12 @@ class HadoopFs:
             stream.close()
 
     def copy_to_local(self, uri: str, local: Path) -> None:
+        """:raises OSError: naming the JVM's reason (e.g. the file does not exist)."""
         source = self._path(uri)
-        self._fs(source).copyToLocalFile(False, source, self._path(str(local)), True)
+        try:
+            self._fs(source).copyToLocalFile(False, source, self._path(str(local)), True)
+        except Exception as error:  # py4j's Py4JJavaError around the JVM's IOException
+            raise OSError(_java_error_summary(error)) from None
 
     def copy_from_local(self, local: Path, uri: str) -> None:
         target = self._path(uri)

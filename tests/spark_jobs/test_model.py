@@ -116,3 +116,12 @@ def test_imagenet_weights_load_from_the_keras_cache(tmp_path: Path, monkeypatch:
 
     expected = np.concatenate([w.numpy().ravel() for w in source.weights])
     np.testing.assert_array_equal(np.load(tmp_path / "loaded.npy"), expected)
+
+
+def test_missing_weights_uri_names_the_jvms_reason(spark, tmp_path: Path, image_size: int) -> None:
+    from fruits_spark.storage import HadoopFs
+
+    missing = f"file:{tmp_path}/nowhere.weights.h5"
+
+    with pytest.raises(JobInputError, match=r"cannot be read \(java\.io\.FileNotFoundException: .*nowhere"):
+        build_keras_model(missing, image_size, HadoopFs(spark))

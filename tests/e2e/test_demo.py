@@ -1,0 +1,93 @@
+"""The product end to end, as `make demo` runs it: the real DAG, `airflow dags test`, the embedded endpoint."""
+
+from __future__ import annotations
+
+import gzip
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tools.demo import BUCKET, DemoRun, run_demo
+from tools.sample_images import generate
+
+N_GOOD = 16
+
+
+@pytest.fixture(scope="module")
+def landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small landing folder: generated fruit and one empty file that must be rejected."""
+    root = tmp_path_factory.mktemp("landing") / "images"
+    generate(root, N_GOOD, n_labels=4)
+    (root / "Kiwi" / "broken.jpg").write_bytes(b"")
+    return root
+
+
+@pytest.fixture(scope="module")
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("state")
+
+
+@pytest.fixture(scope="module")
+def first_demo(landing: Path, state_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    return run_demo(landing, tmp_path_factory.mktemp("out"), state_dir, weights="none")
+
+
+def saved_objects(state_dir: Path, prefix: str) -> list[tuple[str, int]]:
+    """Objects the endpoint saved to its state folder on stop: the S3 of the next demo."""
+    root = state_dir / "aws" / "s3" / BUCKET
+    return sorted((str(p.relative_to(root)), p.stat().st_size) for p in (root / prefix).rglob("*") if p.is_file())
+
+
+def step_stdout(state_dir: Path, run: DemoRun) -> str:
+    (cluster_id,) = run.clusters
+    logs = (state_dir / "aws" / "s3" / BUCKET / "logs" / cluster_id / "steps").glob("*/stdout.gz")
+    return "\n".join(gzip.decompress(path.read_bytes()).decode() for path in logs)
+
+
+def test_the_run_succeeds_and_terminates_its_cluster(first_demo: DemoRun) -> None:
+    assert first_demo.state == "success", first_demo.log_file.read_text()[-5000:]
+    assert list(first_demo.clusters.values()) == ["TERMINATED"]
+
+
+def test_outputs_hold_one_pca_row_per_featurized_image(first_demo: DemoRun) -> None:
+    pca = pd.read_parquet(first_demo.output_dir / "pca")
+    report = pd.read_json(first_demo.output_dir / "report" / "explained_variance.json", typ="series")
+
+    assert len(pca) == N_GOOD == report["n_images"]
+    assert {len(vector) for vector in pca["pca_features"]} == {report["k"]}
+    for plot in ("cumulative_variance.png", "pca_scatter.png", "pca_features.csv"):
+        assert (first_demo.output_dir / "report" / plot).stat().st_size > 0
+
+
+def test_the_empty_file_is_a_reject(first_demo: DemoRun) -> None:
+    assert first_demo.n_rejected == 1
+
+
+def test_a_second_demo_uploads_and_featurizes_nothing_new(
+    first_demo: DemoRun, landing: Path, state_dir: Path, tmp_path: Path
+) -> None:
+    features_before = saved_objects(state_dir, "features/none")
+
+    second = run_demo(landing, tmp_path, state_dir, weights="none")
+
+    assert second.state == "success", second.log_file.read_text()[-5000:]
+    assert f"Uploaded 0 new or changed image(s) of {N_GOOD + 1}" in second.log_file.read_text()
+    assert "nothing new to featurize" in step_stdout(state_dir, second)
+    assert saved_objects(state_dir, "features/none") == features_before
+
+
+def test_a_failed_step_fails_the_run_reports_why_and_terminates_the_cluster(landing: Path, tmp_path: Path) -> None:
+    missing_weights = f"s3://{BUCKET}/nowhere/mobilenet_v2.weights.h5"
+
+    failed = run_demo(landing, tmp_path / "out", tmp_path / "state", weights=missing_weights)
+
+    log = failed.log_file.read_text()
+    assert failed.state == "failed"
+    assert list(failed.clusters.values()) == ["TERMINATED"]
+    assert "EMR step extract_features" in log
+    assert "FAILED" in log
+    # The job's own error line; here the endpoint shows the s3:// URI as its local mirror path.
+    assert re.search(r"extract_features: error: --weights \S*/nowhere/mobilenet_v2\.weights\.h5 cannot be read", log)
+    assert failed.output_dir is None

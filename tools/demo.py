@@ -1,0 +1,219 @@
+"""`make demo`: the real fruits_pipeline DAG, end to end on this machine, against an embedded AWS endpoint.
+
+    python -m tools.demo [--images DIR] [--out demo-output] [--state-dir .local-aws] [--weights W]
+
+1. starts the embedded AWS endpoint (moto's S3 and EMR on 127.0.0.1, EMR steps run with local Spark),
+   and creates the demo bucket in eu-west-1;
+2. points a private Airflow (``.airflow/``, SQLite) at it: only the ``aws_default`` connection's
+   ``endpoint_url`` and the ``fruits_pipeline`` Variable differ from a run on AWS;
+3. runs ``airflow dags test fruits_pipeline``: upload, cluster, steps, sensors, check, teardown;
+4. copies the run's outputs to ``--out`` and prints a summary;
+5. stops the endpoint, also on failure or Ctrl-C. S3 is kept in ``--state-dir``, so a second demo
+   uploads and featurizes nothing new.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from botocore.client import BaseClient
+
+from local_aws import EmbeddedAws
+
+log = logging.getLogger("demo")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DAG_ID = "fruits_pipeline"
+BUCKET = "fruits-demo"
+REGION = "eu-west-1"
+DEFAULT_IMAGE_SIZE = 224
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """What one demo run produced: the DAG run's state and, when it succeeded, its outputs."""
+
+    state: str
+    run_id: str
+    log_file: Path
+    clusters: dict[str, str]
+    output_dir: Path | None = None
+    n_rejected: int = 0
+
+
+def choose_weights() -> str:
+    """ImageNet weights when Keras already has them (nothing can be downloaded here), else random."""
+    from fruits_spark.model import imagenet_weights_file
+
+    return "imagenet" if imagenet_weights_file(DEFAULT_IMAGE_SIZE).is_file() else "none"
+
+
+def airflow_environment(airflow_home: Path, aws: EmbeddedAws, images: Path, extra_variable: dict) -> dict[str, str]:
+    """The environment of a local Airflow whose only AWS is the embedded endpoint."""
+    connection = {"conn_type": "aws", "extra": {"endpoint_url": aws.endpoint_url, "region_name": REGION}}
+    variable = {"bucket": BUCKET, "images_dir": str(images), "region": REGION, **extra_variable}
+    python_path = os.pathsep.join([str(REPO_ROOT / "plugins"), str(REPO_ROOT)])
+    return {
+        **os.environ,
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(connection),
+        "AIRFLOW_VAR_FRUITS_PIPELINE": json.dumps(variable),
+        # The embedded endpoint takes any credentials; on AWS the connection assumes a role instead.
+        "AWS_ACCESS_KEY_ID": "local-endpoint",
+        "AWS_SECRET_ACCESS_KEY": "local-endpoint",
+        "PYTHONPATH": python_path,
+    }
+
+
+def airflow(env: dict[str, str], *args: str, log_file: Path | None = None) -> subprocess.CompletedProcess:
+    command = [str(Path(sys.executable).parent / "airflow"), *args]
+    if log_file is None:
+        return subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    with log_file.open("w") as sink:
+        return subprocess.run(command, env=env, stdout=sink, stderr=subprocess.STDOUT, text=True, check=False)
+
+
+def latest_run(env: dict[str, str]) -> tuple[str, str]:
+    """``(run_id, state)`` of the newest fruits_pipeline run in the local Airflow."""
+    listed = airflow(env, "dags", "list-runs", DAG_ID, "--output", "json")
+    if listed.returncode != 0:
+        raise RuntimeError(f"airflow dags list-runs failed: {listed.stderr.strip()[-500:]}")
+    # Airflow may print warnings before the JSON document; it is the last line that starts with '['.
+    documents = [line for line in listed.stdout.splitlines() if line.startswith("[")]
+    runs = json.loads(documents[-1]) if documents else []
+    if not runs:
+        raise RuntimeError("airflow dags test left no DAG run behind")
+    newest = max(runs, key=lambda run: run.get("start_date") or run.get("logical_date") or "")
+    return newest["run_id"], newest["state"]
+
+
+def download_prefix(s3: BaseClient, prefix: str, target: Path) -> int:
+    """Copy every object under ``s3://BUCKET/prefix`` into ``target``; returns how many."""
+    count = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+        for item in page.get("Contents", []):
+            local = target / item["Key"][len(prefix) :]
+            local.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(BUCKET, item["Key"], str(local))
+            count += 1
+    return count
+
+
+def newest_run_key(s3: BaseClient) -> str | None:
+    """The run whose PCA finished last (its ``_SUCCESS`` is newest), or None when none did."""
+    markers = [
+        item
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="runs/")
+        for item in page.get("Contents", [])
+        if item["Key"].endswith("/pca/_SUCCESS")
+    ]
+    if not markers:
+        return None
+    return max(markers, key=lambda item: item["LastModified"])["Key"].split("/")[1]
+
+
+def count_rows(dataset: Path) -> int:
+    files = list(dataset.rglob("*.parquet"))
+    return sum(pq.ParquetFile(file).metadata.num_rows for file in files)
+
+
+def collect_outputs(s3: BaseClient, out_dir: Path) -> tuple[Path, int] | None:
+    """Copy the newest run's ``runs/<key>/`` to ``out_dir/<key>/``; also count the rejected images."""
+    key = newest_run_key(s3)
+    if key is None:
+        return None
+    target = out_dir / key
+    shutil.rmtree(target, ignore_errors=True)
+    download_prefix(s3, f"runs/{key}/", target)
+    own_rejects = target / "features_rejects"
+    if own_rejects.is_dir():
+        return target, count_rows(own_rejects)
+    with tempfile.TemporaryDirectory() as tmp:
+        download_prefix(s3, "features_rejects/", Path(tmp))
+        return target, count_rows(Path(tmp))
+
+
+def summary(run: DemoRun, weights: str, seconds: float) -> str:
+    output_dir = run.output_dir
+    report = json.loads((output_dir / "report" / "explained_variance.json").read_text())
+    k = report["k"]
+    weights_note = "" if weights == "imagenet" else " (random: no ImageNet weights file in the Keras cache)"
+    return "\n".join(
+        [
+            f"fruits_pipeline ran in {seconds:.0f} s with MobileNetV2 weights '{weights}'{weights_note}",
+            f"  images featurized: {report['n_images']}, rejected: {run.n_rejected}",
+            f"  PCA: k = {k} components keep {report['cumulative'][k - 1]:.1%} of the variance",
+            f"  outputs: {output_dir}/ (pca/ parquet, report/ CSV and JSON)",
+            f"  plots:   {output_dir}/report/cumulative_variance.png",
+            f"           {output_dir}/report/pca_scatter.png",
+            "  clusters: " + ", ".join(f"{cluster} {state}" for cluster, state in sorted(run.clusters.items())),
+        ]
+    )
+
+
+def run_demo(images: Path, out_dir: Path, state_dir: Path, weights: str, extra_variable: dict | None = None) -> DemoRun:
+    """Run the DAG once against a fresh embedded endpoint; the endpoint is stopped on the way out."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    airflow_home = state_dir / "airflow"
+    airflow_home.mkdir(parents=True, exist_ok=True)
+    log_file = out_dir / "airflow-dags-test.log"
+    with EmbeddedAws(port=0, region=REGION, state_dir=state_dir / "aws") as aws:
+        s3 = aws.client("s3")
+        if BUCKET not in {bucket["Name"] for bucket in s3.list_buckets()["Buckets"]}:
+            s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+        env = airflow_environment(airflow_home, aws, images, extra_variable or {})
+        migrated = airflow(env, "db", "migrate")
+        if migrated.returncode != 0:
+            raise RuntimeError(f"airflow db migrate failed: {migrated.stderr.strip()[-1000:]}")
+        log.info("running the DAG; its log: %s", log_file)
+        conf = json.dumps({"weights": weights})
+        airflow(env, "dags", "test", DAG_ID, "--conf", conf, log_file=log_file)
+        run_id, state = latest_run(env)
+        clusters = {
+            cluster["Id"]: cluster["Status"]["State"] for cluster in aws.client("emr").list_clusters()["Clusters"]
+        }
+        outputs = collect_outputs(s3, out_dir) if state == "success" else None
+    return DemoRun(state, run_id, log_file, clusters, *(outputs or ()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=Path, required=True, help="landing folder of <label>/<image> files")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "demo-output", help="where outputs are copied")
+    parser.add_argument("--state-dir", type=Path, default=REPO_ROOT / ".local-aws", help="kept between demos")
+    parser.add_argument("--weights", help="imagenet or none (default: imagenet if cached by Keras, else none)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    if not args.images.is_dir():
+        parser.error(f"--images {args.images} is not a folder; pass a folder of <label>/<image> files")
+    weights = args.weights or choose_weights()
+    started = time.monotonic()
+    try:
+        run = run_demo(args.images.resolve(), args.out.resolve(), args.state_dir.resolve(), weights)
+    except KeyboardInterrupt:
+        print("demo: interrupted; every process it started is stopped", file=sys.stderr)
+        return 130
+    if run.state != "success" or run.output_dir is None:
+        print(f"demo: error: DAG run {run.run_id} ended '{run.state}'; see {run.log_file}", file=sys.stderr)
+        return 1
+    print(summary(run, weights, time.monotonic() - started))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
