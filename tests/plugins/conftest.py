@@ -8,6 +8,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 from moto import mock_aws
 
 from fruits_airflow.artifacts import StagedArtifacts
@@ -112,3 +113,12 @@ def emr_hook(aws):
     from airflow.providers.amazon.aws.hooks.emr import EmrHook
 
     return EmrHook(aws_conn_id=None, region_name=REGION, emr_conn_id=None)
+
+
+@pytest.fixture
+def stubbed_emr():
+    """An EMR client whose answers the test scripts: moto cannot fail a step with FailureDetails."""
+    client = boto3.client("emr", region_name=REGION)
+    with Stubber(client) as stubber:
+        yield client, stubber
+        stubber.assert_no_pending_responses()

@@ -5,7 +5,6 @@ import logging
 from types import SimpleNamespace
 from unittest.mock import MagicMock
 
-import boto3
 import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from botocore.stub import Stubber
@@ -21,14 +20,6 @@ FAILED_EXTRACT = {
     "Status": {"State": "FAILED", "FailureDetails": {"Reason": "Unknown Error.", "Message": "Step exited with code 1"}},
 }
 CANCELLED_PCA = {"Id": "s-PCA", "Name": "pca", "Status": {"State": "CANCELLED"}}
-
-
-@pytest.fixture
-def stubbed_emr():
-    client = boto3.client("emr", region_name="eu-west-1")
-    with Stubber(client) as stubber:
-        yield client, stubber
-        stubber.assert_no_pending_responses()
 
 
 @pytest.fixture

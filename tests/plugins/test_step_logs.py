@@ -3,7 +3,6 @@ from __future__ import annotations
 import gzip
 import logging
 
-import boto3
 import pytest
 from botocore.stub import Stubber
 
@@ -24,15 +23,6 @@ FAILURE_DETAILS = {
     "Message": "Exception in thread main: Step exited with code 1",
     "LogFile": f"s3://fruits-test-bucket/logs/{CLUSTER_ID}/steps/s-EXTRACT/stderr.gz",
 }
-
-
-@pytest.fixture
-def stubbed_emr():
-    """An EMR client whose answers the test scripts: moto cannot fail a step with FailureDetails."""
-    client = boto3.client("emr", region_name="eu-west-1")
-    with Stubber(client) as stubber:
-        yield client, stubber
-        stubber.assert_no_pending_responses()
 
 
 def script_failed_run(stubber: Stubber, log_uri: str = "s3n://fruits-test-bucket/logs/") -> None:
