@@ -14,7 +14,7 @@ export PYSPARK_PYTHON := $(CURDIR)/$(BIN)/python
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(BIN)/python
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help install lock lint format test package sample-images demo clean
+.PHONY: help install lock lint format test package sample-images demo bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ DEMO_OUT := demo-output
 demo: install ## run the real DAG end to end on an embedded AWS endpoint (IMAGES=/path/to/Fruits-360/Test)
 	@if [ "$(IMAGES)" = "$(SAMPLE_IMAGES)" ]; then $(MAKE) --no-print-directory sample-images; fi
 	$(BIN)/python -m tools.demo --images "$(IMAGES)" --out $(DEMO_OUT)
+
+bench: install ## measure feature extraction on this machine: table + .bench/results.json (~5 minutes)
+	$(BIN)/python -m tools.bench
 
 clean: ## remove generated files (keeps .venv)
 	rm -rf dist demo-output sample-images .bench spark-warehouse .local-aws

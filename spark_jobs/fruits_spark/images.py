@@ -19,6 +19,10 @@ MAX_FILE_BYTES = 256 * 1024 * 1024
 # A decompression-bomb guard well above any photo (a 100-megapixel camera is 1e8).
 MAX_PIXELS = 250_000_000
 WHITE = (255, 255, 255)
+# MobileNetV2's input scaling, x / 127.5 - 1, for each of the 256 byte values: looking the pixels up
+# gives the very same float32 values as the arithmetic, at a fifth of its cost (two passes and two
+# 600 kB temporaries per 224x224 image were 0.4 ms, half of the whole decode).
+_MODEL_RANGE = np.arange(256, dtype=np.float32) / 127.5 - 1.0
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 # PIL's own guard (89 Mpx) would refuse large photos that the draft decode below handles well.
@@ -81,9 +85,11 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def decode_image(content: bytes, image_size: int) -> np.ndarray:
+def decode_image(content: bytes, image_size: int, out: np.ndarray | None = None) -> np.ndarray:
     """Decode image bytes to a ``(size, size, 3)`` float32 array scaled for MobileNetV2, in [-1, 1].
 
+    :param out: a float32 array of that shape to decode into, reused from image to image by the
+        featurizer: a fresh 600 kB array per image costs ~150 page faults, as much as the decoding.
     :raises ImageRejectedError: for bytes that are not a complete image; the message is the reason.
     """
     if not content:
@@ -100,4 +106,5 @@ def decode_image(content: bytes, image_size: int) -> np.ndarray:
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageRejectedError(f"truncated or corrupt image ({error})") from None
     rgb = _to_rgb(image).resize((image_size, image_size), Image.Resampling.BILINEAR)
-    return np.asarray(rgb, dtype=np.float32) / 127.5 - 1.0
+    # mode="clip" (a no-op: bytes are valid indices) lets numpy write straight into `out`.
+    return _MODEL_RANGE.take(np.asarray(rgb), out=out, mode="clip")

@@ -14,20 +14,19 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 from pyspark import StorageLevel
 from pyspark.ml.feature import PCA, StandardScaler
-from pyspark.ml.functions import array_to_vector, vector_to_array
+from pyspark.ml.functions import array_to_vector
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import ArrayType, FloatType
 
 from fruits_spark.errors import JobInputError, run_cli
 from fruits_spark.progress import logged_progress
+from fruits_spark.projection import project_on
 from fruits_spark.report import write_report
 from fruits_spark.session import spark_session
 from fruits_spark.storage import SUCCESS_MARKER, HadoopFs, join_uri, parent_uri
@@ -150,15 +149,7 @@ def fit_pca(scaled: DataFrame, n_images: int, n_features: int, config: PcaConfig
 
 def project(scaled: DataFrame, fit: PcaFit) -> DataFrame:
     """``path, label, pca_features``: the scaled vectors on the first k principal axes."""
-    axes = scaled.sparkSession.sparkContext.broadcast(fit.components[:, : fit.k].astype(np.float64))
-
-    @F.pandas_udf(ArrayType(FloatType()))
-    def project_batches(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
-        for vectors in batches:
-            projected = np.stack(vectors.to_numpy()) @ axes.value
-            yield pd.Series(list(projected.astype(np.float32)))
-
-    return scaled.select("path", "label", project_batches(vector_to_array("scaled")).alias("pca_features"))
+    return project_on(scaled, fit.components[:, : fit.k]).withColumnRenamed("projected", "pca_features")
 
 
 # --- the job -----------------------------------------------------------------------------------

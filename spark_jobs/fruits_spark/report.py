@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from fruits_spark.projection import project_on
 from fruits_spark.storage import HadoopFs, join_uri
 
 if TYPE_CHECKING:
@@ -86,16 +86,11 @@ def plot_scatter(points: pd.DataFrame, dest: Path) -> None:
 
 
 def scatter_points(scaled: DataFrame, fit: PcaFit) -> pd.DataFrame:
-    """A seeded sample of images on the first two axes, whatever k is."""
+    """A seeded sample of images on the first two axes, whatever k is; projected in Spark, so the
+    driver receives two numbers per image rather than the whole standardized vector."""
     fraction = min(1.0, SCATTER_POINTS / fit.n_images)
-    sample = (
-        scaled.sample(fraction=fraction, seed=0)
-        .limit(SCATTER_POINTS)
-        .select("label", vector_to_array("scaled").alias("scaled"))
-        .toPandas()
-    )
-    plane = np.stack(sample["scaled"].to_numpy()) @ fit.components[:, :2]
-    return pd.DataFrame({"label": sample["label"], "pc1": plane[:, 0], "pc2": plane[:, 1]})
+    plane = project_on(scaled.sample(fraction=fraction, seed=0).limit(SCATTER_POINTS), fit.components[:, :2])
+    return plane.select("label", F.col("projected")[0].alias("pc1"), F.col("projected")[1].alias("pc2")).toPandas()
 
 
 def write_csv(fs: HadoopFs, projected: DataFrame, k: int, report_uri: str) -> None:

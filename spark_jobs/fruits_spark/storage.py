@@ -52,12 +52,21 @@ class HadoopFs:
         return bool(self._fs(path).isDirectory(path))
 
     def list_files(self, uri: str) -> Iterator[FileEntry]:
-        """Every file at any depth below ``uri``, hidden names included (Spark's readers skip those)."""
-        path = self._path(uri)
-        files = self._fs(path).listFiles(path, True)
-        while files.hasNext():
-            status = files.next()
-            yield FileEntry(status.getPath().toString(), int(status.getLen()))
+        """Every file at any depth below ``uri``, hidden names included (Spark's readers skip those).
+
+        Walks the folders with ``listStatus``: ``listFiles(recursive)`` builds a LocatedFileStatus per
+        file, which on the local file system runs ``ls -ld`` to read its permissions (6 s for 2,048
+        images, against 0.5 s). On S3 either way is one listing request per folder or per 1,000 keys.
+        """
+        root = self._path(uri)
+        fs = self._fs(root)
+        folders = [root]
+        while folders:
+            for status in fs.listStatus(folders.pop()):
+                if status.isDirectory():
+                    folders.append(status.getPath())
+                else:
+                    yield FileEntry(status.getPath().toString(), int(status.getLen()))
 
     def delete(self, uri: str, recursive: bool = False) -> None:
         path = self._path(uri)

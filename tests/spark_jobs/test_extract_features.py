@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from fruits_spark.errors import JobInputError
-from fruits_spark.extract_features import ExtractConfig, ExtractSummary, parse_args, run
+from fruits_spark.extract_features import ExtractConfig, ExtractSummary, parse_args, read_images, run
 from fruits_spark.images import decode_image
 from fruits_spark.model import FEATURE_LENGTH, CompiledModel, build_keras_model
 from tools.sample_images import generate
@@ -165,6 +166,20 @@ def test_added_images_are_the_only_ones_featurized(
     assert len(after) == len(before) + 5
     assert len({row[0] for row in after}) == len(after)
     assert set(before) <= set(after)
+
+
+def test_new_images_are_read_in_one_even_partition_per_core(spark: SparkSession, tmp_path: Path) -> None:
+    content = generate(tmp_path / "one", 1)[0].read_bytes()
+    (tmp_path / "Kiwi").mkdir()
+    paths = []
+    for number in range(100):
+        path = tmp_path / "Kiwi" / f"{number}.jpg"
+        path.write_bytes(content)
+        paths.append(_uri(path))
+
+    per_partition = read_images(spark, paths).groupBy(F.spark_partition_id()).count().collect()
+
+    assert sorted(row["count"] for row in per_partition) == [50, 50]
 
 
 def test_features_of_another_model_are_refused(

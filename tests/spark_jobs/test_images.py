@@ -105,3 +105,21 @@ def test_files_rejected_from_their_listing(name: str, size: int, reason: str) ->
 
 def test_ordinary_file_needs_decoding_to_judge() -> None:
     assert reject_reason_from_listing("file:/t/Kiwi/0_100.jpg", 4000) is None
+
+
+def test_every_byte_value_is_scaled_exactly_as_keras_arithmetic() -> None:
+    pixels = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
+
+    decoded = decode_image(_encode(Image.fromarray(pixels), "PNG"), 16)
+
+    np.testing.assert_array_equal(decoded, pixels.astype(np.float32) / 127.5 - 1.0)
+
+
+def test_decoding_into_an_array_fills_and_returns_it() -> None:
+    content = _encode(Image.new("RGB", (40, 30), (10, 200, 30)), "PNG")
+    out = np.full((32, 32, 3), np.nan, dtype=np.float32)
+
+    decoded = decode_image(content, 32, out=out)
+
+    assert decoded is out
+    np.testing.assert_array_equal(out, decode_image(content, 32))
