@@ -53,9 +53,12 @@ class CompiledModel:
     image_size: int
 
 
-def imagenet_weights_file(image_size: int) -> Path:
-    """Where Keras caches (and looks first for) the ImageNet weights of the headless MobileNetV2."""
-    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+def imagenet_weights_file(image_size: int, keras_home: Path | None = None) -> Path:
+    """Where Keras caches (and looks first for) the ImageNet weights of the headless MobileNetV2.
+
+    :param keras_home: the Keras home folder; by default ``$KERAS_HOME``, else ``~/.keras``.
+    """
+    keras_home = keras_home or Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
     size = image_size if image_size in (96, 128, 160, 192, 224) else 224
     return keras_home / "models" / f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5"
 

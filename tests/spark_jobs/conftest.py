@@ -9,12 +9,19 @@ import shutil
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
 from pyspark.sql import SparkSession
 
-from fruits_spark.model import CompiledModel, compile_model
+from fruits_spark.model import (
+    CompiledModel,
+    build_keras_model,
+    compile_model,
+    imagenet_weights_file,
+    randomize_weights,
+)
 from fruits_spark.session import configure
 from tools.sample_images import generate
 
@@ -49,6 +56,21 @@ def image_size() -> int:
 @pytest.fixture(scope="session")
 def random_model(image_size: int) -> CompiledModel:
     return compile_model("none", image_size)
+
+
+@pytest.fixture(scope="session")
+def keras_cache(tmp_path_factory: pytest.TempPathFactory, image_size: int) -> tuple[Path, keras.Model]:
+    """A Keras home whose cache holds 'ImageNet' weights made here (nothing can be downloaded), and
+    the model they came from. Keras reads ``KERAS_HOME`` once, so only new processes can use it."""
+    home = tmp_path_factory.mktemp("keras-home")
+    model = build_keras_model("none", image_size)
+    randomize_weights(model, seed=5)
+    cached = imagenet_weights_file(image_size, keras_home=home)
+    cached.parent.mkdir(parents=True)
+    legacy_h5 = home / "legacy.h5"
+    model.save(legacy_h5)
+    legacy_h5.rename(cached)
+    return home, model
 
 
 def _jpeg(image: Image.Image) -> bytes:

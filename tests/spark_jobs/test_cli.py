@@ -10,16 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 import fruits_spark
 from fruits_airflow.artifacts import build_py_files_zip
 from fruits_spark.images import decode_image
-from fruits_spark.model import build_keras_model, imagenet_weights_file, randomize_weights
 
 SPARK_JOBS = Path(fruits_spark.__file__).resolve().parents[1]
 SPARK_SUBMIT = Path(sys.executable).parent / "spark-submit"
-IMAGE_SIZE = 96
 
 
 def spark_submit(script: Path, *args: str, env: dict[str, str] | None = None, py_files: Path | None = None):
@@ -43,32 +40,16 @@ def assert_one_error_line(result: subprocess.CompletedProcess, prefix: str) -> s
     return errors[0]
 
 
-@pytest.fixture(scope="module")
-def keras_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
-    """A Keras cache holding 'ImageNet' weights that this test made (no download is possible here)."""
-    home = tmp_path_factory.mktemp("keras-home")
-    model = build_keras_model("none", IMAGE_SIZE)
-    randomize_weights(model, seed=5)
-    saved = os.environ.get("KERAS_HOME")
-    os.environ["KERAS_HOME"] = str(home)
-    try:
-        cached = imagenet_weights_file(IMAGE_SIZE)
-    finally:
-        os.environ.pop("KERAS_HOME") if saved is None else os.environ.__setitem__("KERAS_HOME", saved)
-    cached.parent.mkdir(parents=True)
-    model.save(home / "legacy.h5")
-    (home / "legacy.h5").rename(cached)
-    return home, model
-
-
-def test_both_jobs_run_with_spark_submit_from_the_checkout(image_tree: dict, keras_home, tmp_path: Path) -> None:
-    home, model = keras_home
+def test_both_jobs_run_with_spark_submit_from_the_checkout(
+    image_tree: dict, keras_cache, image_size: int, tmp_path: Path
+) -> None:
+    home, model = keras_cache
     features = tmp_path / "features"
 
     extract = spark_submit(
         SPARK_JOBS / "extract_features.py",
         *("--images", str(image_tree["root"]), "--features", str(features)),
-        *("--weights", "imagenet", "--image-size", str(IMAGE_SIZE)),
+        *("--weights", "imagenet", "--image-size", str(image_size)),
         env={"KERAS_HOME": str(home)},
     )
     assert extract.returncode == 0, extract.stderr[-3000:]
@@ -77,7 +58,7 @@ def test_both_jobs_run_with_spark_submit_from_the_checkout(image_tree: dict, ker
 
     rows = pd.read_parquet(features).set_index("path")
     good = image_tree["good"][:4]
-    expected = model.predict(np.stack([decode_image(p.read_bytes(), IMAGE_SIZE) for p in good]), verbose=0)
+    expected = model.predict(np.stack([decode_image(p.read_bytes(), image_size) for p in good]), verbose=0)
     actual = np.stack([rows.loc[f"file:{p}", "features"] for p in good])
     cosine = (actual * expected).sum(1) / (np.linalg.norm(actual, axis=1) * np.linalg.norm(expected, axis=1))
     assert cosine.min() >= 0.9999

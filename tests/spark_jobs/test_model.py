@@ -19,7 +19,6 @@ from fruits_spark.model import (
     build_keras_model,
     compile_model,
     fingerprint,
-    imagenet_weights_file,
     randomize_weights,
 )
 
@@ -94,28 +93,24 @@ IMAGENET_PROBE = """
 import sys
 import numpy as np
 from fruits_spark.model import build_keras_model
-model = build_keras_model("imagenet", 96)
+model = build_keras_model("imagenet", int(sys.argv[2]))
 np.save(sys.argv[1], np.concatenate([w.numpy().ravel() for w in model.weights]))
 """
 
 
-def test_imagenet_weights_load_from_the_keras_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_imagenet_weights_load_from_the_keras_cache(
+    keras_cache: tuple[Path, object], image_size: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Keras looks in its cache before downloading: a file placed there is what `imagenet` loads."""
-    source = build_keras_model("none", 96)
-    randomize_weights(source, seed=11)
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
-    cached = imagenet_weights_file(96)
-    cached.parent.mkdir(parents=True)
-    legacy_h5 = tmp_path / "legacy.h5"
-    source.save(legacy_h5)
-    legacy_h5.rename(cached)
-
+    home, source = keras_cache
+    monkeypatch.setenv("KERAS_HOME", str(home))
     monkeypatch.setenv("PYTHONPATH", str(Path(fruits_spark.__file__).parents[1]))
-    # A fresh interpreter: Keras reads KERAS_HOME once, when it is first imported.
-    subprocess.run([sys.executable, "-c", IMAGENET_PROBE, str(tmp_path / "loaded.npy")], check=True)
+
+    loaded = tmp_path / "loaded.npy"
+    subprocess.run([sys.executable, "-c", IMAGENET_PROBE, str(loaded), str(image_size)], check=True)
 
     expected = np.concatenate([w.numpy().ravel() for w in source.weights])
-    np.testing.assert_array_equal(np.load(tmp_path / "loaded.npy"), expected)
+    np.testing.assert_array_equal(np.load(loaded), expected)
 
 
 def test_missing_weights_uri_names_the_jvms_reason(spark, tmp_path: Path, image_size: int) -> None:
