@@ -22,7 +22,7 @@ from pathlib import Path
 from botocore.client import BaseClient
 
 from fruits_airflow.paths import ARTIFACTS_PREFIX
-from fruits_airflow.s3_objects import head, local_etag, upload_file
+from fruits_airflow.s3_objects import head, same_content, upload_file
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def stage_artifacts(s3_client: BaseClient, bucket: str, artifacts: SparkArtifact
     for name, path in artifacts.files().items():
         key = f"{prefix}{name}"
         remote = head(s3_client, bucket, key)
-        if remote == (path.stat().st_size, f'"{local_etag(path)}"'):
+        if remote is not None and same_content(path, path.stat().st_size, *remote):
             continue
         upload_file(s3_client, path, bucket, key)
         uploaded += 1
