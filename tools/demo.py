@@ -21,14 +21,14 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow.parquet as pq
 from botocore.client import BaseClient
 
+from fruits_airflow.checks import count_rows
+from fruits_airflow.paths import RunPaths
 from local_aws import EmbeddedAws
 
 log = logging.getLogger("demo")
@@ -102,50 +102,21 @@ def latest_run(env: dict[str, str]) -> tuple[str, str]:
     return newest["run_id"], newest["state"]
 
 
-def download_prefix(s3: BaseClient, prefix: str, target: Path) -> int:
-    """Copy every object under ``s3://BUCKET/prefix`` into ``target``; returns how many."""
-    count = 0
+def download_prefix(s3: BaseClient, prefix: str, target: Path) -> None:
+    """Copy every object under ``s3://BUCKET/prefix`` into ``target``."""
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
         for item in page.get("Contents", []):
             local = target / item["Key"][len(prefix) :]
             local.parent.mkdir(parents=True, exist_ok=True)
             s3.download_file(BUCKET, item["Key"], str(local))
-            count += 1
-    return count
 
 
-def newest_run_key(s3: BaseClient) -> str | None:
-    """The run whose PCA finished last (its ``_SUCCESS`` is newest), or None when none did."""
-    markers = [
-        item
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="runs/")
-        for item in page.get("Contents", [])
-        if item["Key"].endswith("/pca/_SUCCESS")
-    ]
-    if not markers:
-        return None
-    return max(markers, key=lambda item: item["LastModified"])["Key"].split("/")[1]
-
-
-def count_rows(dataset: Path) -> int:
-    files = list(dataset.rglob("*.parquet"))
-    return sum(pq.ParquetFile(file).metadata.num_rows for file in files)
-
-
-def collect_outputs(s3: BaseClient, out_dir: Path) -> tuple[Path, int] | None:
-    """Copy the newest run's ``runs/<key>/`` to ``out_dir/<key>/``; also count the rejected images."""
-    key = newest_run_key(s3)
-    if key is None:
-        return None
-    target = out_dir / key
+def collect_outputs(s3: BaseClient, out_dir: Path, paths: RunPaths) -> tuple[Path, int]:
+    """Copy the run's ``runs/<key>/`` to ``out_dir/<key>/``; also count the images it rejected."""
+    target = out_dir / paths.run_key
     shutil.rmtree(target, ignore_errors=True)
-    download_prefix(s3, f"runs/{key}/", target)
-    own_rejects = target / "features_rejects"
-    if own_rejects.is_dir():
-        return target, count_rows(own_rejects)
-    with tempfile.TemporaryDirectory() as tmp:
-        download_prefix(s3, "features_rejects/", Path(tmp))
-        return target, count_rows(Path(tmp))
+    download_prefix(s3, paths.run_prefix, target)
+    return target, count_rows(s3, BUCKET, paths.rejects_prefix)
 
 
 def summary(run: DemoRun, weights: str, seconds: float) -> str:
@@ -187,7 +158,8 @@ def run_demo(images: Path, out_dir: Path, state_dir: Path, weights: str, extra_v
         clusters = {
             cluster["Id"]: cluster["Status"]["State"] for cluster in aws.client("emr").list_clusters()["Clusters"]
         }
-        outputs = collect_outputs(s3, out_dir) if state == "success" else None
+        paths = RunPaths.for_run(BUCKET, run_id, reprocess_all=False, weights=weights)
+        outputs = collect_outputs(s3, out_dir, paths) if state == "success" else None
     return DemoRun(state, run_id, log_file, clusters, *(outputs or ()))
 
 

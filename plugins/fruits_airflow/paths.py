@@ -98,10 +98,12 @@ class RunPaths:
         return self.uri(self.features_prefix)
 
     @property
+    def rejects_prefix(self) -> str:
+        return f"{self.run_prefix}{REJECTS_PREFIX}" if self.own_features else f"{REJECTS_PREFIX}{self.weights_id}/"
+
+    @property
     def rejects_uri(self) -> str:
-        if self.own_features:
-            return self.uri(f"{self.run_prefix}{REJECTS_PREFIX}")
-        return self.uri(f"{REJECTS_PREFIX}{self.weights_id}/")
+        return self.uri(self.rejects_prefix)
 
     @property
     def pca_prefix(self) -> str:
