@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 class EmrStepsFailureReportingSensor(EmrStepSensor):
-    """Wait for the last of a run's steps; when a step fails, log its FailureDetails and stderr tail.
+    """Wait for the last of a run's steps; when a step fails, log its FailureDetails and log tails.
 
     The run's steps are watched through the last one: EMR cancels it when an earlier step fails, and
     the report then names the step that actually failed. A step that ends in a failed state fails
@@ -85,4 +85,6 @@ class EmrStepsFailureReportingSensor(EmrStepSensor):
         first_failed = next((failure for failure in failures if failure.state != "CANCELLED"), None)
         culprit = first_failed or (failures[0] if failures else None)
         summary = culprit.summary() if culprit else f"EMR step {self.step_id} did not complete"
-        return AirflowFailException(f"{summary}. The stderr tail is in the log above; cluster {self.job_flow_id}.")
+        return AirflowFailException(
+            f"{summary}. The tails of its stdout and stderr are in the log above; cluster {self.job_flow_id}."
+        )
