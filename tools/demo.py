@@ -30,6 +30,7 @@ from botocore.client import BaseClient
 from fruits_airflow.checks import count_rows
 from fruits_airflow.paths import RunPaths
 from local_aws import EmbeddedAws
+from tools.local_provision import provision
 
 log = logging.getLogger("demo")
 
@@ -145,8 +146,7 @@ def run_demo(images: Path, out_dir: Path, state_dir: Path, weights: str, extra_v
     log_file = out_dir / "airflow-dags-test.log"
     with EmbeddedAws(port=0, region=REGION, state_dir=state_dir / "aws") as aws:
         s3 = aws.client("s3")
-        if BUCKET not in {bucket["Name"] for bucket in s3.list_buckets()["Buckets"]}:
-            s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+        provision(s3, BUCKET, REGION)
         env = airflow_environment(airflow_home, aws, images, extra_variable or {})
         migrated = airflow(env, "db", "migrate")
         if migrated.returncode != 0:
