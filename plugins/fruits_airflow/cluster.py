@@ -4,6 +4,9 @@ The cluster keeps running between steps (``KeepJobFlowAliveWhenNoSteps``) so tha
 decides when it ends; the idle ``AutoTerminationPolicy`` is the backstop for when Airflow itself dies.
 Its nodes run the jobs with the Python 3.11 virtualenv that the bootstrap action builds (EMR 7 runs
 Python 3.9 by default), and require IMDSv2 through the security configuration.
+
+The roles and the security configuration come from the project's CloudFormation stack; the DAG
+creates neither, so the Airflow side needs no IAM or security-configuration write permissions.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
 from fruits_airflow.artifacts import StagedArtifacts
-from fruits_airflow.config import ConfigError, PipelineConfig
+from fruits_airflow.config import STACK_TEMPLATE, ConfigError, PipelineConfig
 from fruits_airflow.paths import RunPaths
 
 log = logging.getLogger(__name__)
@@ -26,12 +29,9 @@ log = logging.getLogger(__name__)
 NODE_VENV = "/opt/fruits-pipeline/venv"
 NODE_PYTHON = f"{NODE_VENV}/bin/python"
 
-IMDSV2_SECURITY_CONFIGURATION = {
-    "InstanceMetadataServiceConfiguration": {
-        "MinimumInstanceMetadataServiceVersion": 2,
-        "HttpPutResponseHopLimit": 1,
-    }
-}
+# AmazonEMRServicePolicy_v2, the service role's policy, only launches and manages EC2 resources with
+# this tag; EMR passes the cluster's tags on to its instances and volumes.
+EMR_MANAGED_POLICIES_TAG = {"Key": "for-use-with-amazon-emr-managed-policies", "Value": "true"}
 
 SPARK_PYTHON_CONFIGURATIONS = [
     {
@@ -121,6 +121,7 @@ def job_flow_overrides(
         "StepConcurrencyLevel": 1,
         "VisibleToAllUsers": True,
         "Tags": [
+            EMR_MANAGED_POLICIES_TAG,
             _tag("airflow:dag_id", dag_id),
             _tag("airflow:run_id", run_id),
             _tag("fruits-pipeline:run_key", paths.run_key),
@@ -129,28 +130,30 @@ def job_flow_overrides(
     }
 
 
-def ensure_security_configuration(emr_client: BaseClient, name: str) -> str:
-    """Create the IMDSv2 security configuration ``name`` if missing; refuse an existing one without IMDSv2.
+def check_security_configuration(emr_client: BaseClient, name: str) -> str:
+    """Make sure the security configuration ``name`` exists and requires IMDSv2; the stack creates it.
 
-    :raises ConfigError: when ``name`` exists but lets the nodes use IMDSv1.
+    :raises ConfigError: when ``name`` does not exist in the client's region, or lets the nodes use IMDSv1.
     """
+    region = emr_client.meta.region_name
     try:
         existing = emr_client.describe_security_configuration(Name=name)
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") != "InvalidRequestException":
             raise
-        emr_client.create_security_configuration(
-            Name=name, SecurityConfiguration=json.dumps(IMDSV2_SECURITY_CONFIGURATION)
-        )
-        log.info("Created EMR security configuration %s, which requires IMDSv2", name)
-        return name
+        raise ConfigError(
+            f"EMR security configuration {name!r} does not exist in {region}: deploy the project's CloudFormation "
+            f"stack ({STACK_TEMPLATE}) in {region}, which creates it, or set the Variable 'fruits_pipeline' key "
+            "'security_configuration' to one that requires IMDSv2."
+        ) from error
     settings = json.loads(existing["SecurityConfiguration"])
     version = settings.get("InstanceMetadataServiceConfiguration", {}).get("MinimumInstanceMetadataServiceVersion")
     if version != 2:
         raise ConfigError(
-            f"Airflow Variable 'fruits_pipeline': key 'security_configuration' names {name!r}, which does not "
-            "require IMDSv2 (InstanceMetadataServiceConfiguration.MinimumInstanceMetadataServiceVersion = 2); "
-            "use one that does, or remove the key to let the DAG create its own."
+            f"EMR security configuration {name!r} in {region} does not require IMDSv2 "
+            "(InstanceMetadataServiceConfiguration.MinimumInstanceMetadataServiceVersion = 2): use the one the "
+            f"project's CloudFormation stack ({STACK_TEMPLATE}) creates, by removing the Variable 'fruits_pipeline' "
+            "key 'security_configuration', or another that requires IMDSv2."
         )
-    log.info("EMR security configuration %s exists and requires IMDSv2", name)
+    log.info("EMR security configuration %s in %s requires IMDSv2", name, region)
     return name

@@ -3,9 +3,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from botocore.exceptions import ParamValidationError
+from botocore.exceptions import ClientError, ParamValidationError
 
-from fruits_airflow.cluster import NODE_PYTHON, ensure_security_configuration, job_flow_overrides
+from fruits_airflow.cluster import NODE_PYTHON, check_security_configuration, job_flow_overrides
 from fruits_airflow.config import ConfigError, parse_config
 from fruits_airflow.paths import RunPaths
 
@@ -128,24 +128,36 @@ def test_an_invalid_enum_in_the_request_fails(request_for, assert_emr_enums):
         assert_emr_enums("RunJobFlow", overrides)
 
 
-def test_a_missing_security_configuration_is_created_requiring_imdsv2(emr):
-    assert ensure_security_configuration(emr, "fruits-pipeline-imdsv2") == "fruits-pipeline-imdsv2"
-
-    stored = json.loads(emr.describe_security_configuration(Name="fruits-pipeline-imdsv2")["SecurityConfiguration"])
-    assert stored["InstanceMetadataServiceConfiguration"]["MinimumInstanceMetadataServiceVersion"] == 2
+IMDSV2 = {"InstanceMetadataServiceConfiguration": {"MinimumInstanceMetadataServiceVersion": 2}}
 
 
-def test_ensuring_the_security_configuration_twice_keeps_the_first(emr):
-    ensure_security_configuration(emr, "fruits-pipeline-imdsv2")
-    created = emr.describe_security_configuration(Name="fruits-pipeline-imdsv2")["CreationDateTime"]
+def test_a_security_configuration_requiring_imdsv2_passes(emr):
+    emr.create_security_configuration(Name="fruits-pipeline-imdsv2", SecurityConfiguration=json.dumps(IMDSV2))
 
-    # Creating it again would raise "already exists" in moto, as in EMR.
-    assert ensure_security_configuration(emr, "fruits-pipeline-imdsv2") == "fruits-pipeline-imdsv2"
-    assert emr.describe_security_configuration(Name="fruits-pipeline-imdsv2")["CreationDateTime"] == created
+    assert check_security_configuration(emr, "fruits-pipeline-imdsv2") == "fruits-pipeline-imdsv2"
+
+
+def test_a_missing_security_configuration_fails_naming_the_stack_and_is_not_created(emr):
+    with pytest.raises(
+        ConfigError,
+        match=r"'fruits-pipeline-imdsv2' does not exist in eu-west-1: deploy the project's CloudFormation stack "
+        r"\(cloudformation/fruits-pipeline.yaml\)",
+    ):
+        check_security_configuration(emr, "fruits-pipeline-imdsv2")
+
+    with pytest.raises(ClientError, match="InvalidRequestException"):
+        emr.describe_security_configuration(Name="fruits-pipeline-imdsv2")
 
 
 def test_an_existing_security_configuration_without_imdsv2_is_refused(emr):
     emr.create_security_configuration(Name="legacy", SecurityConfiguration=json.dumps({"EncryptionConfiguration": {}}))
 
-    with pytest.raises(ConfigError, match="key 'security_configuration' names 'legacy', which does not require IMDSv2"):
-        ensure_security_configuration(emr, "legacy")
+    with pytest.raises(ConfigError, match="'legacy' in eu-west-1 does not require IMDSv2"):
+        check_security_configuration(emr, "legacy")
+
+
+def test_the_cluster_is_tagged_for_the_emr_managed_policies(request_for):
+    tags = {tag["Key"]: tag["Value"] for tag in request_for()["Tags"]}
+
+    # AmazonEMRServicePolicy_v2 only launches instances for clusters carrying this tag.
+    assert tags["for-use-with-amazon-emr-managed-policies"] == "true"
