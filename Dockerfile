@@ -1,0 +1,44 @@
+# The image of docker-compose.yaml: the official Airflow image, this project's lock, and Java for local Spark.
+#
+# The code is not in the image: docker-compose.yaml mounts dags/, plugins/, spark_jobs/, bootstrap/ and the
+# local AWS tooling, so an edit shows up without a rebuild. Rebuild (`docker compose build`) after the lock
+# changes. The tag must name the lock's apache-airflow and Python 3.11 (tests/compose checks both).
+FROM apache/airflow:3.3.2-python3.11
+
+USER root
+# pyspark 3.5 runs on Java 17, as EMR 7 does. The embedded AWS endpoint (local_aws) runs each EMR step's
+# spark-submit in its container. Debian's slim images lack the man folder the JRE's postinst links into.
+# /usr/lib/jvm/java-17 names the JRE whatever the architecture (amd64, arm64).
+RUN mkdir -p /usr/share/man/man1 \
+    && apt-get update \
+    && apt-get install -y --no-install-recommends openjdk-17-jre-headless \
+    && ln -s "$(dirname "$(dirname "$(readlink -f "$(command -v java)")")")" /usr/lib/jvm/java-17 \
+    && apt-get autoremove -yqq --purge \
+    && apt-get clean \
+    && rm -rf /var/lib/apt/lists/* \
+    && mkdir -p /opt/airflow/local-aws-state \
+    && chown airflow:0 /opt/airflow/local-aws-state \
+    && chmod g+rwx /opt/airflow/local-aws-state
+
+# PYTHONPATH is the Makefile's, at the mount points: the DAG imports fruits_airflow from plugins/, the compose
+# services run `python -m local_aws` and `python -m tools.local_provision` from /opt/airflow. The step runner
+# uses the image's spark-submit (it looks for .venv/bin/spark-submit otherwise).
+ENV JAVA_HOME=/usr/lib/jvm/java-17 \
+    PYTHONPATH=/opt/airflow/spark_jobs:/opt/airflow/plugins:/opt/airflow \
+    LOCAL_AWS_SPARK_SUBMIT=/home/airflow/.local/bin/spark-submit \
+    TF_CPP_MIN_LOG_LEVEL=2
+
+USER airflow
+# The lock is complete and pins apache-airflow at this image's version, so nothing is resolved here;
+# install rather than sync, to keep the image's own packages (the Postgres driver among them).
+COPY --chown=airflow:0 requirements.txt /tmp/fruits-pipeline/requirements.txt
+RUN pip install --no-cache-dir --no-deps --requirement /tmp/fruits-pipeline/requirements.txt
+
+# The venv's Spark settings, as `make install` puts them: Spark's Python is the image's, logs are quiet.
+COPY --chown=airflow:0 conf/spark/ /tmp/fruits-pipeline/spark-conf/
+RUN spark_conf="$(python -c 'import pathlib, pyspark; print(pathlib.Path(pyspark.__file__).parent / "conf")')" \
+    && mkdir -p "${spark_conf}" \
+    && cp /tmp/fruits-pipeline/spark-conf/* "${spark_conf}/" \
+    && rm -rf /tmp/fruits-pipeline \
+    && test -x "${LOCAL_AWS_SPARK_SUBMIT}" \
+    && java -version
