@@ -14,7 +14,7 @@ export PYSPARK_PYTHON := $(CURDIR)/$(BIN)/python
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(BIN)/python
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help install lock lint format test package sample-images demo bench clean
+.PHONY: help install browser lock lint format test package sample-images demo airflow bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -31,6 +31,15 @@ $(VENV)/.installed: requirements.txt conf/spark/spark-env.sh conf/spark/log4j2.p
 	@sed -i 's|PYSPARK_PYTHON:-"python3"|PYSPARK_PYTHON:-"$(CURDIR)/$(BIN)/python"|' $(BIN)/find-spark-home
 	@touch $@
 
+# The UI test drives Debian's chromium through its chromedriver; nothing may download a browser.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+browser: ## install Debian's chromium and chromedriver for the UI test (once)
+	@if ! test -x /usr/bin/chromium || ! test -x /usr/bin/chromedriver; then \
+		echo "installing Debian's chromium and chromium-driver"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	fi
+
 lock: ## regenerate requirements.txt from requirements.in
 	@test -x $(BIN)/uv || $(PYTHON) -m pip install --quiet uv
 	$(if $(wildcard $(BIN)/uv),$(BIN)/uv,uv) pip compile --quiet --python-version 3.11 requirements.in -o requirements.txt
@@ -43,7 +52,7 @@ format: install ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: install lint ## install, lint and run the whole test suite
+test: install lint browser ## install, lint and run the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 package: install ## build dist/fruits_spark.zip, the --py-files zip of the Spark jobs
@@ -59,8 +68,14 @@ demo: install ## run the real DAG end to end on an embedded AWS endpoint (IMAGES
 	@if [ "$(IMAGES)" = "$(SAMPLE_IMAGES)" ]; then $(MAKE) --no-print-directory sample-images; fi
 	$(BIN)/python -m tools.demo --images "$(IMAGES)" --out $(DEMO_OUT)
 
+PORT ?= 8080
+
+airflow: install ## the Airflow 3 UI on 127.0.0.1:$(PORT), on the embedded AWS endpoint; Ctrl-C stops it
+	@if [ "$(IMAGES)" = "$(SAMPLE_IMAGES)" ]; then $(MAKE) --no-print-directory sample-images; fi
+	$(BIN)/python -m tools.airflow_stack --images "$(IMAGES)" --port $(PORT)
+
 bench: install ## measure feature extraction on this machine: table + .bench/results.json (~5 minutes)
 	$(BIN)/python -m tools.bench
 
 clean: ## remove generated files (keeps .venv)
-	rm -rf dist demo-output sample-images .bench spark-warehouse .local-aws
+	rm -rf dist demo-output sample-images .bench spark-warehouse .local-aws test-artifacts

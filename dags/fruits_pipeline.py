@@ -18,8 +18,8 @@ landing folder ──upload_new_images──▶ s3://BUCKET/images/<label>/<file
    anything is uploaded or created.
 2. `upload_new_images` sends only new or changed files (same key, size and ETag means already there);
    it never deletes. `stage_artifacts` uploads the Spark jobs and the bootstrap of this DAG version to
-   `s3://BUCKET/artifacts/<content hash>/`. `ensure_security_configuration` makes sure the cluster's
-   security configuration requires IMDSv2 (creating `fruits-pipeline-imdsv2` when missing).
+   `s3://BUCKET/artifacts/<content hash>/`. `check_security_configuration` fails clearly unless the
+   cluster's security configuration exists and requires IMDSv2.
 3. `create_cluster` starts the cluster; `add_steps` adds `extract_features` then `pca`; `watch_steps`
    waits for them and, if one fails, logs its failure reason and the tail of its stderr from the
    cluster's logs. `create_cluster` and `add_steps` are never retried: they are not idempotent.
@@ -40,18 +40,22 @@ landing folder ──upload_new_images──▶ s3://BUCKET/images/<label>/<file
 | `primary_instance_type`, `core_instance_type` | `m5.xlarge` | on-demand nodes |
 | `core_count` | `2` | |
 | `spot_task_instance_type`, `spot_task_count` | `m5.xlarge`, `0` | optional spot task nodes |
-| `subnet_id` | none | the default VPC when absent |
+| `subnet_id` | none | the default VPC when absent; tag it `for-use-with-amazon-emr-managed-policies=true` |
 | `service_role` | `fruits-pipeline-emr-service-role` | |
 | `job_flow_role` | `fruits-pipeline-emr-instance-profile` | instance profile of the nodes |
-| `security_configuration` | `fruits-pipeline-imdsv2` | must require IMDSv2 |
+| `security_configuration` | `fruits-pipeline-imdsv2` | must exist and require IMDSv2 |
 | `idle_timeout` | `3600` | seconds before an idle cluster terminates itself |
+| `weights` | `imagenet` | MobileNetV2 weights of runs that name none; `none` where ImageNet's file cannot be fetched |
 
+The project's CloudFormation stack (`cloudformation/fruits-pipeline.yaml`) creates the bucket, both roles
+and the security configuration under these default names; its outputs are the Variable's keys.
 AWS access goes through the `aws_default` connection only; no keys live in code or in the Variable.
 
 ## Trigger form
 
 - `variance`: share of the variance the PCA keeps (default 0.95).
-- `weights`: `imagenet` (default), `none`, or an `s3://` weights file. Each network grows its own
+- `weights`: `imagenet`, `none`, or an `s3://` weights file; empty (the default, and every scheduled
+  run) takes the Variable's `weights`. Each network grows its own
   dataset, `s3://BUCKET/features/<weights>/` (`imagenet`, `none` or `file-<hash>`), so a PCA never
   mixes features of two models and switching back featurizes only what is new.
 - `reprocess_all`: featurize every image again. The run then writes its features to
@@ -74,7 +78,7 @@ from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
 from airflow.sdk import Param, chain, dag
 
 from fruits_airflow import tasks
-from fruits_airflow.config import AWS_CONN_ID, DEFAULT_VARIANCE, DEFAULT_WEIGHTS
+from fruits_airflow.config import AWS_CONN_ID, DEFAULT_VARIANCE, WEIGHTS_PATTERN
 from fruits_airflow.sensors import EmrStepsFailureReportingSensor
 
 START_DATE = datetime(2025, 1, 1, tzinfo=UTC)
@@ -90,11 +94,11 @@ PARAMS = {
         description="Share of the features' variance the PCA keeps; k is the fewest components reaching it.",
     ),
     "weights": Param(
-        DEFAULT_WEIGHTS,
-        type="string",
-        pattern=r"^(imagenet|none|s3://\S+)$",
+        None,
+        type=["null", "string"],
+        pattern=f"^({WEIGHTS_PATTERN})$",
         title="MobileNetV2 weights",
-        description="imagenet, none (random, for tests), or an s3:// weights file.",
+        description="imagenet, none (random, for tests), or an s3:// weights file; empty: the Variable's weights.",
     ),
     "reprocess_all": Param(
         False,
@@ -139,7 +143,7 @@ def fruits_pipeline() -> None:
     stage_artifacts = tasks.stage_artifacts.override(execution_timeout=timedelta(minutes=10), **RETRY_WITH_BACKOFF)(
         check_config
     )
-    ensure_security_configuration = tasks.ensure_security_configuration.override(
+    check_security_configuration = tasks.check_security_configuration.override(
         execution_timeout=timedelta(minutes=5), **RETRY_WITH_BACKOFF
     )(check_config)
     plan_run = tasks.plan_run.override(execution_timeout=timedelta(minutes=5))(check_config, stage_artifacts)
@@ -202,7 +206,7 @@ def fruits_pipeline() -> None:
     chain(
         # setup: validate, upload, stage, then start the cluster
         check_config,
-        [upload_new_images, stage_artifacts, ensure_security_configuration],
+        [upload_new_images, stage_artifacts, check_security_configuration],
         plan_run,
         create_cluster,
         # body: run the steps, then check what they wrote

@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -30,15 +28,19 @@ from botocore.client import BaseClient
 from fruits_airflow.checks import count_rows
 from fruits_airflow.paths import RunPaths
 from local_aws import EmbeddedAws
+from tools.local_airflow import (
+    BUCKET,
+    DAG_ID,
+    REGION,
+    REPO_ROOT,
+    airflow,
+    airflow_environment,
+    choose_weights,
+    migrate,
+)
 from tools.local_provision import provision
 
 log = logging.getLogger("demo")
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DAG_ID = "fruits_pipeline"
-BUCKET = "fruits-demo"
-REGION = "eu-west-1"
-DEFAULT_IMAGE_SIZE = 224
 
 
 @dataclass(frozen=True)
@@ -51,42 +53,6 @@ class DemoRun:
     clusters: dict[str, str]
     output_dir: Path | None = None
     n_rejected: int = 0
-
-
-def choose_weights() -> str:
-    """ImageNet weights when Keras already has them (nothing can be downloaded here), else random."""
-    from fruits_spark.model import imagenet_weights_file
-
-    return "imagenet" if imagenet_weights_file(DEFAULT_IMAGE_SIZE).is_file() else "none"
-
-
-def airflow_environment(airflow_home: Path, aws: EmbeddedAws, images: Path, extra_variable: dict) -> dict[str, str]:
-    """The environment of a local Airflow whose only AWS is the embedded endpoint."""
-    connection = {"conn_type": "aws", "extra": {"endpoint_url": aws.endpoint_url, "region_name": REGION}}
-    variable = {"bucket": BUCKET, "images_dir": str(images), "region": REGION, **extra_variable}
-    python_path = os.pathsep.join([str(REPO_ROOT / "plugins"), str(REPO_ROOT)])
-    return {
-        **os.environ,
-        "AIRFLOW_HOME": str(airflow_home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(connection),
-        "AIRFLOW_VAR_FRUITS_PIPELINE": json.dumps(variable),
-        # The embedded endpoint takes any credentials; on AWS the connection assumes a role instead.
-        "AWS_ACCESS_KEY_ID": "local-endpoint",
-        "AWS_SECRET_ACCESS_KEY": "local-endpoint",
-        "PYTHONPATH": python_path,
-    }
-
-
-def airflow(env: dict[str, str], *args: str, log_file: Path | None = None) -> subprocess.CompletedProcess:
-    command = [str(Path(sys.executable).parent / "airflow"), *args]
-    if log_file is None:
-        return subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    with log_file.open("w") as sink:
-        return subprocess.run(command, env=env, stdout=sink, stderr=subprocess.STDOUT, text=True, check=False)
 
 
 def latest_run(env: dict[str, str]) -> tuple[str, str]:
@@ -146,11 +112,9 @@ def run_demo(images: Path, out_dir: Path, state_dir: Path, weights: str, extra_v
     log_file = out_dir / "airflow-dags-test.log"
     with EmbeddedAws(port=0, region=REGION, state_dir=state_dir / "aws") as aws:
         s3 = aws.client("s3")
-        provision(s3, BUCKET, REGION)
-        env = airflow_environment(airflow_home, aws, images, extra_variable or {})
-        migrated = airflow(env, "db", "migrate")
-        if migrated.returncode != 0:
-            raise RuntimeError(f"airflow db migrate failed: {migrated.stderr.strip()[-1000:]}")
+        provision(s3, aws.client("emr"), BUCKET, REGION)
+        env = airflow_environment(airflow_home, aws.endpoint_url, images, extra_variable)
+        migrate(env)
         log.info("running the DAG; its log: %s", log_file)
         conf = json.dumps({"weights": weights})
         airflow(env, "dags", "test", DAG_ID, "--conf", conf, log_file=log_file)

@@ -25,16 +25,19 @@ DEFAULT_RELEASE_LABEL = "emr-7.12.0"
 DEFAULT_INSTANCE_TYPE = "m5.xlarge"
 DEFAULT_CORE_COUNT = 2
 DEFAULT_SPOT_TASK_COUNT = 0
-# The CloudFormation stack of the project creates exactly these two names.
+# The project's CloudFormation stack (this template, in the repository) creates exactly these names;
+# the DAG creates none of them.
+STACK_TEMPLATE = "cloudformation/fruits-pipeline.yaml"
 DEFAULT_SERVICE_ROLE = "fruits-pipeline-emr-service-role"
 DEFAULT_JOB_FLOW_ROLE = "fruits-pipeline-emr-instance-profile"
-# Created by the DAG itself when missing, so that IMDSv2 is always required on the nodes.
 DEFAULT_SECURITY_CONFIGURATION = "fruits-pipeline-imdsv2"
 DEFAULT_IDLE_TIMEOUT = 3600
 
-# Defaults of the DAG Params (the trigger form), kept here with the rest.
+# Defaults of the DAG Params (the trigger form), kept here with the rest. A run that names no weights
+# (every scheduled run) takes the Variable's ``weights``, whose default is this.
 DEFAULT_VARIANCE = 0.95
 DEFAULT_WEIGHTS = "imagenet"
+WEIGHTS_PATTERN = r"imagenet|none|s3://\S+"
 
 _EU_REGION = re.compile(r"eu-[a-z]+-\d+")
 _PATTERNS: dict[str, tuple[re.Pattern[str], str]] = {
@@ -51,6 +54,7 @@ _PATTERNS: dict[str, tuple[re.Pattern[str], str]] = {
     "core_instance_type": (re.compile(r"[a-z0-9-]+\.[a-z0-9]+"), "an EC2 type such as 'm5.xlarge'"),
     "spot_task_instance_type": (re.compile(r"[a-z0-9-]+\.[a-z0-9]+"), "an EC2 type such as 'm5.xlarge'"),
     "subnet_id": (re.compile(r"subnet-[0-9a-f]+"), "a subnet id such as 'subnet-0123abcd'"),
+    "weights": (re.compile(WEIGHTS_PATTERN), "'imagenet', 'none' or an s3:// weights file"),
 }
 _RANGES: dict[str, tuple[int, int]] = {
     "core_count": (1, 100),
@@ -81,8 +85,11 @@ class PipelineConfig:
     :param subnet_id: the subnet to launch into; the account's default VPC when absent.
     :param service_role: the EMR service role.
     :param job_flow_role: the EC2 instance profile of the nodes.
-    :param security_configuration: an EMR security configuration requiring IMDSv2; created when
-        missing.
+    :param security_configuration: an EMR security configuration requiring IMDSv2, which the stack
+        creates; the DAG only checks it.
+    :param weights: the MobileNetV2 weights of runs whose trigger form names none, scheduled runs
+        included: ``imagenet`` on AWS; ``none`` (random) where the ImageNet file cannot be downloaded,
+        as on the embedded endpoint.
     :param idle_timeout: seconds of idleness after which EMR terminates the cluster by itself, the
         backstop for the case where Airflow dies before ``terminate_cluster``.
     """
@@ -101,6 +108,7 @@ class PipelineConfig:
     job_flow_role: str = DEFAULT_JOB_FLOW_ROLE
     security_configuration: str = DEFAULT_SECURITY_CONFIGURATION
     idle_timeout: int = DEFAULT_IDLE_TIMEOUT
+    weights: str = DEFAULT_WEIGHTS
 
     def to_dict(self) -> dict[str, Any]:
         """The Variable-shaped form, passed between tasks by XCom; ``parse_config`` reads it back."""

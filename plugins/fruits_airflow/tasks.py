@@ -79,17 +79,23 @@ def stage_artifacts(config: dict[str, Any]) -> dict[str, Any]:
 
 
 @task
-def ensure_security_configuration(config: dict[str, Any]) -> str:
-    """Make sure the cluster's security configuration exists and requires IMDSv2."""
+def check_security_configuration(config: dict[str, Any]) -> str:
+    """Fail clearly unless the cluster's security configuration, which the stack creates, requires IMDSv2."""
     settings = parse_config(config)
     try:
-        return cluster.ensure_security_configuration(emr_client(settings.region), settings.security_configuration)
+        return cluster.check_security_configuration(emr_client(settings.region), settings.security_configuration)
     except ConfigError as error:
         raise AirflowFailException(str(error)) from error
 
 
+def run_weights(settings: PipelineConfig, params: dict[str, Any]) -> str:
+    """The trigger form's weights, else (scheduled runs, an empty field) the Variable's."""
+    return params.get("weights") or settings.weights
+
+
 def run_paths(settings: PipelineConfig, run_id: str, params: dict[str, Any]) -> RunPaths:
-    return RunPaths.for_run(settings.bucket, run_id, reprocess_all=params["reprocess_all"], weights=params["weights"])
+    weights = run_weights(settings, params)
+    return RunPaths.for_run(settings.bucket, run_id, reprocess_all=params["reprocess_all"], weights=weights)
 
 
 @task(multiple_outputs=True)
@@ -111,7 +117,9 @@ def plan_run(
         "job_flow_overrides": cluster.job_flow_overrides(
             settings, paths, staged_artifacts, dag_id=dag.dag_id, run_id=run_id
         ),
-        "steps": steps.spark_steps(paths, staged_artifacts, variance=params["variance"], weights=params["weights"]),
+        "steps": steps.spark_steps(
+            paths, staged_artifacts, variance=params["variance"], weights=run_weights(settings, params)
+        ),
         "pca_success_key": paths.pca_success_key,
     }
 

@@ -27,8 +27,8 @@ EXPECTED_UPSTREAM = {
     "check_config": set(),
     "upload_new_images": {"check_config"},
     "stage_artifacts": {"check_config"},
-    "ensure_security_configuration": {"check_config"},
-    "plan_run": {"check_config", "upload_new_images", "stage_artifacts", "ensure_security_configuration"},
+    "check_security_configuration": {"check_config"},
+    "plan_run": {"check_config", "upload_new_images", "stage_artifacts", "check_security_configuration"},
     "create_cluster": {"plan_run"},
     "add_steps": {"create_cluster", "plan_run"},
     "watch_steps": {"add_steps", "create_cluster", "plan_run"},
@@ -169,7 +169,7 @@ def test_watching_the_steps_lasts_long_enough_to_featurize_everything(dag):
 def test_the_trigger_form_has_the_documented_defaults(dag):
     assert {key: dag.params[key] for key in dag.params} == {
         "variance": 0.95,
-        "weights": "imagenet",
+        "weights": None,
         "reprocess_all": False,
     }
 
@@ -183,7 +183,8 @@ def test_the_trigger_form_refuses_bad_values(dag, key, value):
 
 
 @pytest.mark.parametrize(
-    ("key", "value"), [("variance", 1), ("variance", 0.5), ("weights", "none"), ("weights", "s3://b/w.h5")]
+    ("key", "value"),
+    [("variance", 1), ("variance", 0.5), ("weights", "none"), ("weights", "s3://b/w.h5"), ("weights", None)],
 )
 def test_the_trigger_form_accepts_good_values(dag, key, value):
     assert dag.params.get_param(key).resolve(value) == value

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import gzip
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tools.demo import BUCKET, DemoRun, run_demo
+from tools.demo import BUCKET, REPO_ROOT, DemoRun, run_demo
+from tools.process_tree import descendants, read_stats
 from tools.sample_images import generate
 
 N_GOOD = 16
@@ -91,3 +97,54 @@ def test_a_failed_step_fails_the_run_reports_why_and_terminates_the_cluster(land
     # The job's own error line; here the endpoint shows the s3:// URI as its local mirror path.
     assert re.search(r"extract_features: error: --weights \S*/nowhere/mobilenet_v2\.weights\.h5 cannot be read", log)
     assert failed.output_dir is None
+
+
+def test_ctrl_c_during_a_step_stops_every_process_the_demo_started(landing: Path, tmp_path: Path) -> None:
+    paths = [REPO_ROOT / "spark_jobs", REPO_ROOT / "plugins", REPO_ROOT]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, paths)), "PYSPARK_PYTHON": sys.executable}
+    command = [sys.executable, "-m", "tools.demo", "--images", str(landing), "--out", str(tmp_path / "out")]
+    # A session of its own, like a terminal's foreground job: Ctrl-C signals the whole group.
+    stderr_file = tmp_path / "demo.stderr"
+    with stderr_file.open("w") as sink:
+        demo = subprocess.Popen(
+            [*command, "--state-dir", str(tmp_path / "state"), "--weights", "none"],
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+            cwd=REPO_ROOT,
+            env=env,
+            start_new_session=True,
+        )
+    try:
+        started = wait_for_spark_submit(demo, timeout=300)
+
+        os.killpg(demo.pid, signal.SIGINT)
+        demo.wait(timeout=120)
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+
+    stderr = stderr_file.read_text()
+    assert demo.returncode == 130, stderr[-3000:]
+    assert "interrupted; every process it started is stopped" in stderr
+    assert not started & read_stats().keys(), "processes outlived the demo"
+
+
+def wait_for_spark_submit(demo: subprocess.Popen, timeout: float) -> set[int]:
+    """Every process below the demo once an EMR step's spark-submit JVM runs among them."""
+    root, deadline = demo.pid, time.monotonic() + timeout
+    while time.monotonic() < deadline and demo.poll() is None:
+        tree = descendants(root, read_stats()) - {root}
+        # spark-submit's shell scripts exec the JVM, whose main class is SparkSubmit.
+        if any(b"org.apache.spark.deploy.SparkSubmit" in _command_line(pid) for pid in tree):
+            # The JVM and the Python driver start a moment after the launcher.
+            time.sleep(3)
+            return descendants(root, read_stats()) - {root}
+        time.sleep(0.5)
+    pytest.fail(f"no EMR step started within {timeout:.0f} s (demo exit code {demo.poll()})")
+
+
+def _command_line(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""

@@ -70,6 +70,7 @@ def test_eu_regions_are_accepted(region):
         ({"bucket": "my-fruits", "idle_timeout": 30}, "idle_timeout", "must be between 60 and 604800"),
         ({"bucket": "my-fruits", "subnet_id": "vpc-123"}, "subnet_id", "must be a subnet id"),
         ({"bucket": "my-fruits", "core_instance_type": "big"}, "core_instance_type", "must be an EC2 type"),
+        ({"bucket": "my-fruits", "weights": "resnet50"}, "weights", "must be 'imagenet', 'none' or an s3://"),
     ],
 )
 def test_a_bad_value_is_refused_naming_its_key(raw, key, problem):

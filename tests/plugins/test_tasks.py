@@ -7,6 +7,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from fruits_airflow import tasks
+from fruits_airflow.config import parse_config
 
 
 @pytest.fixture(autouse=True)
@@ -67,3 +68,25 @@ def test_the_landing_folder_is_uploaded_through_aws_default(bucket, s3, tmp_path
 
     assert tasks.upload_new_images.function({"bucket": bucket, "images_dir": str(tmp_path)}) == 1
     assert s3.head_object(Bucket=bucket, Key="images/Kiwi/0_100.jpg")["ContentLength"] == 4
+
+
+def test_a_missing_security_configuration_fails_the_task_without_retries(emr):
+    with pytest.raises(AirflowFailException, match="deploy the project's CloudFormation stack"):
+        tasks.check_security_configuration.function({"bucket": "fruits-test-bucket"})
+
+
+def test_the_stacks_security_configuration_passes_the_task(emr):
+    settings = {"InstanceMetadataServiceConfiguration": {"MinimumInstanceMetadataServiceVersion": 2}}
+    emr.create_security_configuration(Name="fruits-pipeline-imdsv2", SecurityConfiguration=json.dumps(settings))
+
+    assert tasks.check_security_configuration.function({"bucket": "fruits-test-bucket"}) == "fruits-pipeline-imdsv2"
+
+
+@pytest.mark.parametrize(
+    ("form", "variable", "expected"),
+    [(None, "none", "none"), ("", "none", "none"), ("imagenet", "none", "imagenet"), (None, None, "imagenet")],
+)
+def test_a_run_that_names_no_weights_takes_the_variable_s(form, variable, expected):
+    settings = parse_config({"bucket": "fruits-test-bucket", "weights": variable})
+
+    assert tasks.run_weights(settings, {"weights": form, "reprocess_all": False}) == expected

@@ -1,0 +1,72 @@
+"""A private Airflow on this machine whose only AWS is the embedded endpoint (``make demo``, ``make airflow``).
+
+Only two things differ from a deployment on AWS: the ``aws_default`` connection's ``endpoint_url`` and
+the ``fruits_pipeline`` Variable. Both are set through ``AIRFLOW_CONN_*``/``AIRFLOW_VAR_*`` variables, as
+docker-compose.yaml sets them, so no Airflow database holds them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DAG_ID = "fruits_pipeline"
+BUCKET = "fruits-demo"
+REGION = "eu-west-1"
+AIRFLOW = Path(sys.executable).parent / "airflow"
+# The demo's images are featurized at MobileNetV2's own input size.
+IMAGE_SIZE = 224
+
+
+def choose_weights() -> str:
+    """ImageNet weights when Keras already has them (nothing can be downloaded here), else random."""
+    from fruits_spark.model import imagenet_weights_file
+
+    return "imagenet" if imagenet_weights_file(IMAGE_SIZE).is_file() else "none"
+
+
+def airflow_environment(
+    airflow_home: Path, endpoint_url: str, images: Path, extra_variable: dict | None = None
+) -> dict[str, str]:
+    """The environment of a local Airflow whose only AWS is the embedded endpoint at ``endpoint_url``."""
+    # login/password are dummy keys for the embedded endpoint, which checks no signature; on AWS the
+    # connection has no keys and assumes a role instead (README, "Run on AWS").
+    connection = {
+        "conn_type": "aws",
+        "login": "local-endpoint",
+        "password": "local-endpoint",
+        "extra": {"endpoint_url": endpoint_url, "region_name": REGION},
+    }
+    variable = {"bucket": BUCKET, "images_dir": str(images), "region": REGION, **(extra_variable or {})}
+    python_path = os.pathsep.join([str(REPO_ROOT / "plugins"), str(REPO_ROOT)])
+    return {
+        **os.environ,
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(connection),
+        "AIRFLOW_VAR_FRUITS_PIPELINE": json.dumps(variable),
+        "PYTHONPATH": python_path,
+    }
+
+
+def airflow(env: dict[str, str], *args: str, log_file: Path | None = None) -> subprocess.CompletedProcess:
+    """Run one ``airflow`` CLI command of this venv; its output is captured, or written to ``log_file``."""
+    command = [str(AIRFLOW), *args]
+    if log_file is None:
+        return subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    with log_file.open("w") as sink:
+        return subprocess.run(command, env=env, stdout=sink, stderr=subprocess.STDOUT, text=True, check=False)
+
+
+def migrate(env: dict[str, str]) -> None:
+    """Create or upgrade the Airflow database; one clear error when that fails."""
+    migrated = airflow(env, "db", "migrate")
+    if migrated.returncode != 0:
+        raise RuntimeError(f"airflow db migrate failed: {migrated.stderr.strip()[-1000:]}")
