@@ -100,7 +100,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     endpoint_url = re.search(r"AWS endpoint:\s+(\S+)", banner)[1]
     yield Stack(process, url, password, endpoint_url, banner)
     if process.poll() is None:
-        os.killpg(process.pid, signal.SIGKILL)
+        # Left running by a failed test: stop it as Ctrl-C does, so that its services go too.
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
