@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import secrets
 import signal
 import socket
@@ -25,15 +24,23 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from local_aws import EmbeddedAws
-from tools.local_airflow import AIRFLOW, BUCKET, REGION, REPO_ROOT, airflow_environment, choose_weights, migrate
+from tools.local_airflow import (
+    AIRFLOW,
+    BUCKET,
+    REGION,
+    REPO_ROOT,
+    airflow_environment,
+    choose_weights,
+    migrate,
+    stop_groups,
+)
 from tools.local_provision import provision
 
 log = logging.getLogger("airflow_stack")
@@ -43,7 +50,6 @@ USERNAME = "admin"
 HOST = "127.0.0.1"
 # Health reports name the services that way: the api-server reports on the other three.
 HEALTH_KEYS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
-STOP_GRACE_SECONDS = 20
 
 
 class StackError(RuntimeError):
@@ -124,27 +130,6 @@ def read_password(airflow_home: Path, timeout: float = 30) -> str:
     raise StackError(f"the api-server wrote no password for '{USERNAME}' to {passwords_file}")
 
 
-def stop(processes: dict[str, subprocess.Popen], grace: float = STOP_GRACE_SECONDS) -> None:
-    """SIGTERM each service's whole process group, then SIGKILL what is still there after ``grace``."""
-    for process in processes.values():
-        _signal_group(process, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for name, process in processes.items():
-        try:
-            process.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            log.warning("airflow %s did not stop within %.0f s; killing it", name, grace)
-    # Task runners and workers live in the services' groups and may outlive their parent.
-    for process in processes.values():
-        _signal_group(process, signal.SIGKILL)
-        process.wait()
-
-
-def _signal_group(process: subprocess.Popen, signum: int) -> None:
-    with suppress(ProcessLookupError):
-        os.killpg(process.pid, signum)
-
-
 @contextmanager
 def airflow_stack(images: Path, state_dir: Path, port: int, startup_timeout: float = 240) -> Iterator[RunningStack]:
     """Run the endpoint and the four Airflow services; everything is stopped on the way out."""
@@ -160,7 +145,7 @@ def airflow_stack(images: Path, state_dir: Path, port: int, startup_timeout: flo
         log.info("migrating the Airflow database in %s", airflow_home)
         migrate(env)
         processes: dict[str, subprocess.Popen] = {}
-        cleanup.callback(stop, processes)
+        cleanup.callback(lambda: stop_groups(processes.values()))
         for name in SERVICES:
             arguments = [name, "--host", HOST, "--port", str(port)] if name == "api-server" else [name]
             with (logs_dir / f"{name}.log").open("w") as sink:

@@ -70,14 +70,8 @@ def read_banner(process: subprocess.Popen, stderr_file: Path) -> str:
     pytest.fail(f"the stack did not come up:\n{''.join(lines)}\n{stderr_file.read_text()[-5000:]}")
 
 
-def stack_environment() -> dict[str, str]:
-    """What `make airflow` exports: the project's import paths and the venv's Python for PySpark."""
-    paths = [REPO_ROOT / "spark_jobs", REPO_ROOT / "plugins", REPO_ROOT]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, paths)), "PYSPARK_PYTHON": sys.executable}
-
-
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, project_env: dict[str, str]) -> Iterator[Stack]:
     images = tmp_path_factory.mktemp("landing") / "images"
     generate(images, N_IMAGES, n_labels=2)
     state_dir = tmp_path_factory.mktemp("stack-state")
@@ -92,7 +86,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             text=True,
             start_new_session=True,
             cwd=REPO_ROOT,
-            env=stack_environment(),
+            env=project_env,
         )
     banner = read_banner(process, stderr_file)
     url = re.search(r"Airflow is up: (\S+)", banner)[1]

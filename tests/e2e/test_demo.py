@@ -99,9 +99,9 @@ def test_a_failed_step_fails_the_run_reports_why_and_terminates_the_cluster(land
     assert failed.output_dir is None
 
 
-def test_ctrl_c_during_a_step_stops_every_process_the_demo_started(landing: Path, tmp_path: Path) -> None:
-    paths = [REPO_ROOT / "spark_jobs", REPO_ROOT / "plugins", REPO_ROOT]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, paths)), "PYSPARK_PYTHON": sys.executable}
+def test_ctrl_c_during_a_step_stops_every_process_the_demo_started(
+    landing: Path, tmp_path: Path, project_env: dict[str, str]
+) -> None:
     command = [sys.executable, "-m", "tools.demo", "--images", str(landing), "--out", str(tmp_path / "out")]
     # A session of its own, like a terminal's foreground job: Ctrl-C signals the whole group.
     stderr_file = tmp_path / "demo.stderr"
@@ -111,7 +111,7 @@ def test_ctrl_c_during_a_step_stops_every_process_the_demo_started(landing: Path
             stdout=subprocess.DEVNULL,
             stderr=sink,
             cwd=REPO_ROOT,
-            env=env,
+            env=project_env,
             start_new_session=True,
         )
     try:
