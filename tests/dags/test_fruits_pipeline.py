@@ -239,8 +239,12 @@ def test_parsing_reads_no_variable_and_finds_the_dag(parse_probe):
     assert parse_probe["dags"] == ["fruits_pipeline"]
 
 
-def test_parsing_takes_well_under_a_second(parse_probe):
-    assert parse_probe["seconds"] < 1.0
+def test_parsing_finishes_within_airflow_s_import_timeout(parse_probe):
+    # Past core.dagbag_import_timeout the dag-processor drops the file. How fast parsing is, is a
+    # benchmark's question, not a test's: a wall-clock bound here only measures the machine's load.
+    from airflow.configuration import conf
+
+    assert parse_probe["seconds"] < conf.getfloat("core", "dagbag_import_timeout")
 
 
 def test_parsing_imports_no_spark_tensorflow_pil_nor_pyarrow(parse_probe):
