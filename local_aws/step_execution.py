@@ -6,6 +6,7 @@ killed; so ``_SUCCESS`` appears in S3 exactly when the job wrote it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
@@ -141,16 +142,33 @@ class StepExecutor:
                         self._kill(process)
 
     def _kill(self, process: subprocess.Popen[bytes]) -> None:
-        """Stop the step's whole process group (spark-submit's JVM and its Python workers)."""
+        """Stop the step's whole process group (spark-submit's JVM, PySpark's daemon and workers).
+
+        SIGTERM first, so that the JVM stops cleanly; then SIGKILL for what is left of the group, as
+        PySpark's workers may outlive the JVM; then wait until the group is empty, so that nothing of
+        the step is left once the endpoint has stopped.
+        """
         started = time.monotonic()
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(process.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                process.wait(timeout=self._kill_grace_seconds)
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        _signal_group(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=self._kill_grace_seconds)
+        _signal_group(process.pid, signal.SIGKILL)
+        process.wait()
+        deadline = time.monotonic() + self._kill_grace_seconds
+        while _group_exists(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
         logger.info("killed process group %d in %.1f s", process.pid, time.monotonic() - started)
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signum)
+
+
+def _group_exists(pgid: int) -> bool:
+    """Whether any process of the group is left (killed members count until they are reaped)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
