@@ -6,11 +6,8 @@ killed; so ``_SUCCESS`` appears in S3 exactly when the job wrote it.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import shlex
-import signal
 import subprocess
 import time
 from collections.abc import Mapping
@@ -22,6 +19,7 @@ from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
 from local_aws.emr_emulation import EmulatedCluster, EmulatedStep
+from local_aws.process_groups import stop_groups
 from local_aws.s3_mirror import MirrorError, S3Mirror, StagedPrefixes
 from local_aws.step_command import StepCommand, StepCommandError, build_step_command
 from local_aws.step_logs import StepLogs, step_log_uri
@@ -142,33 +140,7 @@ class StepExecutor:
                         self._kill(process)
 
     def _kill(self, process: subprocess.Popen[bytes]) -> None:
-        """Stop the step's whole process group (spark-submit's JVM, PySpark's daemon and workers).
-
-        SIGTERM first, so that the JVM stops cleanly; then SIGKILL for what is left of the group, as
-        PySpark's workers may outlive the JVM; then wait until the group is empty, so that nothing of
-        the step is left once the endpoint has stopped.
-        """
+        """Stop the step's whole process group: spark-submit's JVM, PySpark's daemon and its workers."""
         started = time.monotonic()
-        _signal_group(process.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=self._kill_grace_seconds)
-        _signal_group(process.pid, signal.SIGKILL)
-        process.wait()
-        deadline = time.monotonic() + self._kill_grace_seconds
-        while _group_exists(process.pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        stop_groups([process], self._kill_grace_seconds)
         logger.info("killed process group %d in %.1f s", process.pid, time.monotonic() - started)
-
-
-def _signal_group(pgid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signum)
-
-
-def _group_exists(pgid: int) -> bool:
-    """Whether any process of the group is left (killed members count until they are reaped)."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True

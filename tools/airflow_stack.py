@@ -31,15 +31,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from local_aws import EmbeddedAws
+from local_aws.process_groups import stop_groups
 from tools.local_airflow import (
     AIRFLOW,
     BUCKET,
     REGION,
     REPO_ROOT,
+    STOP_GRACE_SECONDS,
     airflow_environment,
     choose_weights,
     migrate,
-    stop_groups,
 )
 from tools.local_provision import provision
 
@@ -75,9 +76,8 @@ def require_free_port(port: int) -> None:
             raise StackError(f"{HOST}:{port} is already in use; stop what listens there or pass --port")
 
 
-def stack_environment(airflow_home: Path, endpoint_url: str, images: Path, port: int) -> dict[str, str]:
-    """The local Airflow's environment, plus what several services need to agree on."""
-    url = f"http://{HOST}:{port}"
+def stack_environment(airflow_home: Path, endpoint_url: str, images: Path, url: str) -> dict[str, str]:
+    """The local Airflow's environment, plus what several services need to agree on (``url``: the api-server's)."""
     return {
         # Scheduled runs name no weights: they take the Variable's, which must be loadable here.
         **airflow_environment(airflow_home, endpoint_url, images, {"weights": choose_weights()}),
@@ -141,11 +141,11 @@ def airflow_stack(images: Path, state_dir: Path, port: int, startup_timeout: flo
     with ExitStack() as cleanup:
         aws = cleanup.enter_context(EmbeddedAws(port=0, region=REGION, state_dir=state_dir / "aws"))
         provision(aws.client("s3"), aws.client("emr"), BUCKET, REGION)
-        env = stack_environment(airflow_home, aws.endpoint_url, images, port)
+        env = stack_environment(airflow_home, aws.endpoint_url, images, url)
         log.info("migrating the Airflow database in %s", airflow_home)
         migrate(env)
         processes: dict[str, subprocess.Popen] = {}
-        cleanup.callback(lambda: stop_groups(processes.values()))
+        cleanup.callback(lambda: stop_groups(processes.values(), STOP_GRACE_SECONDS))
         for name in SERVICES:
             arguments = [name, "--host", HOST, "--port", str(port)] if name == "api-server" else [name]
             with (logs_dir / f"{name}.log").open("w") as sink:

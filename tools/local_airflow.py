@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import Iterable
-from contextlib import suppress
 from pathlib import Path
+
+from local_aws.process_groups import stop_groups
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DAG_ID = "fruits_pipeline"
@@ -61,42 +59,6 @@ def airflow_environment(
     }
 
 
-def signal_group(process: subprocess.Popen, signum: int) -> None:
-    """Signal the process group of ``process``, started with ``start_new_session``; gone is fine."""
-    with suppress(ProcessLookupError):
-        os.killpg(process.pid, signum)
-
-
-def stop_groups(processes: Iterable[subprocess.Popen], grace: float = STOP_GRACE_SECONDS) -> None:
-    """SIGTERM each process's whole group, SIGKILL what is left after ``grace``; return once all are gone.
-
-    The groups' other members (task runners, workers) may outlive their leader: waiting for the leader
-    alone would leave them behind.
-    """
-    processes = list(processes)
-    for process in processes:
-        signal_group(process, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for process in processes:
-        with suppress(subprocess.TimeoutExpired):
-            process.wait(max(0.0, deadline - time.monotonic()))
-    for process in processes:
-        signal_group(process, signal.SIGKILL)
-        process.wait()
-    # Killed members are reaped by init a moment later; until then the group still exists.
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(_group_exists(process.pid) for process in processes):
-        time.sleep(0.1)
-
-
-def _group_exists(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def airflow(env: dict[str, str], *args: str, log_file: Path | None = None) -> subprocess.CompletedProcess:
     """Run one ``airflow`` CLI command of this venv; its output is captured, or written to ``log_file``.
 
@@ -113,7 +75,7 @@ def airflow(env: dict[str, str], *args: str, log_file: Path | None = None) -> su
         try:
             return subprocess.CompletedProcess(command, process.wait())
         finally:
-            stop_groups([process])
+            stop_groups([process], STOP_GRACE_SECONDS)
 
 
 def migrate(env: dict[str, str]) -> None:
