@@ -21,12 +21,15 @@ help: ## list the targets
 
 install: $(VENV)/.installed ## create .venv from the lock (quick when nothing changed)
 
-$(VENV)/.installed: requirements.txt conf/spark/spark-env.sh conf/spark/log4j2.properties
+SPARK_CONF_FILES := conf/spark/spark-env.sh conf/spark/spark-defaults.conf conf/spark/log4j2.properties
+
+$(VENV)/.installed: requirements.txt $(SPARK_CONF_FILES) conf/spark/s3a/pom.xml conf/spark/install-s3a-jars.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.txt
-	@spark_conf="$$($(BIN)/python -c 'import pyspark, pathlib; print(pathlib.Path(pyspark.__file__).parent / "conf")')" \
-		&& mkdir -p "$$spark_conf" && cp conf/spark/spark-env.sh conf/spark/log4j2.properties "$$spark_conf/"
+	@spark_home="$$($(BIN)/python -c 'import pyspark, pathlib; print(pathlib.Path(pyspark.__file__).parent)')" \
+		&& mkdir -p "$$spark_home/conf" && cp $(SPARK_CONF_FILES) "$$spark_home/conf/" \
+		&& conf/spark/install-s3a-jars.sh "$$spark_home/jars"
 	@# pyspark's launcher finds SPARK_HOME with the first `python3` on PATH; make it this venv's.
 	@sed -i 's|PYSPARK_PYTHON:-"python3"|PYSPARK_PYTHON:-"$(CURDIR)/$(BIN)/python"|' $(BIN)/find-spark-home
 	@touch $@

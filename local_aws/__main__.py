@@ -32,15 +32,21 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=DEFAULT_STATE_DIR,
         help=f"where S3 content, step work folders and logs are kept (default {DEFAULT_STATE_DIR})",
     )
+    serve.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="delay every request by this many milliseconds, as S3's 20-40 ms would (default 0)",
+    )
     return parser.parse_args(argv)
 
 
-def serve(port: int, host: str, region: str, state_dir: Path) -> None:
+def serve(port: int, host: str, region: str, state_dir: Path, latency_seconds: float = 0.0) -> None:
     """Serve until SIGINT or SIGTERM, then stop cleanly: steps killed, S3 saved to ``state_dir``."""
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    with EmbeddedAws(port=port, host=host, region=region, state_dir=state_dir) as aws:
+    with EmbeddedAws(port=port, host=host, region=region, state_dir=state_dir, latency_seconds=latency_seconds) as aws:
         print(aws.endpoint_url, flush=True)
         stop.wait()
         logging.getLogger("local_aws").info("stopping %s", aws.endpoint_url)
@@ -50,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        serve(args.port, args.host, args.region, args.state_dir)
+        serve(args.port, args.host, args.region, args.state_dir, args.latency_ms / 1000)
     except OSError as error:
         print(f"local_aws: {error.strerror or error}", file=sys.stderr)
         return 1

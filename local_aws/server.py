@@ -1,8 +1,13 @@
 """The embedded AWS endpoint: moto's server on a local port, with EMR steps that really run.
 
 Everything lives in this process: moto's HTTP server (S3, EMR, STS and the rest of moto) in a thread,
-the emulated EMR backend, and the step runner that watches it. S3's content is kept on disk in
-``<state dir>/s3`` between runs: restored when the endpoint starts, saved when it stops cleanly.
+the emulated EMR backend, and the step runner that watches it. Steps reach S3 through this server's
+API, as they reach S3 on EMR. S3's content is kept on disk in ``<state dir>/s3`` between runs:
+restored when the endpoint starts, saved when it stops cleanly (local_aws.s3_state).
+
+Every request is recorded (:attr:`EmbeddedAws.requests`), and each can be delayed by a fixed
+latency, as S3's 20-40 ms per request would delay it, to measure what a job costs in requests and
+whether its throughput survives latency.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ from botocore.config import Config
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from local_aws import s3_state
 from local_aws.emr_emulation import emulated_emr
-from local_aws.s3_mirror import S3Mirror
+from local_aws.request_log import RequestLog, recorded
 from local_aws.step_execution import StepExecutor
 from local_aws.step_runner import StepRunner
 
@@ -50,8 +56,9 @@ class EmbeddedAws:
     :param region: the region clients should use; EMR clusters live there.
     :param state_dir: where S3's content, step work folders and step logs live; None for a temporary
         folder removed on stop, so nothing is kept.
+    :param latency_seconds: a delay added to every request, as a remote service's latency would add.
 
-    While started, :attr:`mirror` is the local S3 mirror: ``mirror.root / bucket / key`` is what steps see.
+    :attr:`requests` records every request the endpoint answered.
     """
 
     def __init__(
@@ -61,9 +68,12 @@ class EmbeddedAws:
         host: str = DEFAULT_HOST,
         region: str = DEFAULT_REGION,
         state_dir: Path | None = None,
+        latency_seconds: float = 0.0,
     ) -> None:
         if not 0 <= port <= 65535:
             raise ValueError(f"Port {port} is out of range; use 1-65535, or 0 for a free one.")
+        if latency_seconds < 0:
+            raise ValueError(f"Latency {latency_seconds} s is negative; use 0 for none.")
         if region not in boto3.session.Session().get_available_regions("emr"):
             raise ValueError(f"Unknown region {region!r}; use an AWS region name such as {DEFAULT_REGION}.")
         self.region = region
@@ -73,7 +83,8 @@ class EmbeddedAws:
         self._stack = ExitStack()
         self._server: BaseWSGIServer | None = None
         self._state_dir: Path | None = None
-        self.mirror: S3Mirror | None = None
+        self.latency_seconds = latency_seconds
+        self.requests = RequestLog()
 
     @property
     def endpoint_url(self) -> str:
@@ -85,7 +96,7 @@ class EmbeddedAws:
 
     @property
     def state_dir(self) -> Path:
-        """The folder holding the S3 mirror (``s3/``) and the steps' work folders (``clusters/``)."""
+        """The folder holding the saved S3 (``s3/``) and the steps' work folders (``clusters/``)."""
         if self._state_dir is None:
             raise RuntimeError("The endpoint is not started; use it as a context manager or call start().")
         return self._state_dir
@@ -113,7 +124,6 @@ class EmbeddedAws:
         self._stack.close()
         self._server = None
         self._state_dir = None
-        self.mirror = None
 
     def __enter__(self) -> Self:
         self.start()
@@ -129,17 +139,18 @@ class EmbeddedAws:
         server = self._bind()
         self._stack.callback(server.server_close)
         self._server = server
-        s3 = self.client("s3")
-        self.mirror = S3Mirror(s3=s3, root=state_dir / "s3", region=self.region)
         executor = StepExecutor(
-            mirror=self.mirror, s3=s3, work_root=state_dir / "clusters", environ=self._step_environment()
+            s3=self.client("s3"), work_root=state_dir / "clusters", environ=self._step_environment()
         )
         runner = StepRunner(executor)
         self._stack.enter_context(emulated_emr(runner, region=self.region))
+        # Moto's S3 is process-wide: this endpoint's S3 starts as saved and ends with it.
+        s3_state.backend().reset()
+        self._stack.callback(s3_state.backend().reset)
+        restored = s3_state.restore(state_dir / "s3")
         self._serve(server)
-        restored = self.mirror.restore_all()
         if self._requested_state_dir is not None:
-            self._stack.callback(self.mirror.save_all)
+            self._stack.callback(s3_state.save, state_dir / "s3")
         self._stack.callback(runner.shutdown)
         logger.info(
             "endpoint %s ready (region %s, %d S3 objects restored from %s)",
@@ -184,7 +195,7 @@ class EmbeddedAws:
             return make_server(
                 self._host,
                 self._port,
-                DomainDispatcherApplication(create_backend_app),
+                recorded(DomainDispatcherApplication(create_backend_app), self.requests, self.latency_seconds),
                 threaded=True,
                 request_handler=_RequestHandler,
                 fd=listener.fileno(),

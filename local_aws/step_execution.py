@@ -1,7 +1,7 @@
-"""Run one step for real: build its local command, stage its S3 prefixes, run it, publish outputs and logs.
+"""Run one step for real: build its local command, run it, and put its logs where EMR puts them.
 
-Outputs are published whatever the outcome, as a cluster's writes to S3 stay when a job fails or is
-killed; so ``_SUCCESS`` appears in S3 exactly when the job wrote it.
+The step reads and writes S3 through the endpoint's API itself, so what it wrote is in S3 as soon as
+it wrote it, whatever the outcome, as on a cluster: ``_SUCCESS`` appears exactly when the job wrote it.
 """
 
 from __future__ import annotations
@@ -16,11 +16,9 @@ from pathlib import Path
 from threading import Event
 
 from botocore.client import BaseClient
-from botocore.exceptions import ClientError
 
 from local_aws.emr_emulation import EmulatedCluster, EmulatedStep
 from local_aws.process_groups import stop_groups
-from local_aws.s3_mirror import MirrorError, S3Mirror, StagedPrefixes
 from local_aws.step_command import StepCommand, StepCommandError, build_step_command
 from local_aws.step_logs import StepLogs, step_log_uri
 
@@ -44,7 +42,6 @@ def _failed(reason: str, message: str | None) -> StepOutcome:
 class StepExecutor:
     """Runs steps in work folders under ``work_root/<cluster id>/steps/<step id>/``.
 
-    :param mirror: the local S3 mirror the step's s3:// URIs map to.
     :param s3: a boto3 S3 client of the endpoint, for the logs.
     :param work_root: where each step gets its working directory and local logs.
     :param environ: the environment steps inherit.
@@ -54,13 +51,11 @@ class StepExecutor:
     def __init__(
         self,
         *,
-        mirror: S3Mirror,
         s3: BaseClient,
         work_root: Path,
         environ: Mapping[str, str],
         kill_grace_seconds: float = 10.0,
     ) -> None:
-        self._mirror = mirror
         self._s3 = s3
         self._work_root = work_root
         self._environ = environ
@@ -80,17 +75,10 @@ class StepExecutor:
 
     def _run(self, step: EmulatedStep, logs: StepLogs, cancel: Event) -> StepOutcome:
         try:
-            command = build_step_command(
-                step.jar, list(step.args), mirror_root=self._mirror.root, environ=self._environ
-            )
+            command = build_step_command(step.jar, list(step.args), environ=self._environ)
         except StepCommandError as error:
             return _failed("The step cannot run on the local endpoint", str(error))
         logs.note(f"local command: {shlex.join(command.argv)}")
-        try:
-            staged = self._mirror.stage(command.prefixes)
-        except (MirrorError, ClientError) as error:
-            return _failed("Could not stage the step's S3 inputs", str(error))
-        logs.note(f"staged {len(staged.prefixes)} prefixes: {staged.counts}")
         if cancel.is_set():
             return StepOutcome("CANCELLED")
         logger.info("step %s runs: %s", step.id, shlex.join(command.argv))
@@ -99,27 +87,11 @@ class StepExecutor:
         except OSError as error:
             return _failed("The step's command could not start", f"{command.argv[0]}: {error.strerror}")
         logs.note(f"exit code {exit_code}")
-        publish_error = self._publish(staged, logs)
         if cancel.is_set():
             return StepOutcome("CANCELLED")
         if exit_code != 0:
-            message = logs.failure_message()
-            return _failed(
-                f"The step's command exited with code {exit_code}",
-                self._mirror.to_s3_uris(message) if message else None,
-            )
-        if publish_error:
-            return _failed("Could not publish the step's outputs to S3", publish_error)
+            return _failed(f"The step's command exited with code {exit_code}", logs.failure_message())
         return StepOutcome("COMPLETED")
-
-    def _publish(self, staged: StagedPrefixes, logs: StepLogs) -> str | None:
-        try:
-            counts = self._mirror.publish(staged)
-        except (MirrorError, ClientError, OSError) as error:
-            logs.note(f"publishing failed: {error}")
-            return str(error)
-        logs.note(f"published {len(staged.prefixes)} prefixes: {counts}")
-        return None
 
     def _run_process(self, command: StepCommand, logs: StepLogs, cancel: Event) -> int:
         with logs.stdout.open("wb") as stdout, logs.stderr.open("wb") as stderr:

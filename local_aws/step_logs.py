@@ -17,11 +17,10 @@ from pathlib import Path
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
-from local_aws.s3_mirror import S3_URI
-
 logger = logging.getLogger(__name__)
 
 LOG_NAMES = ("controller", "stdout", "stderr")
+S3_URI = re.compile(r"^s3[an]?://(?P<bucket>[^/]+)/?(?P<key>.*)$", re.DOTALL)
 _ERROR_LINE = re.compile(r"^[\w.]*(?:Error|Exception)\b")
 _TAIL_LINES = 400
 _MAX_MESSAGE = 1024

@@ -7,3 +7,15 @@ export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-${PYSPARK_PYTHON}}"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 # Local runs only: bind to loopback rather than warn that the hostname resolves to it.
 export SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}"
+
+# s3:// goes through Hadoop's S3A connector here (spark-defaults.conf). With the standard AWS_ENDPOINT_URL
+# set (the embedded endpoint of local_aws, or any S3-compatible store), it goes there, path-style, signed
+# for AWS_REGION; without it, to AWS itself. Spark reads spark.* system properties as its own settings.
+if [ -n "${AWS_ENDPOINT_URL:-}" ]; then
+    s3a_options="-Dspark.hadoop.fs.s3a.endpoint=${AWS_ENDPOINT_URL} -Dspark.hadoop.fs.s3a.path.style.access=true"
+    s3a_region="${AWS_REGION:-${AWS_DEFAULT_REGION:-}}"
+    if [ -n "${s3a_region}" ]; then
+        s3a_options="${s3a_options} -Dspark.hadoop.fs.s3a.endpoint.region=${s3a_region}"
+    fi
+    export SPARK_SUBMIT_OPTS="${SPARK_SUBMIT_OPTS:+${SPARK_SUBMIT_OPTS} }${s3a_options}"
+fi

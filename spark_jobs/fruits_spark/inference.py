@@ -7,7 +7,7 @@ inference alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -65,13 +65,16 @@ def cached_featurizer(fingerprint: str, num_threads: int, load_tflite: Callable[
     return _FEATURIZERS[key]
 
 
-def featurize_contents(contents: pd.Series, featurizer: Featurizer) -> pd.DataFrame:
+def featurize_contents(contents: Iterable[bytes | ImageRejectedError], featurizer: Featurizer) -> pd.DataFrame:
     """Features for each image's bytes, or the reason it was rejected; one output row per input.
+
+    :param contents: each image's bytes, or the reason it could not be read.
 
     Each image is decoded straight into one array reused for the whole Arrow batch (a fresh 600 kB
     array per image cost as much in page faults as the decoding itself), and goes to the interpreter
     as soon as INFERENCE_BATCH of them are decoded.
     """
+    contents = list(contents)
     features: list[np.ndarray | None] = [None] * len(contents)
     reasons: list[str | None] = [None] * len(contents)
     batch = np.empty((featurizer.batch_size, featurizer.image_size, featurizer.image_size, 3), dtype=np.float32)
@@ -84,6 +87,8 @@ def featurize_contents(contents: pd.Series, featurizer: Featurizer) -> pd.DataFr
 
     for position, content in enumerate(contents):
         try:
+            if isinstance(content, ImageRejectedError):
+                raise content
             decode_image(content, featurizer.image_size, out=batch[len(positions)])
         except ImageRejectedError as rejection:
             reasons[position] = str(rejection)

@@ -8,13 +8,16 @@ import os
 import pytest
 from botocore.exceptions import ClientError
 
-WRITE_ARG2_TO_ARG1 = "import pathlib, sys; pathlib.Path(sys.argv[1]).write_text(sys.argv[2])"
+# Steps reach the endpoint's S3 through its API, with boto3 as a job's own code would.
+PUT_ARG3_AT_ARG1_ARG2 = (
+    "import boto3, sys; boto3.client('s3').put_object(Bucket=sys.argv[1], Key=sys.argv[2], Body=sys.argv[3])"
+)
 FAIL = "import sys; print('reading images', file=sys.stderr); raise ValueError('bad image 42')"
 SLEEP = "import time; time.sleep(60)"
 
 
 def test_successful_step_completes_and_publishes_its_output(start_cluster, python_step, s3, bucket):
-    cluster = start_cluster([python_step("write", WRITE_ARG2_TO_ARG1, f"s3://{bucket}/out/result.txt", "ripe")])
+    cluster = start_cluster([python_step("write", PUT_ARG3_AT_ARG1_ARG2, bucket, "out/result.txt", "ripe")])
 
     (step,) = cluster.wait_for_steps()
 
@@ -39,7 +42,7 @@ def test_failing_step_reports_failure_details_and_its_stderr_under_log_uri(start
     assert "ValueError: bad image 42" in stderr
 
 
-def test_failure_message_names_the_s3_uri_not_the_local_mirror(start_cluster, python_step, bucket):
+def test_failure_message_is_the_command_s_error_line_with_the_uri_it_was_given(start_cluster, python_step, bucket):
     read_arg1 = "import sys; open(sys.argv[1]).read()"
     cluster = start_cluster([python_step("read missing", read_arg1, f"s3://{bucket}/missing/image.jpg")])
 
@@ -72,8 +75,8 @@ def test_cancel_and_wait_cancels_later_steps_and_leaves_the_cluster_waiting(star
     cluster = start_cluster(
         [
             python_step("fail", FAIL, action_on_failure="CANCEL_AND_WAIT"),
-            python_step("after 1", WRITE_ARG2_TO_ARG1, f"s3://{bucket}/after/1.txt", "ran"),
-            python_step("after 2", WRITE_ARG2_TO_ARG1, f"s3://{bucket}/after/2.txt", "ran"),
+            python_step("after 1", PUT_ARG3_AT_ARG1_ARG2, bucket, "after/1.txt", "ran"),
+            python_step("after 2", PUT_ARG3_AT_ARG1_ARG2, bucket, "after/2.txt", "ran"),
         ]
     )
 
@@ -88,7 +91,7 @@ def test_cluster_runs_new_steps_after_cancel_and_wait(start_cluster, python_step
     cluster = start_cluster([python_step("fail", FAIL, action_on_failure="CANCEL_AND_WAIT")])
     cluster.wait_for_steps()
 
-    cluster.add_steps(python_step("retry", WRITE_ARG2_TO_ARG1, f"s3://{bucket}/retry.txt", "ok"))
+    cluster.add_steps(python_step("retry", PUT_ARG3_AT_ARG1_ARG2, bucket, "retry.txt", "ok"))
 
     assert [step["Status"]["State"] for step in cluster.wait_for_steps()] == ["FAILED", "COMPLETED"]
 
@@ -133,12 +136,11 @@ def test_cluster_is_running_during_a_step_and_waiting_after_it(start_cluster, py
 def test_terminate_job_flows_kills_the_running_step_and_cancels_pending_ones(
     aws, emr, start_cluster, python_step, s3, bucket, wait_until
 ):
-    write_pid_then_sleep = f"import os, pathlib, sys; pathlib.Path(sys.argv[1]).write_text(str(os.getpid())); {SLEEP}"
+    put_pid_then_sleep = f"import os; {PUT_ARG3_AT_ARG1_ARG2.replace('sys.argv[3]', 'str(os.getpid())')}; {SLEEP}"
     cluster = start_cluster(
-        [python_step("sleeper", write_pid_then_sleep, f"s3://{bucket}/pid.txt"), python_step("pending", "pass")]
+        [python_step("sleeper", put_pid_then_sleep, bucket, "pid.txt"), python_step("pending", "pass")]
     )
-    local_pid_file = aws.mirror.root / bucket / "pid.txt"
-    wait_until(lambda: local_pid_file.exists() and local_pid_file.read_text(), what="the step to start")
+    wait_until(lambda: s3.list_objects_v2(Bucket=bucket, Prefix="pid.txt").get("KeyCount"), what="the step to start")
 
     emr.terminate_job_flows(JobFlowIds=[cluster.id])
 
@@ -160,13 +162,13 @@ def test_terminated_cluster_refuses_new_steps(start_cluster, python_step, emr):
 
 def test_steps_run_one_at_a_time_in_submission_order(start_cluster, python_step, s3, bucket):
     record_interval = (
-        "import pathlib, sys, time; start = time.time(); time.sleep(float(sys.argv[2])); "
-        "pathlib.Path(sys.argv[1]).write_text(f'{start} {time.time()}')"
+        "import boto3, sys, time; start = time.time(); time.sleep(float(sys.argv[3])); "
+        "boto3.client('s3').put_object(Bucket=sys.argv[1], Key=sys.argv[2], Body=f'{start} {time.time()}')"
     )
-    cluster = start_cluster([python_step("first", record_interval, f"s3://{bucket}/order/0", "1.0")])
+    cluster = start_cluster([python_step("first", record_interval, bucket, "order/0", "1.0")])
     cluster.add_steps(
-        python_step("second", record_interval, f"s3://{bucket}/order/1", "0.2"),
-        python_step("third", record_interval, f"s3://{bucket}/order/2", "0.2"),
+        python_step("second", record_interval, bucket, "order/1", "0.2"),
+        python_step("third", record_interval, bucket, "order/2", "0.2"),
     )
     cluster.wait_for_step_state(cluster.step_ids[0], "RUNNING")
     assert cluster.step_states()[1:] == ["PENDING", "PENDING"]

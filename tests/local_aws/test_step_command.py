@@ -7,11 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from local_aws.s3_mirror import S3Prefix
 from local_aws.spark_submit import SPARK_SUBMIT_ENV
 from local_aws.step_command import StepCommandError, build_step_command
-
-MIRROR = Path("/state/s3")
 
 
 @pytest.fixture
@@ -24,7 +21,7 @@ def spark_submit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def build(args: list[str], environ: dict[str, str] | None = None):
-    return build_step_command("command-runner.jar", args, mirror_root=MIRROR, environ=environ or {})
+    return build_step_command("command-runner.jar", args, environ=environ or {})
 
 
 def test_spark_submit_runs_the_project_spark_in_local_client_mode(spark_submit):
@@ -37,14 +34,14 @@ def test_spark_submit_runs_the_project_spark_in_local_client_mode(spark_submit):
         "--deploy-mode",
         "client",
         "--verbose",
-        "/state/s3/b/job.py",
+        "s3://b/job.py",
     ]
 
 
 def test_spark_submit_keeps_application_arguments_that_look_like_its_options(spark_submit):
     command = build(["spark-submit", "s3://b/job.py", "--master", "not-spark's", "--deploy-mode", "x"])
 
-    assert command.argv[-5:] == ["/state/s3/b/job.py", "--master", "not-spark's", "--deploy-mode", "x"]
+    assert command.argv[-5:] == ["s3://b/job.py", "--master", "not-spark's", "--deploy-mode", "x"]
 
 
 def test_cluster_interpreter_confs_are_dropped_and_others_kept(spark_submit):
@@ -63,31 +60,20 @@ def test_cluster_interpreter_confs_are_dropped_and_others_kept(spark_submit):
     assert command.argv[5:7] == ["--conf", "spark.sql.shuffle.partitions=4"]
 
 
-def test_every_s3_uri_is_mapped_and_staged_including_comma_lists_and_option_values(spark_submit):
-    command = build(
-        [
-            "spark-submit",
-            "--py-files",
-            "s3://b/code/deps.zip,s3a://b/code/util.py",
-            "--conf",
-            "spark.eventLog.dir=s3n://logs/spark",
-            "s3://b/code/job.py",
-            "--images=s3://b/images/Apple Red 1/",
-            "s3://b/features/",
-        ]
-    )
+def test_s3_uris_reach_the_step_unchanged_including_comma_lists_and_option_values(spark_submit):
+    args = [
+        "--py-files",
+        "s3://b/code/deps.zip,s3a://b/code/util.py",
+        "--conf",
+        "spark.eventLog.dir=s3n://logs/spark",
+        "s3://b/code/job.py",
+        "--images=s3://b/images/Apple Red 1/",
+        "s3://b/features/",
+    ]
 
-    assert "/state/s3/b/code/deps.zip,/state/s3/b/code/util.py" in command.argv
-    assert "spark.eventLog.dir=/state/s3/logs/spark" in command.argv
-    assert command.argv[-2:] == ["--images=/state/s3/b/images/Apple Red 1/", "/state/s3/b/features/"]
-    assert set(command.prefixes) == {
-        S3Prefix("b", "code/deps.zip"),
-        S3Prefix("b", "code/util.py"),
-        S3Prefix("logs", "spark"),
-        S3Prefix("b", "code/job.py"),
-        S3Prefix("b", "images/Apple Red 1"),
-        S3Prefix("b", "features"),
-    }
+    command = build(["spark-submit", *args])
+
+    assert command.argv[5:] == args
 
 
 def test_steps_do_not_inherit_pythonpath_and_spark_gets_this_interpreter(spark_submit):
@@ -98,10 +84,10 @@ def test_steps_do_not_inherit_pythonpath_and_spark_gets_this_interpreter(spark_s
     assert command.env["PYSPARK_PYTHON"] == sys.executable
 
 
-def test_other_commands_run_as_given_with_s3_uris_mapped():
+def test_other_commands_run_as_given():
     command = build(["bash", "-c", "true", "s3://b/x"])
 
-    assert command.argv == ["bash", "-c", "true", "/state/s3/b/x"]
+    assert command.argv == ["bash", "-c", "true", "s3://b/x"]
 
 
 def test_missing_spark_submit_names_the_variable_to_set(tmp_path, monkeypatch):
@@ -113,4 +99,4 @@ def test_missing_spark_submit_names_the_variable_to_set(tmp_path, monkeypatch):
 
 def test_only_command_runner_jar_is_supported():
     with pytest.raises(StepCommandError, match=r"command-runner\.jar"):
-        build_step_command("s3://jars/wordcount.jar", ["in"], mirror_root=MIRROR, environ={})
+        build_step_command("s3://jars/wordcount.jar", ["in"], environ={})

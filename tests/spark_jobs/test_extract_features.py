@@ -11,8 +11,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from fruits_spark.errors import JobInputError
-from fruits_spark.extract_features import ExtractConfig, ExtractSummary, parse_args, read_images, run
-from fruits_spark.images import decode_image
+from fruits_spark.extract_features import ExtractConfig, ExtractSummary, image_frame, parse_args, run
+from fruits_spark.images import Listing, decode_image
 from fruits_spark.model import FEATURE_LENGTH, CompiledModel, build_keras_model
 from tools.sample_images import generate
 
@@ -168,18 +168,23 @@ def test_added_images_are_the_only_ones_featurized(
     assert set(before) <= set(after)
 
 
-def test_new_images_are_read_in_one_even_partition_per_core(spark: SparkSession, tmp_path: Path) -> None:
-    content = generate(tmp_path / "one", 1)[0].read_bytes()
-    (tmp_path / "Kiwi").mkdir()
-    paths = []
-    for number in range(100):
-        path = tmp_path / "Kiwi" / f"{number}.jpg"
-        path.write_bytes(content)
-        paths.append(_uri(path))
+def test_new_images_are_read_in_one_even_partition_per_core(spark: SparkSession) -> None:
+    paths = [f"s3://b/images/Kiwi/{number}.jpg" for number in range(100)]
+    listing = Listing(to_read=paths, rejected={}, labels=dict.fromkeys(paths, "Kiwi"))
 
-    per_partition = read_images(spark, paths).groupBy(F.spark_partition_id()).count().collect()
+    per_partition = image_frame(spark, listing).groupBy(F.spark_partition_id()).count().collect()
 
     assert sorted(row["count"] for row in per_partition) == [50, 50]
+
+
+def test_partitions_hold_at_most_1024_images_in_whole_waves(spark: SparkSession) -> None:
+    paths = [f"s3://b/images/Kiwi/{number}.jpg" for number in range(2100)]
+    listing = Listing(to_read=paths, rejected={}, labels=dict.fromkeys(paths, "Kiwi"))
+
+    per_partition = image_frame(spark, listing).groupBy(F.spark_partition_id()).count().collect()
+
+    assert len(per_partition) == 4
+    assert max(row["count"] for row in per_partition) <= 1024
 
 
 def test_features_of_another_model_are_refused(

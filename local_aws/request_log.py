@@ -1,0 +1,90 @@
+"""Every request the endpoint answers, recorded, and optionally delayed as a remote service would delay it.
+
+The record is what a test or a benchmark needs to count a job's requests by service, operation and
+object (``GET /bucket/key``), to check that reading an image costs one request, or a rerun none.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+# A run of `make airflow` keeps sensors polling for hours: keep the newest requests only.
+MAX_RECORDED = 200_000
+_CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/(?P<service>[^/]+)/aws4_request")
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+@dataclass(frozen=True)
+class Request:
+    """One answered request.
+
+    :param service: the service it was signed for (``s3``, ``elasticmapreduce``, ``sts``...).
+    :param operation: the JSON APIs' ``X-Amz-Target`` operation (``DescribeCluster``), else empty.
+    :param path: the URL path, decoded: ``/bucket/key`` for path-style S3.
+    """
+
+    service: str
+    operation: str
+    method: str
+    path: str
+    query: str
+    status: int
+
+
+class RequestLog:
+    """A thread-safe record of the newest :data:`MAX_RECORDED` requests."""
+
+    def __init__(self) -> None:
+        self._requests: deque[Request] = deque(maxlen=MAX_RECORDED)
+        self._lock = threading.Lock()
+
+    def record(self, request: Request) -> None:
+        with self._lock:
+            self._requests.append(request)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._requests.clear()
+
+    def __iter__(self) -> Iterator[Request]:
+        with self._lock:
+            return iter(list(self._requests))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._requests)
+
+
+def recorded(app: WsgiApp, log: RequestLog, latency_seconds: float = 0.0) -> WsgiApp:
+    """``app`` with every request recorded in ``log``, each answered ``latency_seconds`` late."""
+
+    def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if latency_seconds > 0:
+            time.sleep(latency_seconds)
+        scope = _CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            log.record(
+                Request(
+                    service=scope["service"] if scope else "",
+                    operation=target.rpartition(".")[2],
+                    method=environ.get("REQUEST_METHOD", ""),
+                    path=unquote(environ.get("PATH_INFO", "")),
+                    query=environ.get("QUERY_STRING", ""),
+                    status=int(status.split(" ", 1)[0]),
+                )
+            )
+            return start_response(status, headers, exc_info)
+
+        return app(environ, start)
+
+    return wsgi
