@@ -14,7 +14,7 @@ export PYSPARK_PYTHON := $(CURDIR)/$(BIN)/python
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(BIN)/python
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help install browser lock lint format test package sample-images demo airflow bench clean
+.PHONY: help install browser lock lint format test test-fast package sample-images demo airflow bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ format: install ## apply ruff's fixes and formatting
 
 test: install lint browser ## install, lint and run the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: install ## the inner loop: every test but the end-to-end ones, no lint, no apt (PYTEST_ARGS=tests/plugins)
+	$(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
 
 package: install ## build dist/fruits_spark.zip, the --py-files zip of the Spark jobs
 	$(BIN)/python -m fruits_airflow.artifacts --out dist

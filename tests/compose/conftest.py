@@ -15,7 +15,6 @@ import re
 import shlex
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +23,8 @@ from typing import Any
 import pytest
 import yaml
 
-# Before anything imports Airflow (the connection, config and auth checks do): a throwaway home.
-os.environ.update({"AIRFLOW_HOME": tempfile.mkdtemp(prefix="airflow-home-"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"})
+from tests.suite import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yaml"
 AWS_OVERRIDE_FILE = REPO_ROOT / "docker-compose.aws.yaml"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.suite import REPO_ROOT
 
 
 def imported_roots(path: Path) -> set[str]:

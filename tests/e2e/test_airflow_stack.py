@@ -29,7 +29,8 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
 from fruits_airflow.paths import RunPaths
-from tools.local_airflow import BUCKET, DAG_ID, REGION, REPO_ROOT
+from tests.suite import REPO_ROOT
+from tools.local_airflow import BUCKET, DAG_ID, REGION
 from tools.process_tree import descendants, read_stats
 from tools.sample_images import generate
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tools.demo import BUCKET, REPO_ROOT, DemoRun, run_demo
+from tests.suite import REPO_ROOT
+from tools.demo import BUCKET, DemoRun, run_demo
 from tools.process_tree import descendants, read_stats
 from tools.sample_images import generate
 
