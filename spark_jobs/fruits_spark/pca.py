@@ -25,6 +25,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from fruits_spark.errors import JobInputError, run_cli
+from fruits_spark.pca_fit import PcaFit
 from fruits_spark.progress import logged_progress
 from fruits_spark.projection import project_on
 from fruits_spark.report import write_report
@@ -46,26 +47,6 @@ class PcaConfig:
     report: str
     variance: float | None = DEFAULT_VARIANCE
     k: int | None = None
-
-
-@dataclass(frozen=True)
-class PcaFit:
-    """A fitted PCA: the whole spectrum, and the k components kept.
-
-    :param explained_variance_ratio: one ratio per component, all ``n_features`` of them.
-    :param components: ``n_features x n_features`` principal axes, one per column, in order.
-    """
-
-    k: int
-    threshold: float | None
-    n_images: int
-    n_features: int
-    explained_variance_ratio: np.ndarray
-    components: np.ndarray
-
-    @property
-    def cumulative(self) -> np.ndarray:
-        return np.cumsum(self.explained_variance_ratio)
 
 
 def parse_args(argv: Sequence[str]) -> PcaConfig:
