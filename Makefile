@@ -44,9 +44,10 @@ lock: ## regenerate requirements.txt from requirements.in
 	@test -x $(BIN)/uv || $(PYTHON) -m pip install --quiet uv
 	$(if $(wildcard $(BIN)/uv),$(BIN)/uv,uv) pip compile --quiet --python-version 3.11 requirements.in -o requirements.txt
 
-lint: install ## ruff check and format check
+lint: install ## ruff (with Airflow's AIR rules) check and format check, and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: install ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .

@@ -106,7 +106,7 @@ def standardize(features: DataFrame) -> DataFrame:
 
     A constant feature scales to 0, as in Spark's StandardScaler.
     """
-    vectors = features.select("path", "label", array_to_vector("features").alias("vector"))
+    vectors = features.select("path", "label", array_to_vector(F.col("features")).alias("vector"))
     scaler = StandardScaler(withMean=True, withStd=True, inputCol="vector", outputCol="scaled").fit(vectors)
     return scaler.transform(vectors).select("path", "label", "scaled")
 
@@ -124,7 +124,11 @@ def fit_pca(scaled: DataFrame, n_images: int, n_features: int, config: PcaConfig
     ratios = model.explainedVariance.toArray()
     if config.k is not None and config.k > n_features:
         raise JobInputError(f"--k {config.k} exceeds the {n_features} features; pass at most {n_features}")
-    k = config.k if config.k is not None else choose_k(ratios, config.variance)
+    if config.k is not None:
+        k = config.k
+    else:
+        assert config.variance is not None, "PcaConfig holds a variance when it holds no k"
+        k = choose_k(ratios, config.variance)
     return PcaFit(k, config.variance, n_images, n_features, ratios, model.pc.toArray())
 
 
