@@ -14,7 +14,7 @@ export PYSPARK_PYTHON := $(CURDIR)/$(BIN)/python
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(BIN)/python
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help install browser lock lint format test package sample-images demo airflow bench clean
+.PHONY: help install browser lock lint format test test-fast package sample-images demo airflow bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -47,9 +47,10 @@ lock: ## regenerate requirements.txt from requirements.in
 	@test -x $(BIN)/uv || $(PYTHON) -m pip install --quiet uv
 	$(if $(wildcard $(BIN)/uv),$(BIN)/uv,uv) pip compile --quiet --python-version 3.11 requirements.in -o requirements.txt
 
-lint: install ## ruff check and format check
+lint: install ## ruff (with Airflow's AIR rules) check and format check, and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: install ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
@@ -57,6 +58,9 @@ format: install ## apply ruff's fixes and formatting
 
 test: install lint browser ## install, lint and run the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: install ## the inner loop: every test but the end-to-end ones, no lint, no apt (PYTEST_ARGS=tests/plugins)
+	$(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
 
 package: install ## build dist/fruits_spark.zip, the --py-files zip of the Spark jobs
 	$(BIN)/python -m fruits_airflow.artifacts --out dist

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from types import ModuleType
 from typing import Any, ClassVar, Protocol
 
@@ -75,6 +76,9 @@ class EmulatedStep(emr_models.Step):
 
 class EmulatedCluster(emr_models.Cluster):
     """A cluster whose states the runner drives; see the module docstring for what changes."""
+
+    ready_datetime: datetime | None
+    end_datetime: datetime | None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.state_change_code: str | None = None

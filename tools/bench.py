@@ -88,7 +88,7 @@ def measure_ceiling(repeats: int) -> dict:
     keras_runs = [_timed(lambda x: model.predict(x, batch_size=KERAS_BATCH, verbose=0), images) for _ in range(repeats)]
     one_thread = Featurizer(tflite, num_threads=1, batch_size=1)
     one_thread_runs = [_timed(one_thread, images) for _ in range(repeats)]
-    best_batch = max(litert, key=litert.get)
+    best_batch = max(litert, key=litert.__getitem__)
     return {
         "images_per_s": litert[best_batch],
         "runtime": f"LiteRT, {threads} threads, batch {best_batch}",
@@ -203,6 +203,7 @@ def summarize(ceiling: dict, jobs: dict) -> dict:
 def _goal(value: float, *, at_least: float | None = None, below: float | None = None) -> dict:
     if at_least is not None:
         return {"value": value, "goal": f">= {at_least}", "met": value >= at_least}
+    assert below is not None, "a goal is at_least or below a bound"
     return {"value": value, "goal": f"< {below}", "met": value < below}
 
 

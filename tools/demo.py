@@ -88,6 +88,7 @@ def collect_outputs(s3: BaseClient, out_dir: Path, paths: RunPaths) -> tuple[Pat
 
 def summary(run: DemoRun, weights: str, seconds: float) -> str:
     output_dir = run.output_dir
+    assert output_dir is not None, "only a successful run, whose outputs were copied, is summarized"
     report = json.loads((output_dir / "report" / "explained_variance.json").read_text())
     k = report["k"]
     weights_note = "" if weights == "imagenet" else " (random: no ImageNet weights file in the Keras cache)"

@@ -1,62 +1,31 @@
-"""Peak memory and CPU time of a process and all its descendants, sampled from Linux's /proc.
+"""Peak memory and CPU time of a process and all its descendants, sampled with psutil.
 
 A Spark job run with spark-submit is a tree: the JVM, the driver's Python, PySpark's daemon and the
 Python workers it forks. Its footprint is the sum of their resident sets at the same instant. Its CPU
 time cannot be read from the OS once it has ended: the JVM does not reap PySpark's daemon, so the
-workers' CPU time never reaches spark-submit's own account. Sampling both covers the whole tree
-without psutil.
+workers' CPU time never reaches spark-submit's own account. Sampling both covers the whole tree.
 """
 
 from __future__ import annotations
 
-import os
 import threading
-from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 
-PROC = Path("/proc")
-PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
-TICK_SECONDS = 1 / os.sysconf("SC_CLK_TCK")
+import psutil
 
 
-@dataclass(frozen=True)
-class ProcessStat:
-    """What /proc/PID/stat says of one process."""
-
-    parent: int
-    cpu_s: float
-    rss_bytes: int
-
-
-def read_stats(proc: Path = PROC) -> dict[int, ProcessStat]:
-    """Every live process by pid; processes that end while being read are skipped."""
-    stats = {}
-    for stat in proc.glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        # The command name, in parentheses, may itself hold spaces and parentheses. After it come the
-        # state, then numbers: the parent pid, ..., utime and stime in ticks, ..., rss in pages.
-        fields = [int(field) for field in text.rsplit(")", 1)[1].split()[1:22]]
-        parent, cpu_ticks, rss_pages = fields[0], fields[10] + fields[11], fields[20]
-        stats[int(stat.parent.name)] = ProcessStat(parent, cpu_ticks * TICK_SECONDS, rss_pages * PAGE_BYTES)
-    return stats
+def descendants(root: int) -> set[int]:
+    """``root`` and every live process below it; empty once ``root`` has ended."""
+    try:
+        process = psutil.Process(root)
+        return {root, *(child.pid for child in process.children(recursive=True))}
+    except psutil.NoSuchProcess:
+        return set()
 
 
-def descendants(root: int, stats: dict[int, ProcessStat]) -> set[int]:
-    """``root`` and every live process below it."""
-    children: dict[int, list[int]] = {}
-    for pid, stat in stats.items():
-        children.setdefault(stat.parent, []).append(pid)
-    tree, pending = set(), [root]
-    while pending:
-        pid = pending.pop()
-        if pid not in tree:
-            tree.add(pid)
-            pending.extend(children.get(pid, []))
-    return tree & stats.keys()
+def alive(pids: set[int]) -> set[int]:
+    """Those of ``pids`` that still exist, zombies (ended, not yet reaped) included."""
+    return {pid for pid in pids if psutil.pid_exists(pid)}
 
 
 class ProcessTreeSampler:
@@ -66,14 +35,14 @@ class ProcessTreeSampler:
     workers share are counted once per process, so it is an upper bound of what the tree holds.
     ``cpu_s`` adds up the last CPU time seen of every process that was ever in the tree.
 
+    :param root: the pid at the top of the tree.
     :param interval: seconds between samples; what happens between the last sample and a
         process's end is missed.
     """
 
-    def __init__(self, root: int, interval: float = 0.2, proc: Path = PROC) -> None:
+    def __init__(self, root: int, interval: float = 0.2) -> None:
         self.root = root
         self.interval = interval
-        self.proc = proc
         self.peak_rss_bytes = 0
         self.samples = 0
         self._cpu_by_pid: dict[int, float] = {}
@@ -85,10 +54,17 @@ class ProcessTreeSampler:
         return sum(self._cpu_by_pid.values())
 
     def sample(self) -> None:
-        stats = read_stats(self.proc)
-        tree = descendants(self.root, stats)
-        self.peak_rss_bytes = max(self.peak_rss_bytes, sum(stats[pid].rss_bytes for pid in tree))
-        self._cpu_by_pid.update({pid: stats[pid].cpu_s for pid in tree})
+        rss_bytes = 0
+        for pid in descendants(self.root):
+            try:
+                process = psutil.Process(pid)
+                with process.oneshot():
+                    rss, times = process.memory_info().rss, process.cpu_times()
+            except psutil.Error:  # ended while being read
+                continue
+            rss_bytes += rss
+            self._cpu_by_pid[pid] = times.user + times.system
+        self.peak_rss_bytes = max(self.peak_rss_bytes, rss_bytes)
         self.samples += 1
 
     def _run(self) -> None:

@@ -41,6 +41,7 @@ def _short_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[st
     elif isinstance(node, yaml.SequenceNode):
         value = loader.construct_sequence(node, deep=True)
     else:
+        assert isinstance(node, yaml.MappingNode), node
         value = loader.construct_mapping(node, deep=True)
     if suffix == "Ref":
         return {"Ref": value}
@@ -109,8 +110,8 @@ class StackContext:
                 arns[f"{logical_id}.Arn"] = "arn:{partition}:kms:{region}:{account}:key/{name}".format(
                     name=refs[logical_id], **fields
                 )
-            elif kind in _NAMED and _NAMED[kind][1]:
-                arns[f"{logical_id}.Arn"] = _NAMED[kind][1].format(name=refs[logical_id], **fields)
+            elif kind in _NAMED and (arn_format := _NAMED[kind][1]):
+                arns[f"{logical_id}.Arn"] = arn_format.format(name=refs[logical_id], **fields)
         return arns
 
     def resolve(self, template: Mapping[str, Any], value: Any) -> Any:

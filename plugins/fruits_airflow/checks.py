@@ -102,7 +102,8 @@ def vector_lengths(
     files = _parquet_files(s3_client, bucket, prefix)
     if not files:
         raise OutputCheckError(f"no parquet files under s3://{bucket}/{prefix}")
-    rows, lengths, nulls = 0, set(), 0
+    rows, nulls = 0, 0
+    lengths: set[int] = set()
     for key, size in files:
         parquet = _open(s3_client, bucket, key, size)
         if column not in parquet.schema_arrow.names:

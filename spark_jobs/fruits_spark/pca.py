@@ -25,6 +25,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from fruits_spark.errors import JobInputError, run_cli
+from fruits_spark.pca_fit import PcaFit
 from fruits_spark.progress import logged_progress
 from fruits_spark.projection import project_on
 from fruits_spark.report import write_report
@@ -46,26 +47,6 @@ class PcaConfig:
     report: str
     variance: float | None = DEFAULT_VARIANCE
     k: int | None = None
-
-
-@dataclass(frozen=True)
-class PcaFit:
-    """A fitted PCA: the whole spectrum, and the k components kept.
-
-    :param explained_variance_ratio: one ratio per component, all ``n_features`` of them.
-    :param components: ``n_features x n_features`` principal axes, one per column, in order.
-    """
-
-    k: int
-    threshold: float | None
-    n_images: int
-    n_features: int
-    explained_variance_ratio: np.ndarray
-    components: np.ndarray
-
-    @property
-    def cumulative(self) -> np.ndarray:
-        return np.cumsum(self.explained_variance_ratio)
 
 
 def parse_args(argv: Sequence[str]) -> PcaConfig:
@@ -129,7 +110,7 @@ def standardize(features: DataFrame) -> DataFrame:
 
     A constant feature scales to 0, as in Spark's StandardScaler.
     """
-    vectors = features.select("path", "label", array_to_vector("features").alias("vector"))
+    vectors = features.select("path", "label", array_to_vector(F.col("features")).alias("vector"))
     scaler = StandardScaler(withMean=True, withStd=True, inputCol="vector", outputCol="scaled").fit(vectors)
     return scaler.transform(vectors).select("path", "label", "scaled")
 
@@ -147,7 +128,11 @@ def fit_pca(scaled: DataFrame, n_images: int, n_features: int, config: PcaConfig
     ratios = model.explainedVariance.toArray()
     if config.k is not None and config.k > n_features:
         raise JobInputError(f"--k {config.k} exceeds the {n_features} features; pass at most {n_features}")
-    k = config.k if config.k is not None else choose_k(ratios, config.variance)
+    if config.k is not None:
+        k = config.k
+    else:
+        assert config.variance is not None, "PcaConfig holds a variance when it holds no k"
+        k = choose_k(ratios, config.variance)
     return PcaFit(k, config.variance, n_images, n_features, ratios, model.pc.toArray())
 
 

@@ -26,4 +26,4 @@ def project_on(scaled: DataFrame, axes: np.ndarray) -> DataFrame:
             projected = np.stack(vectors.to_numpy()) @ broadcast_axes.value
             yield pd.Series(list(projected.astype(np.float32)))
 
-    return scaled.select("path", "label", project_batches(vector_to_array("scaled")).alias("projected"))
+    return scaled.select("path", "label", project_batches(vector_to_array(F.col("scaled"))).alias("projected"))

@@ -11,18 +11,15 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from fruits_spark.pca_fit import PcaFit
 from fruits_spark.projection import project_on
 from fruits_spark.storage import HadoopFs, join_uri
-
-if TYPE_CHECKING:
-    from fruits_spark.pca import PcaFit
 
 VARIANCE_FILE = "explained_variance.json"
 CSV_FILE = "pca_features.csv"

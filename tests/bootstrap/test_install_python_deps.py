@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from fruits_airflow.cluster import NODE_VENV
+from tests.suite import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "bootstrap" / "install_python_deps.sh"
 REQUIREMENTS = REPO_ROOT / "bootstrap" / "requirements.txt"
 REQUIREMENTS_URI = "s3://fruits/artifacts/v1/bootstrap/requirements.txt"

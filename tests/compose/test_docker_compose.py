@@ -16,7 +16,8 @@ import pytest
 import yaml
 from compose_spec import PyCompose
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.suite import REPO_ROOT
+
 AIRFLOW_SERVICES = (
     "airflow-apiserver",
     "airflow-scheduler",

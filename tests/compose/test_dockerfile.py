@@ -6,13 +6,13 @@ from __future__ import annotations
 import re
 import shlex
 from fnmatch import fnmatch
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 import pytest
 
 from local_aws.spark_submit import SPARK_SUBMIT_ENV
+from tests.suite import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 
 

@@ -19,8 +19,8 @@ from airflow.sdk import TriggerRule
 from airflow.sdk.exceptions import ParamValidationError
 from airflow.utils.state import State, TaskInstanceState
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DAGS_DIR = REPO_ROOT / "dags"
+from tests.suite import DAGS_DIR, REPO_ROOT
+
 DAG_FILES = sorted(DAGS_DIR.glob("*.py"))
 
 EXPECTED_UPSTREAM = {

@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
-from tools.local_airflow import REPO_ROOT
+from tests.suite import PLUGINS_DIR, REPO_ROOT, SPARK_JOBS_DIR
 
 
 @pytest.fixture(scope="session")
 def project_env() -> dict[str, str]:
     """What the Makefile exports: the project's import paths and the venv's Python for PySpark."""
-    paths = [REPO_ROOT / "spark_jobs", REPO_ROOT / "plugins", REPO_ROOT]
+    paths = [SPARK_JOBS_DIR, PLUGINS_DIR, REPO_ROOT]
     return {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, paths)), "PYSPARK_PYTHON": sys.executable}

@@ -29,8 +29,9 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
 from fruits_airflow.paths import RunPaths
-from tools.local_airflow import BUCKET, DAG_ID, REGION, REPO_ROOT
-from tools.process_tree import descendants, read_stats
+from tests.suite import REPO_ROOT
+from tools.local_airflow import BUCKET, DAG_ID, REGION
+from tools.process_tree import alive, descendants
 from tools.sample_images import generate
 
 N_IMAGES = 8
@@ -212,13 +213,13 @@ def test_the_dag_page_shows_the_successful_run(stack: Stack, triggered_run: dict
 
 
 def test_ctrl_c_stops_every_process_it_started(stack: Stack, triggered_run: dict) -> None:
-    started = descendants(stack.process.pid, read_stats()) - {stack.process.pid}
+    started = descendants(stack.process.pid) - {stack.process.pid}
     assert len(started) >= 4, "the four Airflow services run under the stack"
 
     os.killpg(stack.process.pid, signal.SIGINT)
     returncode = stack.process.wait(timeout=90)
 
     assert returncode == 0, stack.process.stdout.read()
-    assert not started & read_stats().keys(), "processes outlived the stack"
+    assert not alive(started), "processes outlived the stack"
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", int(stack.url.rsplit(":", 1)[1]))) != 0, "the api-server still listens"

@@ -12,10 +12,12 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 
-from tools.demo import BUCKET, REPO_ROOT, DemoRun, run_demo
-from tools.process_tree import descendants, read_stats
+from tests.suite import REPO_ROOT
+from tools.demo import BUCKET, DemoRun, run_demo
+from tools.process_tree import alive, descendants
 from tools.sample_images import generate
 
 N_GOOD = 16
@@ -126,25 +128,25 @@ def test_ctrl_c_during_a_step_stops_every_process_the_demo_started(
     stderr = stderr_file.read_text()
     assert demo.returncode == 130, stderr[-3000:]
     assert "interrupted; every process it started is stopped" in stderr
-    assert not started & read_stats().keys(), "processes outlived the demo"
+    assert not alive(started), "processes outlived the demo"
 
 
 def wait_for_spark_submit(demo: subprocess.Popen, timeout: float) -> set[int]:
     """Every process below the demo once an EMR step's spark-submit JVM runs among them."""
     root, deadline = demo.pid, time.monotonic() + timeout
     while time.monotonic() < deadline and demo.poll() is None:
-        tree = descendants(root, read_stats()) - {root}
+        tree = descendants(root) - {root}
         # spark-submit's shell scripts exec the JVM, whose main class is SparkSubmit.
-        if any(b"org.apache.spark.deploy.SparkSubmit" in _command_line(pid) for pid in tree):
+        if any("org.apache.spark.deploy.SparkSubmit" in _command_line(pid) for pid in tree):
             # The JVM and the Python driver start a moment after the launcher.
             time.sleep(3)
-            return descendants(root, read_stats()) - {root}
+            return descendants(root) - {root}
         time.sleep(0.5)
     pytest.fail(f"no EMR step started within {timeout:.0f} s (demo exit code {demo.poll()})")
 
 
-def _command_line(pid: int) -> bytes:
+def _command_line(pid: int) -> str:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
+        return " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
+        return ""

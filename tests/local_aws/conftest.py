@@ -1,8 +1,5 @@
-"""One embedded endpoint per test module, reached over HTTP with boto3 like any other client.
-
-The endpoint owns moto's process-wide state while it runs, so it lives no longer than the module that
-uses it: tests elsewhere that use moto in-process must not find it installed. Each test gets its own
-bucket and clusters, so tests do not see each other's objects or steps.
+"""The endpoint's tests: each gets its own bucket and clusters on the module's embedded endpoint
+(``aws``, ``s3``, ``emr``: tests/embedded_aws.py), so tests do not see each other's objects or steps.
 """
 
 from __future__ import annotations
@@ -10,7 +7,7 @@ from __future__ import annotations
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,22 +79,6 @@ class Cluster:
 def wait_until() -> Callable[..., Any]:
     """Poll a condition until it returns something truthy (see :func:`_wait_until`)."""
     return _wait_until
-
-
-@pytest.fixture(scope="module")
-def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedAws]:
-    with EmbeddedAws(port=0, state_dir=tmp_path_factory.mktemp("local-aws")) as endpoint:
-        yield endpoint
-
-
-@pytest.fixture(scope="module")
-def s3(aws: EmbeddedAws) -> BaseClient:
-    return aws.client("s3")
-
-
-@pytest.fixture(scope="module")
-def emr(aws: EmbeddedAws) -> BaseClient:
-    return aws.client("emr")
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import boto3
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.suite import REPO_ROOT
 
 
 @contextmanager

@@ -5,6 +5,10 @@ from __future__ import annotations
 import zipfile
 
 import pyarrow.parquet as pq
+import pytest
+
+# Spark starts inside the endpoint's step runner, out of sight of the fixtures that sort tests.
+pytestmark = pytest.mark.spark
 
 JOB = """
 import sys

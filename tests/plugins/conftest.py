@@ -1,10 +1,6 @@
-"""Fixtures of the plugin tests: moto's in-process AWS in eu-west-1, and a throwaway Airflow home."""
+"""Fixtures of the plugin tests: moto's in-process AWS in eu-west-1 (the root conftest sets up Airflow)."""
 
 from __future__ import annotations
-
-import os
-import tempfile
-from pathlib import Path
 
 import boto3
 import pytest
@@ -13,19 +9,8 @@ from moto import mock_aws
 
 from fruits_airflow.artifacts import StagedArtifacts
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 REGION = "eu-west-1"
 BUCKET = "fruits-test-bucket"
-
-# Before anything imports Airflow (fruits_airflow.tasks and .sensors do).
-os.environ.update(
-    {
-        "AIRFLOW_HOME": tempfile.mkdtemp(prefix="airflow-home-"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
-    }
-)
 
 
 @pytest.fixture(autouse=True)

@@ -7,11 +7,10 @@ import os
 import pkgutil
 import subprocess
 import sys
-from pathlib import Path
 
 import fruits_airflow
+from tests.suite import PLUGINS_DIR
 
-PLUGINS_DIR = Path(fruits_airflow.__file__).resolve().parents[1]
 MODULES = sorted(f"fruits_airflow.{module.name}" for module in pkgutil.iter_modules(fruits_airflow.__path__))
 
 PROBE = """

@@ -5,28 +5,34 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
-import fruits_spark
 from fruits_airflow.artifacts import build_py_files_zip
 from fruits_spark.images import decode_image
-
-SPARK_JOBS = Path(fruits_spark.__file__).resolve().parents[1]
-SPARK_SUBMIT = Path(sys.executable).parent / "spark-submit"
+from tests.suite import SPARK_JOBS_DIR
 
 
-def spark_submit(script: Path, *args: str, env: dict[str, str] | None = None, py_files: Path | None = None):
-    command = [str(SPARK_SUBMIT), "--master", "local[2]"]
-    if py_files is not None:
-        command += ["--py-files", str(py_files)]
-    base_env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    return subprocess.run(
-        [*command, str(script), *args], env={**base_env, **(env or {})}, capture_output=True, text=True, timeout=600
-    )
+@pytest.fixture(scope="module")
+def spark_submit(spark_submit_executable: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """Run a script with the venv's spark-submit on local[2], without the tests' PYTHONPATH."""
+
+    def run(
+        script: Path, *args: str, env: dict[str, str] | None = None, py_files: Path | None = None
+    ) -> subprocess.CompletedProcess:
+        command = [str(spark_submit_executable), "--master", "local[2]"]
+        if py_files is not None:
+            command += ["--py-files", str(py_files)]
+        base_env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+        return subprocess.run(
+            [*command, str(script), *args], env={**base_env, **(env or {})}, capture_output=True, text=True, timeout=600
+        )
+
+    return run
 
 
 def assert_one_error_line(result: subprocess.CompletedProcess, prefix: str) -> str:
@@ -41,19 +47,21 @@ def assert_one_error_line(result: subprocess.CompletedProcess, prefix: str) -> s
 
 
 def test_both_jobs_run_with_spark_submit_from_the_checkout(
-    image_tree: dict, keras_cache, image_size: int, tmp_path: Path
+    spark_submit, image_tree: dict, keras_cache, image_size: int, tmp_path: Path
 ) -> None:
     home, model = keras_cache
     features = tmp_path / "features"
 
     extract = spark_submit(
-        SPARK_JOBS / "extract_features.py",
+        SPARK_JOBS_DIR / "extract_features.py",
         *("--images", str(image_tree["root"]), "--features", str(features)),
         *("--weights", "imagenet", "--image-size", str(image_size)),
         env={"KERAS_HOME": str(home)},
     )
     assert extract.returncode == 0, extract.stderr[-3000:]
-    pca = spark_submit(SPARK_JOBS / "pca.py", "--features", str(features), "--output", str(tmp_path / "run" / "pca"))
+    pca = spark_submit(
+        SPARK_JOBS_DIR / "pca.py", "--features", str(features), "--output", str(tmp_path / "run" / "pca")
+    )
     assert pca.returncode == 0, pca.stderr[-3000:]
 
     rows = pd.read_parquet(features).set_index("path")
@@ -66,7 +74,9 @@ def test_both_jobs_run_with_spark_submit_from_the_checkout(
     assert Path(tmp_path, "run", "report", "explained_variance.json").is_file()
 
 
-def test_pca_runs_from_the_py_files_zip_alone(image_tree: dict, tmp_path: Path, spark, random_model, image_size):
+def test_pca_runs_from_the_py_files_zip_alone(
+    spark_submit, image_tree: dict, tmp_path: Path, spark, random_model, image_size
+):
     """As on EMR: the entry script away from the source tree, its package only in the --py-files zip."""
     from fruits_spark.extract_features import parse_args, run
 
@@ -74,7 +84,7 @@ def test_pca_runs_from_the_py_files_zip_alone(image_tree: dict, tmp_path: Path, 
     run(spark, parse_args(["--images", str(image_tree["root"]), "--features", str(features)]), random_model)
     staged = tmp_path / "staged"
     staged.mkdir()
-    shutil.copy(SPARK_JOBS / "pca.py", staged / "pca.py")
+    shutil.copy(SPARK_JOBS_DIR / "pca.py", staged / "pca.py")
     py_files = build_py_files_zip(staged / "fruits_spark.zip")
 
     result = spark_submit(
@@ -85,9 +95,9 @@ def test_pca_runs_from_the_py_files_zip_alone(image_tree: dict, tmp_path: Path, 
     assert {len(v) for v in pd.read_parquet(tmp_path / "pca")["pca_features"]} == {4}
 
 
-def test_missing_images_is_one_error_line_and_no_output(tmp_path: Path) -> None:
+def test_missing_images_is_one_error_line_and_no_output(spark_submit, tmp_path: Path) -> None:
     result = spark_submit(
-        SPARK_JOBS / "extract_features.py", "--images", str(tmp_path / "nowhere"), "--features", str(tmp_path / "f")
+        SPARK_JOBS_DIR / "extract_features.py", "--images", str(tmp_path / "nowhere"), "--features", str(tmp_path / "f")
     )
 
     line = assert_one_error_line(result, "extract_features")
@@ -96,12 +106,12 @@ def test_missing_images_is_one_error_line_and_no_output(tmp_path: Path) -> None:
     assert not (tmp_path / "f" / "_SUCCESS").exists()
 
 
-def test_unwritable_features_is_one_error_line_and_no_output(image_tree: dict, tmp_path: Path) -> None:
+def test_unwritable_features_is_one_error_line_and_no_output(spark_submit, image_tree: dict, tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
 
     result = spark_submit(
-        SPARK_JOBS / "extract_features.py",
+        SPARK_JOBS_DIR / "extract_features.py",
         *("--images", str(image_tree["root"]), "--features", str(blocker / "features")),
     )
 
@@ -110,8 +120,10 @@ def test_unwritable_features_is_one_error_line_and_no_output(image_tree: dict, t
     assert not list(tmp_path.rglob("_SUCCESS"))
 
 
-def test_pca_without_features_is_one_error_line(tmp_path: Path) -> None:
-    result = spark_submit(SPARK_JOBS / "pca.py", "--features", str(tmp_path / "none"), "--output", str(tmp_path / "p"))
+def test_pca_without_features_is_one_error_line(spark_submit, tmp_path: Path) -> None:
+    result = spark_submit(
+        SPARK_JOBS_DIR / "pca.py", "--features", str(tmp_path / "none"), "--output", str(tmp_path / "p")
+    )
 
     line = assert_one_error_line(result, "pca")
     assert "run extract_features first" in line

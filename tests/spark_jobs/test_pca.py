@@ -13,7 +13,8 @@ from pyspark.sql import SparkSession
 
 from fruits_spark.errors import JobInputError
 from fruits_spark.extract_features import FEATURES_SCHEMA
-from fruits_spark.pca import PcaConfig, PcaFit, choose_k, parse_args, run
+from fruits_spark.pca import PcaConfig, choose_k, parse_args, run
+from fruits_spark.pca_fit import PcaFit
 
 N_IMAGES, N_FEATURES = 80, 24
 LABELS = ("Apple Red 1", "Banana", "Kiwi")

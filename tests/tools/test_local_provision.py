@@ -8,16 +8,14 @@ import socket
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 
 import pytest
 
 from fruits_airflow.cluster import check_security_configuration
 from fruits_airflow.config import DEFAULT_SECURITY_CONFIGURATION
+from tests.suite import REPO_ROOT
 from tools.local_provision import LOCAL_ACCOUNT_ID, provision
 from tools.stack_template import StackContext, load_template
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

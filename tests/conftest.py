@@ -1,0 +1,63 @@
+"""What every test shares: a throwaway Airflow, the venv's spark-submit, and the kind of each test.
+
+Each test is exactly one of ``unit``, ``spark`` or ``e2e``, decided here from where it lives and what it
+uses, so that a new test is sorted without anyone marking it: tests under ``tests/e2e`` are end-to-end;
+a test using the local SparkSession (``spark``) or the venv's ``spark-submit`` (``spark_submit_executable``)
+is a Spark test; every other test is a unit test. A test that starts Spark another way (an EMR step of the
+embedded endpoint) marks itself ``spark``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.suite import DAGS_DIR, KINDS, PLUGINS_DIR
+
+# The embedded AWS endpoint's fixtures, for tests/local_aws and the tools that provision it.
+pytest_plugins = ("tests.embedded_aws",)
+SPARK_FIXTURES = frozenset({"spark", "spark_submit_executable"})
+E2E_DIR = Path(__file__).parent / "e2e"
+
+# Before anything imports Airflow (test modules and folder conftests do, at collection): a throwaway
+# home, no examples, and this repository's DAGs and plugins.
+AIRFLOW_HOME = tempfile.mkdtemp(prefix="airflow-home-")
+os.environ.update(
+    {
+        "AIRFLOW_HOME": AIRFLOW_HOME,
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_DIR),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS_DIR),
+    }
+)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
+
+
+def kind_of(item: pytest.Item) -> str:
+    """``e2e`` by folder, ``spark`` by fixture, else ``unit``."""
+    if item.path.is_relative_to(E2E_DIR):
+        return "e2e"
+    if SPARK_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return "spark"
+    return "unit"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if not any(item.get_closest_marker(kind) for kind in KINDS):
+            item.add_marker(kind_of(item))
+
+
+@pytest.fixture(scope="session")
+def spark_submit_executable() -> Path:
+    """The venv's spark-submit, which runs the jobs as users and EMR run them."""
+    return Path(sys.executable).parent / "spark-submit"
