@@ -46,6 +46,10 @@ def progress(step_state: str, cluster_state: str) -> str:
     return RUNNING
 
 
+def _joined(*parts: str | None) -> str:
+    return ": ".join(part for part in parts if part)
+
+
 @dataclass(frozen=True)
 class ClusterStatus:
     """A cluster's state and EMR's StateChangeReason for it."""
@@ -63,7 +67,7 @@ class ClusterStatus:
         return cls(cluster["Id"], status["State"], reason.get("Code"), reason.get("Message"), cluster.get("LogUri"))
 
     def summary(self) -> str:
-        details = ": ".join(part for part in (self.reason_code, self.reason_message) if part) or "no reason from EMR"
+        details = _joined(self.reason_code, self.reason_message) or "no reason from EMR"
         return f"EMR cluster {self.id} {self.state} before the run's steps completed: {details}"
 
 
@@ -91,7 +95,7 @@ class StepStatus:
         )
 
     def summary(self) -> str:
-        details = ": ".join(part for part in (self.reason, self.message) if part) or "no failure details from EMR"
+        details = _joined(self.reason, self.message) or "no failure details from EMR"
         return f"EMR step {self.name} ({self.id}) {self.state}: {details}"
 
 
