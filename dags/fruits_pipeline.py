@@ -21,13 +21,20 @@ landing folder ──upload_new_images──▶ s3://BUCKET/images/<label>/<file
    `s3://BUCKET/artifacts/<content hash>/`. `check_security_configuration` fails clearly unless the
    cluster's security configuration exists and requires IMDSv2.
 3. `create_cluster` starts the cluster; `add_steps` adds `extract_features` then `pca`; `watch_steps`
-   waits for them and, if one fails, logs its failure reason and the tail of its stderr from the
-   cluster's logs. `create_cluster` and `add_steps` are never retried: they are not idempotent.
+   waits for them and watches their cluster: when a step fails or the cluster ends first (bootstrap
+   failure, VALIDATION_ERROR, lost instances, terminated from outside), it fails at once, with EMR's
+   reason and without retries. `create_cluster` and `add_steps` are never retried: they are not
+   idempotent.
 4. `wait_for_output` waits for the PCA's `_SUCCESS`; `check_output` checks one PCA row of k values per
    featurized image and a complete report.
 5. `terminate_cluster` is the teardown of `create_cluster`: it runs as soon as the steps are over,
    however they ended, and the run still fails when a step or the output check did; a failed
    termination fails the run too. If Airflow itself dies, the cluster ends after its idle timeout.
+   `report_failure` follows it, so that waiting for EMR to archive the logs keeps no cluster alive:
+   when a step failed or the cluster ended first, it logs EMR's reason with the tails of the logs
+   that explain it (the step's stdout and stderr, or the failed bootstrap action's stderr), and
+   writes the same as JSON to `s3://BUCKET/runs/<run key>/failure.json`; otherwise it is skipped.
+   A failure of its own never fails the run.
 
 ## Configuration: Airflow Variable `fruits_pipeline` (JSON)
 
@@ -79,7 +86,7 @@ from airflow.sdk import Param, chain, dag
 
 from fruits_airflow import tasks
 from fruits_airflow.config import AWS_CONN_ID, DEFAULT_VARIANCE, WEIGHTS_PATTERN
-from fruits_airflow.sensors import EmrStepsFailureReportingSensor
+from fruits_airflow.sensors import EmrStepsSensor
 
 START_DATE = datetime(2025, 1, 1, tzinfo=UTC)
 TAGS = ["fruits", "emr", "spark", "pca"]
@@ -166,7 +173,7 @@ def fruits_pipeline() -> None:
         execution_timeout=timedelta(minutes=10),
         **NEVER_RETRY,
     )
-    watch_steps = EmrStepsFailureReportingSensor(
+    watch_steps = EmrStepsSensor(
         task_id="watch_steps",
         job_flow_id=create_cluster.output,
         step_ids=add_steps.output,
@@ -202,6 +209,9 @@ def fruits_pipeline() -> None:
         execution_timeout=timedelta(minutes=15),
         **RETRY_WITH_BACKOFF,
     ).as_teardown(setups=create_cluster, on_failure_fail_dagrun=True)
+    report_failure = tasks.report_failure.override(execution_timeout=timedelta(minutes=15), **RETRY_WITH_BACKOFF)(
+        check_config, create_cluster.output, add_steps.output
+    ).as_teardown(setups=create_cluster)
 
     chain(
         # setup: validate, upload, stage, then start the cluster
@@ -218,6 +228,8 @@ def fruits_pipeline() -> None:
     # teardown: as soon as the steps are over, however they ended; the output checks need no cluster,
     # so they stay leaves of the run and a failure of theirs (or of a step) still fails it.
     watch_steps >> terminate_cluster
+    # then, if the steps or their cluster failed, why: EMR's reason and the tails of the cluster's logs
+    terminate_cluster >> report_failure
 
 
 fruits_pipeline()

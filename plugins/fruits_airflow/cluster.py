@@ -25,8 +25,9 @@ from fruits_airflow.paths import RunPaths
 
 log = logging.getLogger(__name__)
 
-# Where bootstrap/install_python_deps.sh builds the virtualenv of the jobs, on every node.
-NODE_VENV = "/opt/fruits-pipeline/venv"
+# Where bootstrap/install_python_deps.sh builds the virtualenv of the jobs, on every node: on /mnt, EMR's
+# first data volume, as the 15 GiB root volume is too small for TensorFlow and the installer's cache.
+NODE_VENV = "/mnt/fruits-pipeline/venv"
 NODE_PYTHON = f"{NODE_VENV}/bin/python"
 
 # AmazonEMRServicePolicy_v2, the service role's policy, only launches and manages EC2 resources with

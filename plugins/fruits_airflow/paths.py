@@ -6,6 +6,7 @@ s3://BUCKET/features/<weights id>/       features of every image, grown incremen
 s3://BUCKET/features_rejects/<weights id>/  images the featurizer could not read
 s3://BUCKET/runs/<run key>/pca/          this run's PCA output (parquet + _SUCCESS)
 s3://BUCKET/runs/<run key>/report/       this run's explained variance, CSV and plots
+s3://BUCKET/runs/<run key>/failure.json  why this run's EMR work failed, when it did
 s3://BUCKET/logs/                        the clusters' LogUri
 s3://BUCKET/artifacts/<version>/         the Spark jobs and bootstrap of one code version
 ```
@@ -124,6 +125,11 @@ class RunPaths:
     @property
     def report_uri(self) -> str:
         return self.uri(self.report_prefix)
+
+    @property
+    def failure_key(self) -> str:
+        """The failure report of a run whose steps or cluster failed (``run_failures.RunFailure.to_dict``)."""
+        return f"{self.run_prefix}failure.json"
 
     @property
     def logs_uri(self) -> str:

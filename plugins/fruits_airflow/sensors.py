@@ -1,51 +1,47 @@
-"""An EmrStepSensor that, when the run's steps fail, says why in its own log."""
+"""An EmrStepSensor that also watches the steps' cluster, and fails for good when the run cannot complete."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException
 
-from fruits_airflow.step_logs import FAILED_STATES, LOG_WAIT_SECONDS, STDERR_TAIL_LINES, explain_step_failures
+from fruits_airflow.run_failures import COMPLETED, FAILED, RUNNING, find_failure, progress
+from fruits_airflow.triggers import EmrStepsTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class EmrStepsFailureReportingSensor(EmrStepSensor):
-    """Wait for the last of a run's steps; when a step fails, log its FailureDetails and log tails.
+class EmrStepsSensor(EmrStepSensor):
+    """Wait for the last of a run's steps; fail without retries as soon as the run cannot complete.
 
-    The run's steps are watched through the last one: EMR cancels it when an earlier step fails, and
-    the report then names the step that actually failed. A step that ends in a failed state fails
-    the task without retries (rerunning the sensor cannot fix the step); other errors, such as an AWS
-    API hiccup, are left to the task's retries.
+    Each poke reads the last step and its cluster: a step that failed or was cancelled, or a cluster
+    that is ending before the steps completed (bootstrap failure, VALIDATION_ERROR, lost instances,
+    a termination from outside), fails the task at once with EMR's reason, without waiting for the
+    logs, so that the teardown can start. Giving up after ``max_attempts`` pokes fails it too. None of
+    these is retried: a new try would find the same dead step or cluster. Other errors, such as an
+    AWS API hiccup, are left to the task's retries.
 
     :param job_flow_id: the cluster running the steps. (templated)
     :param step_ids: the run's step ids in the order they were added, e.g. ``add_steps.output``.
         (templated)
-    :param stderr_tail_lines: how many of the last stderr lines of a failed step to log.
-    :param log_wait_seconds: how long to wait for EMR to archive a failed step's stderr.
     :param kwargs: passed to ``EmrStepSensor`` (``deferrable``, ``poke_interval``, ``max_attempts``...).
     """
 
     template_fields: Sequence[str] = (*EmrStepSensor.template_fields, "step_ids")
 
-    def __init__(
-        self,
-        *,
-        job_flow_id: str,
-        step_ids: Sequence[str],
-        stderr_tail_lines: int = STDERR_TAIL_LINES,
-        log_wait_seconds: float = LOG_WAIT_SECONDS,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, job_flow_id: str, step_ids: Sequence[str], **kwargs: Any) -> None:
         super().__init__(job_flow_id=job_flow_id, step_id="", **kwargs)
         self.step_ids = step_ids
-        self.stderr_tail_lines = stderr_tail_lines
-        self.log_wait_seconds = log_wait_seconds
+
+    @property
+    def waiting_time(self) -> timedelta:
+        """How long the sensor waits for the steps before it gives up."""
+        return timedelta(seconds=self.max_attempts * self.poke_interval)
 
     def _watch_last_step(self) -> None:
         if not self.step_ids:
@@ -54,37 +50,50 @@ class EmrStepsFailureReportingSensor(EmrStepSensor):
 
     def execute(self, context: Context) -> None:
         self._watch_last_step()
-        super().execute(context)
+        if not self.deferrable:
+            super().execute(context)
+        elif not self.poke(context):
+            self.defer(
+                # The trigger gives up on its own first, with a clearer message.
+                timeout=self.waiting_time + timedelta(seconds=2 * self.poke_interval),
+                trigger=EmrStepsTrigger(
+                    job_flow_id=self.job_flow_id,
+                    step_id=self.step_id,
+                    poll_interval=self.poke_interval,
+                    max_attempts=self.max_attempts,
+                    aws_conn_id=self.aws_conn_id,
+                    region_name=self.region_name,
+                    verify=self.verify,
+                    botocore_config=self.botocore_config,
+                ),
+                method_name="execute_complete",
+            )
 
     def poke(self, context: Context) -> bool:
-        try:
-            return super().poke(context)
-        except AirflowException as error:
-            # EmrBaseSensor.poke raises only when the step reached one of its failed states.
-            raise self._step_failure() from error
+        step_state = self.state_from_response(self.get_emr_response(context))
+        cluster_state = self.hook.conn.describe_cluster(ClusterId=self.job_flow_id)["Cluster"]["Status"]["State"]
+        state = progress(step_state, cluster_state)
+        self.log.info("EMR step %s %s, cluster %s %s", self.step_id, step_state, self.job_flow_id, cluster_state)
+        if state == RUNNING:
+            return False
+        if state == COMPLETED:
+            return True
+        raise self._run_failure()
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> None:
         self._watch_last_step()
-        if event and event.get("status") == "success":
-            return super().execute_complete(context, event)
-        state = self.state_from_response(self.hook.conn.describe_step(ClusterId=self.job_flow_id, StepId=self.step_id))
-        if state in FAILED_STATES:
-            raise self._step_failure()
-        raise AirflowException(f"Stopped waiting for EMR step {self.step_id} in state {state}: {event}")
+        status = (event or {}).get("status")
+        if status == COMPLETED:
+            self.log.info("EMR steps %s on cluster %s completed", list(self.step_ids), self.job_flow_id)
+            return
+        if status == FAILED:
+            raise self._run_failure()
+        raise AirflowFailException(
+            f"EMR step {self.step_id} on cluster {self.job_flow_id} did not complete within {self.waiting_time} "
+            f"({status}): the run fails without retries, and terminate_cluster ends the cluster."
+        )
 
-    def _step_failure(self) -> AirflowFailException:
-        s3_client = S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name, verify=self.verify).get_conn()
-        failures = explain_step_failures(
-            self.hook.conn,
-            s3_client,
-            self.job_flow_id,
-            list(self.step_ids),
-            tail_lines=self.stderr_tail_lines,
-            log_wait_seconds=self.log_wait_seconds,
-        )
-        first_failed = next((failure for failure in failures if failure.state != "CANCELLED"), None)
-        culprit = first_failed or (failures[0] if failures else None)
-        summary = culprit.summary() if culprit else f"EMR step {self.step_id} did not complete"
-        return AirflowFailException(
-            f"{summary}. The tails of its stdout and stderr are in the log above; cluster {self.job_flow_id}."
-        )
+    def _run_failure(self) -> AirflowFailException:
+        failure = find_failure(self.hook.conn, self.job_flow_id, list(self.step_ids))
+        summary = failure.summary() if failure else f"EMR step {self.step_id} on {self.job_flow_id} did not complete"
+        return AirflowFailException(f"{summary}. No retries; report_failure logs the tails of the cluster's logs.")

@@ -8,19 +8,21 @@ sees the same values even if the Variable is edited mid-run. AWS is reached only
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.emr import EmrHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.sdk import task
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from botocore.client import BaseClient
 from botocore.config import Config
 
-from fruits_airflow import artifacts, checks, cluster, steps, upload
+from fruits_airflow import artifacts, checks, cluster, run_failures, steps, upload
 from fruits_airflow.config import AWS_CONN_ID, ConfigError, PipelineConfig, load_config, parse_config, require_eu_region
 from fruits_airflow.paths import RunPaths
 
@@ -135,3 +137,43 @@ def check_output(
     except checks.OutputCheckError as error:
         raise AirflowFailException(f"Run output check failed: {error}.") from error
     return dataclasses.asdict(summary)
+
+
+@task
+def report_failure(
+    config: dict[str, Any],
+    job_flow_id: str | None,
+    step_ids: list[str] | None,
+    run_id: str | None = None,
+    dag: Any = None,
+    params: dict[str, Any] | None = None,
+) -> str:
+    """Log why the run's steps or cluster failed, with the tails of the cluster's logs; write it as failure.json.
+
+    It runs after the teardown, so that waiting for EMR to archive the logs keeps no cluster alive, and
+    is skipped when nothing failed. Returns the report's URI, ``s3://BUCKET/runs/<run key>/failure.json``.
+    """
+    if not job_flow_id:
+        raise AirflowSkipException("No cluster was started: EMR has nothing to report.")
+    settings = parse_config(config)
+    failure = run_failures.find_failure(emr_client(settings.region), job_flow_id, step_ids or [])
+    if failure is None:
+        raise AirflowSkipException(f"EMR shows no failed step and no early end of cluster {job_flow_id}.")
+    client = s3_client(settings.region)
+    failure = run_failures.with_log_tails(client, failure)
+    run_failures.log_failure(failure)
+    paths = run_paths(settings, run_id, params)
+    report = {
+        "dag_id": dag.dag_id,
+        "run_id": run_id,
+        "reported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **failure.to_dict(),
+    }
+    client.put_object(
+        Bucket=settings.bucket,
+        Key=paths.failure_key,
+        Body=json.dumps(report, indent=2).encode(),
+        ContentType="application/json",
+    )
+    log.info("Failure report written to %s", paths.uri(paths.failure_key))
+    return paths.uri(paths.failure_key)

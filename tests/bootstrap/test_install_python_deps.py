@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -19,21 +21,29 @@ REQUIREMENTS = REPO_ROOT / "bootstrap" / "requirements.txt"
 REQUIREMENTS_URI = "s3://fruits/artifacts/v1/bootstrap/requirements.txt"
 
 FAKES = {
-    # Each fake records its call in $CALLS, then does the least the script relies on.
+    # Each fake records its call in $CALLS, then does the least the script relies on. $NODE holds what
+    # the node has installed: an EMR 7 node has python3.11 but not its ensurepip (python3.11-pip).
     "aws": 'echo "aws $*" >> "$CALLS"\nsrc="${*: -2:1}"\ncp "$FAKE_S3/${src#s3://}" "${*: -1}"\n',
     "sudo": 'echo "sudo $*" >> "$CALLS"\nexec "$@"\n',
-    "dnf": 'echo "dnf $*" >> "$CALLS"\n',
+    "dnf": 'echo "dnf $*" >> "$CALLS"\nfor package in "${@:4}"; do touch "$NODE/$package"; done\n',
     "python3.11": (
+        '[[ -f "$NODE/python3.11" ]] || exit 127\n'
         'echo "python3.11 $*" >> "$CALLS"\n'
+        'if [[ "$1 $2" == "-m ensurepip" ]]; then [[ -f "$NODE/python3.11-pip" ]]; exit; fi\n'
         'if [[ "$1 $2" == "-m venv" ]]; then\n'
-        '  mkdir -p "$3/bin"\n'
-        '  cp "$FAKE_BIN/.venv-python" "$3/bin/python"\n'
-        '  cp "$FAKE_BIN/.venv-pip" "$3/bin/pip"\n'
+        '  [[ -f "$NODE/python3.11-pip" ]] || { echo "ensurepip is not available" >&2; exit 1; }\n'
+        '  mkdir -p "${*: -1}/bin"\n'
+        '  cp "$FAKE_BIN/.venv-pip" "${*: -1}/bin/pip"\n'
         "fi\n"
     ),
     ".venv-python": 'echo "venv-python $*" >> "$CALLS"\n[[ "$1" == --version ]] && echo "Python 3.11.9"\nexit 0\n',
     ".venv-pip": 'echo "pip $*" >> "$CALLS"\ncp "$FAKE_BIN/.uv" "$(dirname "$0")/uv"\n',
-    ".uv": 'echo "uv $*" >> "$CALLS"\ncp "${*: -1}" "$SYNCED"\n',
+    ".uv": (
+        'echo "uv $*" >> "$CALLS"\n'
+        'echo "$UV_CACHE_DIR" > "$NODE/uv-cache-dir"\n'
+        'if [[ "$1" == venv ]]; then mkdir -p "${*: -1}/bin"; cp "$FAKE_BIN/.venv-python" "${*: -1}/bin/python"; fi\n'
+        'if [[ "$1 $2" == "pip sync" ]]; then cp "${*: -1}" "$SYNCED"; fi\n'
+    ),
 }
 
 
@@ -97,22 +107,26 @@ def test_the_installer_is_the_lock_s_uv():
     assert version == lock_pins(REPO_ROOT / "requirements.txt")["uv"]
 
 
-def test_the_virtualenv_is_the_one_spark_is_pointed_at():
+def test_the_virtualenv_is_the_one_spark_is_pointed_at_on_the_data_volume():
     (home,) = re.findall(
         r'^readonly HOME_DIR="\$\{FRUITS_PIPELINE_HOME:-(\S+)\}"$', SCRIPT.read_text(), flags=re.MULTILINE
     )
 
     assert f"{home}/venv" == NODE_VENV
+    assert Path(home).parts[:2] == ("/", "mnt")
 
 
 @pytest.fixture
 def node(tmp_path: Path) -> dict[str, str]:
-    """A fake EMR node: fake aws/sudo/dnf/python3.11 on PATH, an S3 stand-in, a home for the virtualenv."""
+    """A fake EMR 7 node: python3.11 without ensurepip, fake aws/sudo/dnf, an S3 stand-in, a home for the venv."""
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
     for name, body in FAKES.items():
         (fake_bin / name).write_text(f"#!/usr/bin/env bash\nset -euo pipefail\n{body}")
         (fake_bin / name).chmod(0o755)
+    installed = tmp_path / "installed"
+    installed.mkdir()
+    (installed / "python3.11").touch()
     s3_requirements = tmp_path / "s3" / REQUIREMENTS_URI.removeprefix("s3://")
     s3_requirements.parent.mkdir(parents=True)
     shutil.copy(REQUIREMENTS, s3_requirements)
@@ -121,9 +135,10 @@ def node(tmp_path: Path) -> dict[str, str]:
         "PATH": f"{fake_bin}:{os.environ['PATH']}",
         "FAKE_BIN": str(fake_bin),
         "FAKE_S3": str(tmp_path / "s3"),
+        "NODE": str(installed),
         "CALLS": str(tmp_path / "calls.log"),
         "SYNCED": str(tmp_path / "synced.txt"),
-        "FRUITS_PIPELINE_HOME": str(tmp_path / "opt"),
+        "FRUITS_PIPELINE_HOME": str(tmp_path / "mnt" / "fruits-pipeline"),
     }
 
 
@@ -139,10 +154,55 @@ def test_a_fresh_node_gets_a_virtualenv_synced_to_the_requirements(node):
 
     assert result.returncode == 0, result.stderr
     venv = f"{node['FRUITS_PIPELINE_HOME']}/venv"
-    assert f"sudo python3.11 -m venv {venv}" in calls
+    assert any(call.startswith("uv venv ") and call.endswith(f"--python python3.11 {venv}") for call in calls)
     assert any(call.startswith(f"uv pip sync --quiet --python {venv}/bin/python ") for call in calls)
     assert Path(node["SYNCED"]).read_text() == REQUIREMENTS.read_text()
     assert any(call.startswith("venv-python -c import numpy") for call in calls)
+
+
+def test_a_python_without_ensurepip_gets_python3_11_pip_first(node):
+    result, calls = bootstrap(node, REQUIREMENTS_URI)
+
+    assert result.returncode == 0, result.stderr
+    installs = [index for index, call in enumerate(calls) if call.startswith("dnf install")]
+    assert [calls[index] for index in installs] == ["dnf install -y -q python3.11 python3.11-pip"]
+    assert installs[0] < calls.index(f"python3.11 -m venv --clear {node['FRUITS_PIPELINE_HOME']}/installer")
+
+
+def test_a_node_without_python3_11_gets_it(node):
+    (Path(node["NODE"]) / "python3.11").unlink()
+
+    result, calls = bootstrap(node, REQUIREMENTS_URI)
+
+    assert result.returncode == 0, result.stderr
+    assert "dnf install -y -q python3.11 python3.11-pip" in calls
+    assert Path(node["SYNCED"]).read_text() == REQUIREMENTS.read_text()
+
+
+def test_a_python_with_ensurepip_installs_no_system_package(node):
+    (Path(node["NODE"]) / "python3.11-pip").touch()
+
+    result, calls = bootstrap(node, REQUIREMENTS_URI)
+
+    assert result.returncode == 0, result.stderr
+    assert [call for call in calls if call.startswith(("dnf", "sudo dnf"))] == []
+
+
+def test_root_is_used_only_for_dnf_and_the_home_folder(node):
+    result, calls = bootstrap(node, REQUIREMENTS_URI)
+
+    assert result.returncode == 0, result.stderr
+    user, group = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
+    assert [call for call in calls if call.startswith("sudo ")] == [
+        "sudo dnf install -y -q python3.11 python3.11-pip",
+        f"sudo install -d -o {user} -g {group} {node['FRUITS_PIPELINE_HOME']}",
+    ]
+
+
+def test_uv_caches_on_the_virtualenv_s_volume(node):
+    bootstrap(node, REQUIREMENTS_URI)
+
+    assert (Path(node["NODE"]) / "uv-cache-dir").read_text().strip() == f"{node['FRUITS_PIPELINE_HOME']}/uv-cache"
 
 
 def test_a_second_run_with_the_same_requirements_changes_nothing(node):
@@ -164,8 +224,22 @@ def test_new_requirements_are_synced_into_the_existing_virtualenv(node):
 
     assert result.returncode == 0, result.stderr
     assert [call for call in calls if call.startswith("uv pip sync")]
-    assert not [call for call in calls if "-m venv" in call or call.startswith("pip install")]
+    assert not [call for call in calls if "venv" in call.split()[:3] or call.startswith(("pip install", "dnf", "sudo"))]
     assert "numpy==0.0.0" in Path(node["SYNCED"]).read_text()
+
+
+def test_a_failed_install_fails_the_action_and_leaves_no_marker(node):
+    (Path(node["FAKE_BIN"]) / ".uv").write_text(
+        '#!/usr/bin/env bash\nif [[ "$1" == venv ]]; then mkdir -p "${*: -1}/bin"; '
+        'cp "$FAKE_BIN/.venv-python" "${*: -1}/bin/python"; exit 0; fi\n'
+        'echo "error: Failed to parse: numpy=== 1" >&2\nexit 2\n'
+    )
+
+    result, _ = bootstrap(node, REQUIREMENTS_URI)
+
+    assert result.returncode == 2
+    assert "Failed to parse" in result.stderr
+    assert not (Path(node["FRUITS_PIPELINE_HOME"]) / "venv" / ".requirements.sha256").exists()
 
 
 def test_without_the_requirements_uri_it_prints_its_usage(node):

@@ -15,6 +15,7 @@ from fruits_airflow.paths import RunPaths
 RUN_ID = "manual__2026-11-21T06:00:00+00:00"
 ARTIFACTS = "artifacts/0123456789ab/"
 STEP_LOG = "logs/j-2AXXXXXXGAPLF/steps/s-1XXXXXXXXXXXX/stderr.gz"
+BOOTSTRAP_LOG = "logs/j-2AXXXXXXGAPLF/node/i-0123456789abcdef0/bootstrap-actions/1/stderr.gz"
 READ_BY_THE_NODES = ["images/Apple Red 1/0_100.jpg", f"{ARTIFACTS}fruits_spark.zip", f"{ARTIFACTS}bootstrap/install.sh"]
 REPROCESS_ALL = pytest.mark.parametrize("reprocess_all", [False, True], ids=["shared features", "own features"])
 
@@ -110,6 +111,16 @@ def test_airflow_reads_what_it_checks_and_the_step_logs(airflow, allows, object_
 
 
 @REPROCESS_ALL
+def test_airflow_writes_the_run_s_failure_report_and_reads_the_bootstrap_logs(
+    airflow, allows, object_arn, run_paths, reprocess_all
+):
+    paths = run_paths(reprocess_all)
+
+    assert allows(airflow, "s3:PutObject", object_arn(paths.failure_key))
+    assert allows(airflow, "s3:GetObject", object_arn(BOOTSTRAP_LOG))
+
+
+@REPROCESS_ALL
 def test_airflow_never_writes_nor_deletes_what_the_steps_write(airflow, allows, object_arn, run_paths, reprocess_all):
     keys = written_by_the_steps(run_paths(reprocess_all))
 
@@ -131,7 +142,7 @@ def test_airflow_calls_only_what_the_dag_and_its_operators_call(airflow):
         "elasticmapreduce:RunJobFlow",
         "elasticmapreduce:AddTags",
         "elasticmapreduce:AddJobFlowSteps",
-        # the operators' log links, the step sensor and step_logs.explain_step_failures
+        # the operators' log links, the step sensor and its trigger, report_failure
         "elasticmapreduce:DescribeCluster",
         "elasticmapreduce:DescribeStep",
         "elasticmapreduce:ListSteps",
@@ -141,7 +152,7 @@ def test_airflow_calls_only_what_the_dag_and_its_operators_call(airflow):
         "elasticmapreduce:DescribeSecurityConfiguration",
         # RunJobFlow's ServiceRole and JobFlowRole
         "iam:PassRole",
-        # check_config, the upload, the artifacts, the S3 sensor, check_output, the step logs
+        # check_config, the upload, the artifacts, the S3 sensor, check_output, the logs, failure.json
         "s3:GetBucketLocation",
         "s3:ListBucket",
         "s3:PutObject",

@@ -35,8 +35,16 @@ EXPECTED_UPSTREAM = {
     "wait_for_output": {"watch_steps", "plan_run"},
     "check_output": {"wait_for_output", "check_config"},
     "terminate_cluster": {"watch_steps", "create_cluster", "plan_run"},
+    "report_failure": {"terminate_cluster", "check_config", "create_cluster", "add_steps"},
 }
-RETRIED_WITH_BACKOFF = ["check_config", "upload_new_images", "stage_artifacts", "watch_steps", "wait_for_output"]
+RETRIED_WITH_BACKOFF = [
+    "check_config",
+    "upload_new_images",
+    "stage_artifacts",
+    "watch_steps",
+    "wait_for_output",
+    "report_failure",
+]
 
 
 @pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda path: path.name)
@@ -116,6 +124,32 @@ def run_state_decided_by(dag, states: dict[str, str]) -> tuple[set[str], bool]:
 
 def test_the_run_is_judged_by_its_output_check_and_its_teardown(dag):
     assert run_state_decided_by(dag, {})[0] == {"check_output", "terminate_cluster"}
+
+
+def test_the_failure_report_runs_after_the_termination_whenever_a_cluster_was_created(dag):
+    report_failure = dag.get_task("report_failure")
+
+    assert report_failure.is_teardown
+    assert report_failure.trigger_rule == TriggerRule.ALL_DONE_SETUP_SUCCESS
+    assert report_failure.upstream_task_ids >= {"create_cluster", "terminate_cluster"}
+    assert "report_failure" not in dag.get_task("terminate_cluster").get_flat_relative_ids(upstream=True)
+
+
+def test_a_failed_failure_report_never_fails_a_run(dag):
+    assert dag.get_task("report_failure").on_failure_fail_dagrun is False
+    assert run_state_decided_by(dag, {"report_failure": "failed"})[1] is False
+
+
+def test_a_cluster_failure_fails_the_run_although_the_teardown_and_the_report_succeed(dag):
+    states = {
+        "watch_steps": "failed",
+        "wait_for_output": "upstream_failed",
+        "check_output": "upstream_failed",
+        "terminate_cluster": "success",
+        "report_failure": "success",
+    }
+
+    assert run_state_decided_by(dag, states)[1] is True
 
 
 def test_a_failed_step_fails_the_run_although_the_teardown_succeeds(dag):

@@ -1,11 +1,18 @@
-"""Fixtures of the plugin tests: moto's in-process AWS in eu-west-1 (the root conftest sets up Airflow)."""
+"""Fixtures of the plugin tests: moto's in-process AWS in eu-west-1 with a run's cluster, a throwaway Airflow home."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
 import boto3
 import pytest
-from botocore.stub import Stubber
+from botocore.client import BaseClient
 from moto import mock_aws
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.emr import models as emr_models
+from moto.emr.models import emr_backends
 
 from fruits_airflow.artifacts import StagedArtifacts
 
@@ -100,10 +107,76 @@ def emr_hook(aws):
     return EmrHook(aws_conn_id=None, region_name=REGION, emr_conn_id=None)
 
 
+def _status_with(status: property, extra: Callable[[Any, dict[str, Any]], None]) -> property:
+    def patched(model: Any) -> dict[str, Any]:
+        result = status.fget(model)
+        extra(model, result)
+        return result
+
+    return property(patched)
+
+
+def _add_reason_code(cluster: Any, status: dict[str, Any]) -> None:
+    if code := getattr(cluster, "state_change_code", None):
+        status["StateChangeReason"]["Code"] = code
+
+
+def _add_failure_details(step: Any, status: dict[str, Any]) -> None:
+    if details := getattr(step, "failure_details", None):
+        status["FailureDetails"] = details
+
+
+@dataclass(frozen=True)
+class EmrRun:
+    """A run's cluster and its two steps in moto's EMR, moved by the test through the states EMR uses."""
+
+    emr: BaseClient
+    cluster_id: str
+    step_ids: list[str]
+    log_uri: str
+
+    @property
+    def cluster(self) -> Any:
+        return emr_backends[DEFAULT_ACCOUNT_ID][REGION].clusters[self.cluster_id]
+
+    def end_cluster(self, state: str, code: str, message: str, *, steps: str | None = "CANCELLED") -> None:
+        """End the cluster with EMR's StateChangeReason; its unfinished steps become ``steps`` unless None."""
+        cluster = self.cluster
+        cluster.state, cluster.state_change_code, cluster.last_state_change_reason = state, code, message
+        for step in cluster.steps:
+            if steps and step.state != "COMPLETED":
+                step.state = steps
+
+    def set_step(self, index: int, state: str, failure: dict[str, str] | None = None) -> None:
+        step = self.cluster.steps[index]
+        step.state, step.failure_details = state, failure
+
+
 @pytest.fixture
-def stubbed_emr():
-    """An EMR client whose answers the test scripts: moto cannot fail a step with FailureDetails."""
-    client = boto3.client("emr", region_name=REGION)
-    with Stubber(client) as stubber:
-        yield client, stubber
-        stubber.assert_no_pending_responses()
+def emr_run(emr, bucket, monkeypatch) -> EmrRun:
+    """A cluster running extract_features with pca pending, logging to s3://BUCKET/logs/.
+
+    Moto keeps the state of clusters and steps but has no reason code nor FailureDetails in its
+    answers; the patched models add them as EMR does.
+    """
+    monkeypatch.setattr(emr_models.Cluster, "status", _status_with(emr_models.Cluster.status, _add_reason_code))
+    monkeypatch.setattr(emr_models.Step, "status", _status_with(emr_models.Step.status, _add_failure_details))
+    log_uri = f"s3n://{bucket}/logs/"
+    cluster_id = emr.run_job_flow(
+        Name="fruits_pipeline test",
+        ReleaseLabel="emr-7.12.0",
+        LogUri=log_uri,
+        Instances={
+            "InstanceGroups": [
+                {"InstanceRole": "MASTER", "InstanceType": "m5.xlarge", "InstanceCount": 1, "Market": "ON_DEMAND"}
+            ],
+            "KeepJobFlowAliveWhenNoSteps": True,
+        },
+        JobFlowRole="fruits-pipeline-emr-instance-profile",
+        ServiceRole="fruits-pipeline-emr-service-role",
+    )["JobFlowId"]
+    step = {"ActionOnFailure": "CANCEL_AND_WAIT", "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["true"]}}
+    step_ids = emr.add_job_flow_steps(
+        JobFlowId=cluster_id, Steps=[{"Name": name, **step} for name in ("extract_features", "pca")]
+    )["StepIds"]
+    return EmrRun(emr, cluster_id, step_ids, log_uri)

@@ -83,3 +83,10 @@ def test_reprocessing_gets_the_runs_own_features(weights):
     assert paths.features_uri == "s3://fruits/runs/manual__1/features/"
     assert paths.rejects_uri == "s3://fruits/runs/manual__1/features_rejects/"
     assert paths.features_prefix == "runs/manual__1/features/"
+
+
+def test_a_run_s_failure_report_sits_beside_its_outputs_never_inside_them():
+    paths = RunPaths.for_run("b", "manual__2026-01-01T00:00:00+00:00", reprocess_all=False, weights="imagenet")
+
+    assert paths.failure_key == f"{paths.run_prefix}failure.json"
+    assert not paths.failure_key.startswith((paths.pca_prefix, paths.report_prefix, paths.features_prefix))

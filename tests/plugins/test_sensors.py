@@ -1,122 +1,115 @@
 from __future__ import annotations
 
-import gzip
-import logging
-from types import SimpleNamespace
+import re
+from datetime import timedelta
 from unittest.mock import MagicMock
 
 import pytest
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
-from botocore.stub import Stubber
+from airflow.sdk.bases.operator import TRIGGER_FAIL_REPR, TriggerFailureReason
+from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, TaskDeferred
 
-from fruits_airflow.sensors import EmrStepsFailureReportingSensor
+from fruits_airflow.sensors import EmrStepsSensor
+from fruits_airflow.triggers import EmrStepsTrigger
 
-CLUSTER_ID = "j-1ABCDEFGHIJK"
-STEP_IDS = ["s-EXTRACT", "s-PCA"]
-LOG_URI = "s3n://fruits-test-bucket/logs/"
-FAILED_EXTRACT = {
-    "Id": "s-EXTRACT",
-    "Name": "extract_features",
-    "Status": {"State": "FAILED", "FailureDetails": {"Reason": "Unknown Error.", "Message": "Step exited with code 1"}},
-}
-CANCELLED_PCA = {"Id": "s-PCA", "Name": "pca", "Status": {"State": "CANCELLED"}}
+BOOTSTRAP_MESSAGE = "On the master instance (i-0b0t), bootstrap action 1 returned a non-zero return code"
+CONTEXT = {"ti": MagicMock()}
 
 
 @pytest.fixture
-def sensor(stubbed_emr, s3, bucket):
-    """The DAG's watch_steps sensor, rendered, talking to the stubbed EMR and to moto's S3."""
-    emr, _ = stubbed_emr
-    watch_steps = EmrStepsFailureReportingSensor(
+def sensor(emr_run):
+    """The DAG's watch_steps sensor, rendered, on moto's EMR: polls every 30 s for at most 4 h."""
+    return EmrStepsSensor(
         task_id="watch_steps",
-        job_flow_id=CLUSTER_ID,
-        step_ids=STEP_IDS,
+        job_flow_id=emr_run.cluster_id,
+        step_ids=emr_run.step_ids,
         deferrable=True,
+        poke_interval=30,
+        max_attempts=480,
         aws_conn_id=None,
         region_name="eu-west-1",
-        log_wait_seconds=0,
-        stderr_tail_lines=3,
-    )
-    watch_steps.__dict__["hook"] = SimpleNamespace(conn=emr, conn_region_name="eu-west-1", conn_partition="aws")
-    s3.put_object(
-        Bucket=bucket,
-        Key=f"logs/{CLUSTER_ID}/steps/s-EXTRACT/stderr.gz",
-        Body=gzip.compress(b"INFO starting\nINFO loading the model\nTraceback:\nValueError: image size must be > 0\n"),
-    )
-    return watch_steps
-
-
-def script_step(stubber: Stubber, step: dict) -> None:
-    response = {"Step": step, "ResponseMetadata": {"HTTPStatusCode": 200}}
-    stubber.add_response("describe_step", response, {"ClusterId": CLUSTER_ID, "StepId": step["Id"]})
-
-
-def script_report(stubber: Stubber) -> None:
-    stubber.add_response(
-        "describe_cluster", {"Cluster": {"Id": CLUSTER_ID, "LogUri": LOG_URI}}, {"ClusterId": CLUSTER_ID}
-    )
-    stubber.add_response(
-        "list_steps", {"Steps": [CANCELLED_PCA, FAILED_EXTRACT]}, {"ClusterId": CLUSTER_ID, "StepIds": STEP_IDS}
     )
 
 
-def test_a_failed_step_fails_the_task_for_good_with_its_reason(sensor, stubbed_emr, caplog):
-    _, stubber = stubbed_emr
-    script_step(stubber, CANCELLED_PCA)
-    script_report(stubber)
+def test_a_bootstrap_failure_fails_the_first_poke_with_emr_s_reason(sensor, emr_run):
+    emr_run.end_cluster("TERMINATED_WITH_ERRORS", "BOOTSTRAP_FAILURE", BOOTSTRAP_MESSAGE)
 
-    with (
-        caplog.at_level(logging.ERROR),
-        pytest.raises(AirflowFailException, match=r"EMR step extract_features \(s-EXTRACT\) FAILED: Unknown Error"),
+    with pytest.raises(
+        AirflowFailException, match=f"TERMINATED_WITH_ERRORS .*BOOTSTRAP_FAILURE: {re.escape(BOOTSTRAP_MESSAGE)}"
     ):
-        sensor.execute_complete({}, event={"status": "error", "message": "Waiter encountered a terminal failure"})
-
-    assert "ValueError: image size must be > 0" in caplog.text
-    assert "INFO starting" not in caplog.text
+        sensor.execute(CONTEXT)
 
 
-def test_a_step_failing_before_the_sensor_defers_is_reported_the_same(sensor, stubbed_emr, caplog):
-    _, stubber = stubbed_emr
-    script_step(stubber, CANCELLED_PCA)
-    stubber.add_response(
-        "describe_cluster", {"Cluster": {"Id": CLUSTER_ID, "LogUri": LOG_URI}}, {"ClusterId": CLUSTER_ID}
-    )
-    script_report(stubber)
+def test_a_validation_error_fails_the_run_although_emr_has_not_cancelled_the_steps_yet(sensor, emr_run):
+    emr_run.end_cluster("TERMINATING", "VALIDATION_ERROR", "The security group sg-1 does not exist", steps=None)
+
+    with pytest.raises(AirflowFailException, match=r"TERMINATING .*VALIDATION_ERROR: The security group sg-1"):
+        sensor.execute(CONTEXT)
+
+
+def test_a_cluster_terminated_from_outside_mid_step_fails_the_non_deferrable_sensor_at_once(sensor, emr_run):
+    sensor.deferrable = False
+    emr_run.end_cluster("TERMINATED", "USER_REQUEST", "Terminated by user request", steps=None)
+
+    with pytest.raises(AirflowFailException, match=r"TERMINATED .*USER_REQUEST: Terminated by user request"):
+        sensor.execute(CONTEXT)
+
+
+def test_a_failed_step_fails_the_sensor_with_its_failure_details(sensor, emr_run):
+    emr_run.set_step(0, "FAILED", {"Reason": "Unknown Error.", "Message": "Step exited with code 2"})
+    emr_run.set_step(1, "CANCELLED")
+
+    with pytest.raises(AirflowFailException, match=r"step extract_features \(s-\w+\) FAILED: Unknown Error"):
+        sensor.execute(CONTEXT)
+
+
+def test_a_running_run_defers_to_the_trigger_that_also_watches_the_cluster(sensor, emr_run):
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(CONTEXT)
+
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, EmrStepsTrigger)
+    assert (trigger.job_flow_id, trigger.step_id) == (emr_run.cluster_id, emr_run.step_ids[-1])
+    assert deferred.value.method_name == "execute_complete"
+    # The trigger gives up before Airflow's deferral timeout, so its own message is the one shown.
+    assert deferred.value.timeout > timedelta(seconds=trigger.max_attempts * trigger.poll_interval)
+
+
+def test_a_cluster_failure_seen_by_the_trigger_fails_the_task_with_emr_s_reason(sensor, emr_run):
+    emr_run.end_cluster("TERMINATED_WITH_ERRORS", "INSTANCE_FAILURE", "Instance i-0c0r was lost")
+
+    with pytest.raises(AirflowFailException, match="INSTANCE_FAILURE: Instance i-0c0r was lost"):
+        sensor.execute_complete(CONTEXT, event={"status": "FAILED", "step_id": emr_run.step_ids[-1]})
+
+
+def test_giving_up_on_a_running_step_fails_the_task_without_retries(sensor, emr_run):
+    with pytest.raises(AirflowFailException, match=r"did not complete within 4:00:00 \(TIMED_OUT\)"):
+        sensor.execute_complete(CONTEXT, event={"status": "TIMED_OUT", "step_id": emr_run.step_ids[-1]})
+
+
+def test_airflow_s_own_deferral_timeout_is_not_retried_either(sensor, emr_run):
+    with pytest.raises(AirflowSensorTimeout):
+        sensor.resume_execution(TRIGGER_FAIL_REPR, {"error": TriggerFailureReason.TRIGGER_TIMEOUT}, CONTEXT)
+
+
+def test_completed_steps_succeed(sensor, emr_run):
+    emr_run.set_step(0, "COMPLETED")
+    emr_run.set_step(1, "COMPLETED")
     sensor._watch_last_step()
 
-    with caplog.at_level(logging.ERROR), pytest.raises(AirflowFailException, match="extract_features"):
-        sensor.poke({"ti": MagicMock()})
-
-    assert "ValueError: image size must be > 0" in caplog.text
+    assert sensor.poke(CONTEXT) is True
+    assert sensor.execute_complete(CONTEXT, event={"status": "COMPLETED"}) is None
 
 
-def test_the_last_step_is_the_one_watched(sensor, stubbed_emr):
-    _, stubber = stubbed_emr
-    script_step(stubber, {"Id": "s-PCA", "Name": "pca", "Status": {"State": "RUNNING"}})
-    stubber.add_response(
-        "describe_cluster", {"Cluster": {"Id": CLUSTER_ID, "LogUri": LOG_URI}}, {"ClusterId": CLUSTER_ID}
-    )
+def test_the_last_step_is_the_one_watched(sensor, emr_run):
+    emr_run.set_step(0, "COMPLETED")
     sensor._watch_last_step()
 
-    assert sensor.poke({"ti": MagicMock()}) is False
-    assert sensor.step_id == "s-PCA"
-
-
-def test_a_completed_run_succeeds(sensor):
-    assert sensor.execute_complete({}, event={"status": "success"}) is None
-
-
-def test_giving_up_on_a_running_step_is_left_to_retries(sensor, stubbed_emr):
-    _, stubber = stubbed_emr
-    script_step(stubber, {"Id": "s-PCA", "Name": "pca", "Status": {"State": "RUNNING"}})
-
-    with pytest.raises(AirflowException, match="in state RUNNING") as raised:
-        sensor.execute_complete({}, event={"status": "error", "message": "Max attempts exceeded"})
-
-    assert not isinstance(raised.value, AirflowFailException)
+    assert sensor.poke(CONTEXT) is False
+    assert sensor.step_id == emr_run.step_ids[-1]
 
 
 def test_no_steps_to_watch_fails_clearly(sensor):
     sensor.step_ids = []
 
     with pytest.raises(AirflowFailException, match="no EMR step ids to watch"):
-        sensor.execute({})
+        sensor.execute(CONTEXT)

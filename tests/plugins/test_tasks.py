@@ -1,13 +1,23 @@
 from __future__ import annotations
 
+import gzip
 import json
+import logging
+from types import SimpleNamespace
 
 import boto3
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from fruits_airflow import tasks
 from fruits_airflow.config import parse_config
+from fruits_airflow.paths import RunPaths
+
+RUN_CONTEXT = {
+    "run_id": "manual__2026-01-01T00:00:00+00:00",
+    "dag": SimpleNamespace(dag_id="fruits_pipeline"),
+    "params": {"reprocess_all": False, "weights": None},
+}
 
 
 @pytest.fixture(autouse=True)
@@ -90,3 +100,46 @@ def test_a_run_that_names_no_weights_takes_the_variable_s(form, variable, expect
     settings = parse_config({"bucket": "fruits-test-bucket", "weights": variable})
 
     assert tasks.run_weights(settings, {"weights": form, "reprocess_all": False}) == expected
+
+
+def failure_key(bucket: str) -> str:
+    return RunPaths.for_run(bucket, RUN_CONTEXT["run_id"], reprocess_all=False, weights="imagenet").failure_key
+
+
+def test_a_bootstrap_failure_is_reported_with_its_stderr_tail_in_failure_json(emr_run, s3, bucket, caplog):
+    message = "On the master instance (i-0b0t), bootstrap action 1 returned a non-zero return code"
+    emr_run.end_cluster("TERMINATED_WITH_ERRORS", "BOOTSTRAP_FAILURE", message)
+    s3.put_object(
+        Bucket=bucket,
+        Key=f"logs/{emr_run.cluster_id}/node/i-0b0t/bootstrap-actions/1/stderr.gz",
+        Body=gzip.compress(
+            b"[install_python_deps] installing 52 pinned packages\nerror: Failed to parse: `numpy=== 2`\n"
+        ),
+    )
+
+    with caplog.at_level(logging.ERROR):
+        uri = tasks.report_failure.function({"bucket": bucket}, emr_run.cluster_id, emr_run.step_ids, **RUN_CONTEXT)
+
+    assert uri == f"s3://{bucket}/{failure_key(bucket)}"
+    assert uri.startswith(f"s3://{bucket}/runs/manual__2026-01-01T00_00_00_00_00-")
+    report = json.loads(s3.get_object(Bucket=bucket, Key=failure_key(bucket))["Body"].read())
+    assert (report["dag_id"], report["run_id"], report["cause"]) == (
+        "fruits_pipeline",
+        RUN_CONTEXT["run_id"],
+        "cluster",
+    )
+    assert report["cluster"]["reason_code"] == "BOOTSTRAP_FAILURE"
+    assert report["logs"][0]["tail"].endswith("error: Failed to parse: `numpy=== 2`")
+    assert "error: Failed to parse: `numpy=== 2`" in caplog.text
+
+
+def test_a_run_whose_cluster_was_never_created_reports_nothing(s3, bucket):
+    with pytest.raises(AirflowSkipException, match="No cluster was started"):
+        tasks.report_failure.function(None, None, None, **RUN_CONTEXT)
+
+
+def test_a_run_with_no_failure_on_emr_writes_no_report(emr_run, s3, bucket):
+    with pytest.raises(AirflowSkipException, match="no failed step"):
+        tasks.report_failure.function({"bucket": bucket}, emr_run.cluster_id, emr_run.step_ids, **RUN_CONTEXT)
+
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="runs/")["KeyCount"] == 0
