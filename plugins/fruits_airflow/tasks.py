@@ -21,6 +21,7 @@ from botocore.client import BaseClient
 from botocore.config import Config
 
 from fruits_airflow import artifacts, checks, cluster, steps, upload
+from fruits_airflow.aws_errors import access_denied_explained
 from fruits_airflow.config import AWS_CONN_ID, ConfigError, PipelineConfig, load_config, parse_config, require_eu_region
 from fruits_airflow.paths import RunPaths
 
@@ -44,6 +45,7 @@ def bucket_region(client: BaseClient, bucket: str) -> str:
 
 
 @task
+@access_denied_explained()
 def check_config() -> dict[str, Any]:
     """Validate the Variable and refuse to go on unless the bucket is in the EU; returns the config."""
     try:
@@ -59,6 +61,7 @@ def check_config() -> dict[str, Any]:
 
 
 @task
+@access_denied_explained()
 def upload_new_images(config: dict[str, Any]) -> int:
     """Upload the landing folder's new or changed images; returns how many were uploaded."""
     settings = parse_config(config)
@@ -69,6 +72,7 @@ def upload_new_images(config: dict[str, Any]) -> int:
 
 
 @task
+@access_denied_explained()
 def stage_artifacts(config: dict[str, Any]) -> dict[str, Any]:
     """Build this DAG version's Spark artifacts and stage them under s3://BUCKET/artifacts/<version>/."""
     settings = parse_config(config)
@@ -79,6 +83,7 @@ def stage_artifacts(config: dict[str, Any]) -> dict[str, Any]:
 
 
 @task
+@access_denied_explained()
 def check_security_configuration(config: dict[str, Any]) -> str:
     """Fail clearly unless the cluster's security configuration, which the stack creates, requires IMDSv2."""
     settings = parse_config(config)
@@ -125,6 +130,7 @@ def plan_run(
 
 
 @task
+@access_denied_explained()
 def check_output(
     config: dict[str, Any], run_id: str | None = None, params: dict[str, Any] | None = None
 ) -> dict[str, Any]:
