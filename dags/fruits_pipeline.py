@@ -47,7 +47,8 @@ landing folder ──upload_new_images──▶ s3://BUCKET/images/<label>/<file
 | `primary_instance_type`, `core_instance_type` | `m5.xlarge` | on-demand nodes |
 | `core_count` | `2` | |
 | `spot_task_instance_type`, `spot_task_count` | `m5.xlarge`, `0` | optional spot task nodes |
-| `subnet_id` | none | the default VPC when absent; tag it `for-use-with-amazon-emr-managed-policies=true` |
+| `subnet_id` | required | the clusters' subnet, tagged `for-use-with-amazon-emr-managed-policies=true` |
+| `emr_managed_master_security_group`, `emr_managed_slave_security_group` | required | the stack's security groups |
 | `service_role` | `fruits-pipeline-emr-service-role` | |
 | `job_flow_role` | `fruits-pipeline-emr-instance-profile` | instance profile of the nodes |
 | `security_configuration` | `fruits-pipeline-imdsv2` | must exist and require IMDSv2 |
@@ -76,17 +77,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from airflow.providers.amazon.aws.operators.emr import (
-    EmrAddStepsOperator,
-    EmrCreateJobFlowOperator,
-    EmrTerminateJobFlowOperator,
-)
-from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
 from airflow.sdk import Param, chain, dag
 
 from fruits_airflow import tasks
 from fruits_airflow.config import AWS_CONN_ID, DEFAULT_VARIANCE, WEIGHTS_PATTERN
-from fruits_airflow.sensors import EmrStepsSensor
+from fruits_airflow.operators import (
+    EmrAddStepsOperator,
+    EmrCreateJobFlowOperator,
+    EmrStepsSensor,
+    EmrTerminateJobFlowOperator,
+    S3KeySensor,
+)
 
 START_DATE = datetime(2025, 1, 1, tzinfo=UTC)
 TAGS = ["fruits", "emr", "spark", "pca"]

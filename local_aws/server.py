@@ -29,9 +29,11 @@ from botocore.config import Config
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from local_aws import s3_state
 from local_aws.emr_emulation import emulated_emr
 from local_aws.request_log import RequestLog, recorded
+from local_aws.s3_state import backend as s3_backend
+from local_aws.s3_state import restore as restore_s3
+from local_aws.s3_state import save as save_s3
 from local_aws.step_execution import StepExecutor
 from local_aws.step_runner import StepRunner
 
@@ -145,12 +147,12 @@ class EmbeddedAws:
         runner = StepRunner(executor)
         self._stack.enter_context(emulated_emr(runner, region=self.region))
         # Moto's S3 is process-wide: this endpoint's S3 starts as saved and ends with it.
-        s3_state.backend().reset()
-        self._stack.callback(s3_state.backend().reset)
-        restored = s3_state.restore(state_dir / "s3")
+        s3_backend().reset()
+        self._stack.callback(s3_backend().reset)
+        restored = restore_s3(state_dir / "s3")
         self._serve(server)
         if self._requested_state_dir is not None:
-            self._stack.callback(s3_state.save, state_dir / "s3")
+            self._stack.callback(save_s3, state_dir / "s3")
         self._stack.callback(runner.shutdown)
         logger.info(
             "endpoint %s ready (region %s, %d S3 objects restored from %s)",

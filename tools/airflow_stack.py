@@ -76,11 +76,17 @@ def require_free_port(port: int) -> None:
             raise StackError(f"{HOST}:{port} is already in use; stop what listens there or pass --port")
 
 
-def stack_environment(airflow_home: Path, endpoint_url: str, images: Path, url: str) -> dict[str, str]:
-    """The local Airflow's environment, plus what several services need to agree on (``url``: the api-server's)."""
+def stack_environment(
+    airflow_home: Path, endpoint_url: str, images: Path, url: str, stack_variable: dict[str, str]
+) -> dict[str, str]:
+    """The local Airflow's environment, plus what several services need to agree on (``url``: the api-server's).
+
+    :param stack_variable: the Variable keys that local provisioning returns (the network's ids).
+    """
+    # Scheduled runs name no weights: they take the Variable's, which must be loadable here.
+    variable = {**stack_variable, "weights": choose_weights()}
     return {
-        # Scheduled runs name no weights: they take the Variable's, which must be loadable here.
-        **airflow_environment(airflow_home, endpoint_url, images, {"weights": choose_weights()}),
+        **airflow_environment(airflow_home, endpoint_url, images, variable),
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         # The LocalExecutor forks this many workers up front (32 by default): a few are plenty here.
         "AIRFLOW__CORE__PARALLELISM": "4",
@@ -140,8 +146,8 @@ def airflow_stack(images: Path, state_dir: Path, port: int, startup_timeout: flo
     require_free_port(port)
     with ExitStack() as cleanup:
         aws = cleanup.enter_context(EmbeddedAws(port=0, region=REGION, state_dir=state_dir / "aws"))
-        provision(aws.client("s3"), aws.client("emr"), BUCKET, REGION)
-        env = stack_environment(airflow_home, aws.endpoint_url, images, url)
+        stack_variable = provision(aws.client("s3"), aws.client("emr"), aws.client("ec2"), BUCKET, REGION)
+        env = stack_environment(airflow_home, aws.endpoint_url, images, url, stack_variable)
         log.info("migrating the Airflow database in %s", airflow_home)
         migrate(env)
         processes: dict[str, subprocess.Popen] = {}

@@ -1,9 +1,12 @@
 """What a local Airflow needs in the embedded AWS endpoint before its first run: what the stack creates on AWS.
 
-On AWS, the project's CloudFormation stack creates the bucket, the roles and the EMR security
-configuration; the embedded endpoint emulates no IAM, so here it takes the bucket and the security
-configuration, the latter read from the stack's own template. The demo calls ``provision``; a compose
-service runs the command line, which may run again and again against the same endpoint:
+On AWS, the project's CloudFormation stack creates the bucket, the roles, the EMR security configuration
+and the clusters' security groups, and the README tags a VPC and subnet. The embedded endpoint emulates
+no IAM, so here it takes the bucket, the security configuration and the security groups (both read from
+the stack's own template), in a VPC and subnet tagged as the README tags them. ``provision`` returns
+the stack's outputs as the Variable's keys: the network's ids are EC2's, new each time the endpoint
+starts. The demo calls ``provision``; a compose service runs the command line, which may run again and
+again against the same endpoint and prints the Variable:
 
     python -m tools.local_provision --endpoint-url http://127.0.0.1:4566 --bucket fruits-demo --region eu-west-1
 
@@ -23,7 +26,8 @@ from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
-from tools.stack_template import StackContext, load_template, refusals
+from fruits_airflow.cluster import EMR_MANAGED_POLICIES_TAG
+from tools.stack_template import StackContext, load_template, output_variable, refusals, resolve
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +35,24 @@ log = logging.getLogger(__name__)
 LOCAL_ACCOUNT_ID = "123456789012"
 _LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
 SECURITY_CONFIGURATION_TYPE = "AWS::EMR::SecurityConfiguration"
+SECURITY_GROUP_TYPE = "AWS::EC2::SecurityGroup"
+# The network the README has one tag on AWS: here, a VPC of its own, found again by its name.
+NETWORK_NAME = "fruits-pipeline-local"
+VPC_CIDR = "10.42.0.0/16"
+SUBNET_CIDR = "10.42.0.0/24"
+_LOGICAL_ID_TAG = "fruits-pipeline:logical-id"
 
 
-def stack_context(template: dict[str, Any], bucket: str, region: str) -> StackContext:
+def stack_context(
+    template: dict[str, Any], bucket: str, region: str, network: dict[str, str] | None = None
+) -> StackContext:
     """The stack as it would be deployed for ``bucket`` in ``region``, in the endpoint's account.
 
+    :param network: the VpcId and SubnetId parameters, once the network exists.
     :raises ValueError: naming what the stack would refuse, e.g. a region outside the EU.
     """
-    context = StackContext({"BucketName": bucket, "Region": region}, region=region, account_id=LOCAL_ACCOUNT_ID)
+    parameters = {"BucketName": bucket, "Region": region, **(network or {})}
+    context = StackContext(parameters, region=region, account_id=LOCAL_ACCOUNT_ID)
     reasons = refusals(template, context)
     if reasons:
         raise ValueError(reasons[0])
@@ -73,19 +87,81 @@ def _create_security_configuration(emr: BaseClient, name: str, settings: dict[st
     log.info("Created EMR security configuration %s, as the stack's", name)
 
 
-def provision(s3: BaseClient, emr: BaseClient, bucket: str, region: str) -> None:
-    """Create the pipeline's bucket and the stack's EMR security configuration in ``region``, unless they exist.
+def _tagged(resource_type: str, tags: list[dict[str, str]]) -> list[dict[str, Any]]:
+    return [{"ResourceType": resource_type, "Tags": tags}]
+
+
+def _first_id(found: list[dict[str, Any]], id_key: str) -> str | None:
+    return found[0][id_key] if found else None
+
+
+def provision_network(ec2: BaseClient) -> dict[str, str]:
+    """A VPC and a subnet tagged for AmazonEMRServicePolicy_v2, as the README tags them on AWS; kept if there.
+
+    :returns: the stack's VpcId and SubnetId parameters.
+    """
+    name_filter = [{"Name": "tag:Name", "Values": [NETWORK_NAME]}]
+    tags = [EMR_MANAGED_POLICIES_TAG, {"Key": "Name", "Value": NETWORK_NAME}]
+    vpc_id = _first_id(ec2.describe_vpcs(Filters=name_filter)["Vpcs"], "VpcId")
+    if vpc_id is None:
+        vpc_id = ec2.create_vpc(CidrBlock=VPC_CIDR, TagSpecifications=_tagged("vpc", tags))["Vpc"]["VpcId"]
+        log.info("Created VPC %s, tagged for EMR", vpc_id)
+    vpc_filter = [{"Name": "vpc-id", "Values": [vpc_id]}]
+    subnet_id = _first_id(ec2.describe_subnets(Filters=name_filter + vpc_filter)["Subnets"], "SubnetId")
+    if subnet_id is None:
+        created = ec2.create_subnet(VpcId=vpc_id, CidrBlock=SUBNET_CIDR, TagSpecifications=_tagged("subnet", tags))
+        subnet_id = created["Subnet"]["SubnetId"]
+        log.info("Created subnet %s, tagged for EMR", subnet_id)
+    return {"VpcId": vpc_id, "SubnetId": subnet_id}
+
+
+def provision_security_groups(ec2: BaseClient, template: dict[str, Any], context: StackContext) -> dict[str, str]:
+    """The stack's security groups, created in its VpcId as the template defines them; kept if there.
+
+    :returns: each group's id, by the template's logical id.
+    """
+    groups = {}
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] != SECURITY_GROUP_TYPE:
+            continue
+        properties = context.resolve(template, resource["Properties"])
+        tags = [*properties.get("Tags", []), {"Key": _LOGICAL_ID_TAG, "Value": logical_id}]
+        filters = [
+            {"Name": "vpc-id", "Values": [properties["VpcId"]]},
+            {"Name": f"tag:{_LOGICAL_ID_TAG}", "Values": [logical_id]},
+        ]
+        group_id = _first_id(ec2.describe_security_groups(Filters=filters)["SecurityGroups"], "GroupId")
+        if group_id is None:
+            group_id = ec2.create_security_group(
+                GroupName=f"{NETWORK_NAME}-{logical_id}",
+                Description=properties["GroupDescription"],
+                VpcId=properties["VpcId"],
+                TagSpecifications=_tagged("security-group", tags),
+            )["GroupId"]
+            log.info("Created security group %s (%s), as the stack's", group_id, logical_id)
+        groups[logical_id] = group_id
+    return groups
+
+
+def provision(s3: BaseClient, emr: BaseClient, ec2: BaseClient, bucket: str, region: str) -> dict[str, str]:
+    """Create what the stack creates (and the README tags) in ``region``, unless it exists; return its Variable.
 
     :param s3: an S3 client of the embedded endpoint.
     :param emr: an EMR client of the embedded endpoint, in ``region``.
+    :param ec2: an EC2 client of the embedded endpoint, in ``region``.
     :param bucket: the bucket to create, named as the stack's BucketName parameter allows.
     :param region: an EU region, as the stack's Region parameter allows.
+    :returns: the stack's outputs as the keys of the Variable fruits_pipeline (bucket, subnet_id...).
     :raises ValueError: for a bucket or region the stack would refuse; nothing is created then.
     """
     template = load_template()
     context = stack_context(template, bucket, region)
     _create_bucket(s3, bucket, region)
     _create_security_configuration(emr, *stack_security_configuration(template, context))
+    context = stack_context(template, bucket, region, provision_network(ec2))
+    groups = provision_security_groups(ec2, template, context)
+    outputs = resolve(template["Outputs"], {**context.refs(template), **groups}, context.attributes(template))
+    return output_variable(outputs)
 
 
 def _client(service: str, endpoint_url: str, region: str) -> BaseClient:
@@ -99,11 +175,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--endpoint-url", required=True, help="the embedded endpoint, e.g. http://127.0.0.1:4566")
     parser.add_argument("--bucket", required=True, help="the pipeline's bucket, e.g. fruits-demo")
     parser.add_argument("--region", required=True, help="an EU region, e.g. eu-west-1")
+    parser.add_argument(
+        "--variable",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="other keys of the printed Variable, e.g. images_dir=/opt/airflow/landing weights=none",
+    )
     args = parser.parse_args(argv)
+    extra = dict(item.partition("=")[::2] for item in args.variable)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     try:
-        s3, emr = (_client(service, args.endpoint_url, args.region) for service in ("s3", "emr"))
-        provision(s3, emr, args.bucket, args.region)
+        s3, emr, ec2 = (_client(service, args.endpoint_url, args.region) for service in ("s3", "emr", "ec2"))
+        variable = provision(s3, emr, ec2, args.bucket, args.region)
     except ValueError as error:
         print(f"local_provision: error: {error}", file=sys.stderr)
         return 2
@@ -117,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     except (BotoCoreError, ClientError) as error:
         print(f"local_provision: error: AWS endpoint {args.endpoint_url}: {error}", file=sys.stderr)
         return 1
+    print(json.dumps({**variable, **extra}))
     return 0
 
 

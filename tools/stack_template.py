@@ -8,6 +8,7 @@ the concrete values a deployed stack would hold, given its parameters, account a
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -92,6 +93,9 @@ class StackContext:
         if kind == "AWS::KMS::Key":
             # A key id is a UUID that KMS picks; this one is shaped like it and names the resource.
             return f"{logical_id.lower()}-0000-0000-0000-000000000000"
+        if kind == "AWS::EC2::SecurityGroup":
+            # EC2 picks the id (Ref of a VPC security group); this one is shaped like it, one per resource.
+            return f"sg-{hashlib.sha256(logical_id.encode()).hexdigest()[:17]}"
         if kind == "AWS::IAM::ManagedPolicy":
             name = resource["Properties"]["ManagedPolicyName"]
             return f"arn:{self.partition}:iam::{self.account_id}:policy/{name}"
@@ -196,3 +200,8 @@ def refusals(template: Mapping[str, Any], context: StackContext) -> list[str]:
     for rule in template.get("Rules", {}).values():
         reasons += [item["AssertDescription"] for item in rule["Assertions"] if not _holds(item["Assert"], refs)]
     return reasons
+
+
+def output_variable(outputs: Mapping[str, Any]) -> dict[str, Any]:
+    """A deployed stack's resolved outputs as the Variable fruits_pipeline: ``JobFlowRole`` is ``job_flow_role``."""
+    return {re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower(): output["Value"] for key, output in outputs.items()}

@@ -3,7 +3,9 @@
 The cluster keeps running between steps (``KeepJobFlowAliveWhenNoSteps``) so that ``terminate_cluster``
 decides when it ends; the idle ``AutoTerminationPolicy`` is the backstop for when Airflow itself dies.
 Its nodes run the jobs with the Python 3.11 virtualenv that the bootstrap action builds (EMR 7 runs
-Python 3.9 by default), and require IMDSv2 through the security configuration.
+Python 3.9 by default), and require IMDSv2 through the security configuration. They launch into the
+Variable's subnet with the stack's EMR-managed security groups, all three tagged for
+AmazonEMRServicePolicy_v2 as the request is.
 
 The roles and the security configuration come from the project's CloudFormation stack; the DAG
 creates neither, so the Airflow side needs no IAM or security-configuration write permissions.
@@ -94,11 +96,12 @@ def job_flow_overrides(
     """The RunJobFlow request of a run's cluster, as ``EmrCreateJobFlowOperator`` sends it."""
     instances: dict[str, Any] = {
         "InstanceGroups": _instance_groups(config),
+        "Ec2SubnetId": config.subnet_id,
+        "EmrManagedMasterSecurityGroup": config.emr_managed_master_security_group,
+        "EmrManagedSlaveSecurityGroup": config.emr_managed_slave_security_group,
         "KeepJobFlowAliveWhenNoSteps": True,
         "TerminationProtected": False,
     }
-    if config.subnet_id:
-        instances["Ec2SubnetId"] = config.subnet_id
     return {
         "Name": f"{dag_id} {paths.run_key}"[:256],
         "ReleaseLabel": config.release_label,

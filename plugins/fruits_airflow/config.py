@@ -1,8 +1,13 @@
 """The pipeline's configuration: one Airflow Variable, validated once, with defaults kept here.
 
-The Variable ``fruits_pipeline`` holds a flat JSON object. Only ``bucket`` is required; every other key
-has a default below. Unknown keys are refused rather than ignored, so that a typo such as
-``"image_dir"`` fails loudly instead of silently falling back to a default.
+The Variable ``fruits_pipeline`` holds a flat JSON object. The bucket and the network are required (the
+CloudFormation stack's outputs hold them all); every other key has a default below. Unknown keys are
+refused rather than ignored, so that a typo such as ``"image_dir"`` fails loudly instead of silently
+falling back to a default.
+
+The network has no default on purpose: without a subnet, EMR picks one of the default VPC, and without
+security groups it uses (or creates) EMR's default ones; AmazonEMRServicePolicy_v2, the service role's
+policy, launches nothing into a subnet or security group not tagged for it.
 
 Data must stay in the EU (GDPR): a region outside ``eu-*`` is refused here, before any task uploads or
 creates anything.
@@ -54,7 +59,23 @@ _PATTERNS: dict[str, tuple[re.Pattern[str], str]] = {
     "core_instance_type": (re.compile(r"[a-z0-9-]+\.[a-z0-9]+"), "an EC2 type such as 'm5.xlarge'"),
     "spot_task_instance_type": (re.compile(r"[a-z0-9-]+\.[a-z0-9]+"), "an EC2 type such as 'm5.xlarge'"),
     "subnet_id": (re.compile(r"subnet-[0-9a-f]+"), "a subnet id such as 'subnet-0123abcd'"),
+    "emr_managed_master_security_group": (re.compile(r"sg-[0-9a-f]+"), "a security group id such as 'sg-0123abcd'"),
+    "emr_managed_slave_security_group": (re.compile(r"sg-[0-9a-f]+"), "a security group id such as 'sg-0123abcd'"),
     "weights": (re.compile(WEIGHTS_PATTERN), "'imagenet', 'none' or an s3:// weights file"),
+}
+# What each required key is, for the error when it is missing.
+_REQUIRED = {
+    "bucket": "the S3 bucket of the pipeline, e.g. 'my-fruits-bucket'",
+    "subnet_id": (
+        "the subnet the clusters launch into, tagged for-use-with-amazon-emr-managed-policies=true "
+        f"(the stack's output SubnetId, {STACK_TEMPLATE})"
+    ),
+    "emr_managed_master_security_group": (
+        f"the primary node's security group (the stack's output EmrManagedMasterSecurityGroup, {STACK_TEMPLATE})"
+    ),
+    "emr_managed_slave_security_group": (
+        f"the core nodes' security group (the stack's output EmrManagedSlaveSecurityGroup, {STACK_TEMPLATE})"
+    ),
 }
 _RANGES: dict[str, tuple[int, int]] = {
     "core_count": (1, 100),
@@ -73,6 +94,11 @@ class PipelineConfig:
     """The validated content of the Variable ``fruits_pipeline``.
 
     :param bucket: the S3 bucket holding images, features, runs, logs and artifacts.
+    :param subnet_id: the subnet the clusters launch into, tagged for AmazonEMRServicePolicy_v2.
+    :param emr_managed_master_security_group: the primary node's EMR-managed security group, tagged
+        for AmazonEMRServicePolicy_v2; the stack creates it.
+    :param emr_managed_slave_security_group: the core and task nodes' EMR-managed security group,
+        likewise.
     :param images_dir: the landing folder ``<label>/<file>`` that ``upload_new_images`` syncs; when
         absent, the run uses the images already in the bucket.
     :param region: the AWS region of the bucket and the cluster; must be in the EU.
@@ -82,7 +108,6 @@ class PipelineConfig:
     :param core_count: number of core nodes.
     :param spot_task_instance_type: EC2 type of the optional spot task nodes.
     :param spot_task_count: number of spot task nodes; 0 for none.
-    :param subnet_id: the subnet to launch into; the account's default VPC when absent.
     :param service_role: the EMR service role.
     :param job_flow_role: the EC2 instance profile of the nodes.
     :param security_configuration: an EMR security configuration requiring IMDSv2, which the stack
@@ -95,6 +120,9 @@ class PipelineConfig:
     """
 
     bucket: str
+    subnet_id: str
+    emr_managed_master_security_group: str
+    emr_managed_slave_security_group: str
     images_dir: str | None = None
     region: str = DEFAULT_REGION
     release_label: str = DEFAULT_RELEASE_LABEL
@@ -103,7 +131,6 @@ class PipelineConfig:
     core_count: int = DEFAULT_CORE_COUNT
     spot_task_instance_type: str = DEFAULT_INSTANCE_TYPE
     spot_task_count: int = DEFAULT_SPOT_TASK_COUNT
-    subnet_id: str | None = None
     service_role: str = DEFAULT_SERVICE_ROLE
     job_flow_role: str = DEFAULT_JOB_FLOW_ROLE
     security_configuration: str = DEFAULT_SECURITY_CONFIGURATION
@@ -160,8 +187,9 @@ def parse_config(raw: Mapping[str, Any]) -> PipelineConfig:
     unknown = sorted(set(raw) - set(_FIELDS))
     if unknown:
         raise _bad(unknown[0], f"is unknown; the known keys are {', '.join(_FIELDS)}")
-    if "bucket" not in raw:
-        raise _bad("bucket", "is required: the S3 bucket of the pipeline, e.g. 'my-fruits-bucket'")
+    missing = [key for key in _REQUIRED if raw.get(key) is None]
+    if missing:
+        raise _bad(missing[0], f"is required: {_REQUIRED[missing[0]]}")
     values = {key: _check_value(key, value) for key, value in raw.items() if value is not None}
     require_eu_region(values.get("region", DEFAULT_REGION))
     return PipelineConfig(**values)
@@ -174,8 +202,8 @@ def load_config() -> PipelineConfig:
     text = Variable.get(VARIABLE_KEY, default=None)
     if text is None:
         raise ConfigError(
-            f"Airflow Variable '{VARIABLE_KEY}' is not set: create it as JSON, at least "
-            '{"bucket": "<your bucket>", "images_dir": "<landing folder>"}.'
+            f"Airflow Variable '{VARIABLE_KEY}' is not set: create it as JSON from the outputs of the "
+            f"CloudFormation stack ({STACK_TEMPLATE}), plus 'images_dir', the landing folder (README, Run on AWS)."
         )
     try:
         raw = json.loads(text) if isinstance(text, str) else text

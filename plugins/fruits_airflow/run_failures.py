@@ -119,7 +119,7 @@ class RunFailure:
     logs: tuple[LogTail, ...] = ()
 
     def summary(self) -> str:
-        if self.cause == "cluster":
+        if self.cause == "cluster" or self.failed_step is None:
             return self.cluster.summary()
         return self.failed_step.summary()
 
@@ -205,7 +205,7 @@ def with_log_tails(
     if not failure.cluster.log_uri:
         return failure
     reader = _LogReader(s3_client, failure.cluster.log_uri, tail_lines, log_wait_seconds, sleep)
-    if failure.cause == "step" and failure.failed_step.state in STEP_STATES_WITH_LOGS:
+    if failure.cause == "step" and failure.failed_step and failure.failed_step.state in STEP_STATES_WITH_LOGS:
         logs = reader.step_tails(failure.cluster.id, failure.failed_step)
     elif failure.cause == "cluster" and failure.cluster.reason_code == BOOTSTRAP_FAILURE:
         logs = reader.bootstrap_tails(failure.cluster)

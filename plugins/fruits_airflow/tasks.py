@@ -23,6 +23,7 @@ from botocore.client import BaseClient
 from botocore.config import Config
 
 from fruits_airflow import artifacts, checks, cluster, run_failures, steps, upload
+from fruits_airflow.aws_errors import access_denied_explained
 from fruits_airflow.config import AWS_CONN_ID, ConfigError, PipelineConfig, load_config, parse_config, require_eu_region
 from fruits_airflow.paths import RunPaths
 
@@ -46,6 +47,7 @@ def bucket_region(client: BaseClient, bucket: str) -> str:
 
 
 @task
+@access_denied_explained()
 def check_config() -> dict[str, Any]:
     """Validate the Variable and refuse to go on unless the bucket is in the EU; returns the config."""
     try:
@@ -61,6 +63,7 @@ def check_config() -> dict[str, Any]:
 
 
 @task
+@access_denied_explained()
 def upload_new_images(config: dict[str, Any]) -> int:
     """Upload the landing folder's new or changed images; returns how many were uploaded."""
     settings = parse_config(config)
@@ -71,6 +74,7 @@ def upload_new_images(config: dict[str, Any]) -> int:
 
 
 @task
+@access_denied_explained()
 def stage_artifacts(config: dict[str, Any]) -> dict[str, Any]:
     """Build this DAG version's Spark artifacts and stage them under s3://BUCKET/artifacts/<version>/."""
     settings = parse_config(config)
@@ -81,6 +85,7 @@ def stage_artifacts(config: dict[str, Any]) -> dict[str, Any]:
 
 
 @task
+@access_denied_explained()
 def check_security_configuration(config: dict[str, Any]) -> str:
     """Fail clearly unless the cluster's security configuration, which the stack creates, requires IMDSv2."""
     settings = parse_config(config)
@@ -127,6 +132,7 @@ def plan_run(
 
 
 @task
+@access_denied_explained()
 def check_output(
     config: dict[str, Any], run_id: str | None = None, params: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -140,6 +146,7 @@ def check_output(
 
 
 @task
+@access_denied_explained()
 def report_failure(
     config: dict[str, Any],
     job_flow_id: str | None,

@@ -19,6 +19,7 @@ from tools.stack_template import StackContext, load_template
 ACCOUNT_ID = "123456789012"
 REGION = "eu-west-1"
 BUCKET = "acme-fruits-pipeline"
+NETWORK = {"VpcId": "vpc-0123456789abcdef0", "SubnetId": "subnet-0123456789abcdef0"}
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,8 @@ def template() -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def context() -> StackContext:
-    """The stack deployed for BUCKET in eu-west-1."""
-    return StackContext({"BucketName": BUCKET, "Region": REGION}, region=REGION, account_id=ACCOUNT_ID)
+    """The stack deployed for BUCKET in eu-west-1, in a VPC and subnet of the account."""
+    return StackContext({"BucketName": BUCKET, "Region": REGION, **NETWORK}, region=REGION, account_id=ACCOUNT_ID)
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ REPROCESS_ALL = pytest.mark.parametrize("reprocess_all", [False, True], ids=["sh
 
 
 def written_by_the_steps(paths: RunPaths) -> list[str]:
-    """What the Spark steps and EMR write, EMRFS's folder keys and folder markers included."""
+    """What the Spark steps write, the folder keys and markers of Hadoop's S3 clients included."""
     features = paths.features_prefix.rstrip("/")
     return [
         f"{paths.features_prefix}part-00000.parquet",
@@ -29,7 +29,6 @@ def written_by_the_steps(paths: RunPaths) -> list[str]:
         f"{paths.rejects_prefix}part-00000.parquet",
         f"{paths.pca_prefix}_SUCCESS",
         f"{paths.report_prefix}explained_variance.json",
-        STEP_LOG,
         features,
         f"{features}_$folder$",
         f"{features.split('/')[0]}_$folder$",
@@ -68,10 +67,16 @@ def test_the_nodes_read_images_and_artifacts_but_never_change_them(nodes, allows
 
 @REPROCESS_ALL
 @pytest.mark.parametrize("action", ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"])
-def test_the_nodes_write_features_rejects_runs_and_logs(nodes, allows, object_arn, run_paths, reprocess_all, action):
+def test_the_nodes_write_features_rejects_and_runs(nodes, allows, object_arn, run_paths, reprocess_all, action):
     keys = written_by_the_steps(run_paths(reprocess_all))
 
     assert [key for key in keys if not allows(nodes, action, object_arn(key))] == []
+
+
+def test_the_nodes_push_their_logs_but_never_read_nor_delete_them(nodes, allows, object_arn):
+    assert allows(nodes, "s3:PutObject", object_arn(STEP_LOG))
+    assert not allows(nodes, "s3:GetObject", object_arn(STEP_LOG))
+    assert not allows(nodes, "s3:DeleteObject", object_arn(STEP_LOG))
 
 
 @pytest.mark.parametrize(
@@ -122,7 +127,7 @@ def test_airflow_writes_the_run_s_failure_report_and_reads_the_bootstrap_logs(
 
 @REPROCESS_ALL
 def test_airflow_never_writes_nor_deletes_what_the_steps_write(airflow, allows, object_arn, run_paths, reprocess_all):
-    keys = written_by_the_steps(run_paths(reprocess_all))
+    keys = [*written_by_the_steps(run_paths(reprocess_all)), STEP_LOG]
 
     assert [key for key in keys if allows(airflow, "s3:PutObject", object_arn(key))] == []
     assert actions_of(airflow) & {"s3:DeleteObject", "s3:*"} == set()
@@ -134,28 +139,3 @@ def test_airflow_manages_only_the_clusters_of_the_stacks_account_and_region(airf
 
     assert allows(airflow, "elasticmapreduce:TerminateJobFlows", here)
     assert not allows(airflow, "elasticmapreduce:TerminateJobFlows", elsewhere)
-
-
-def test_airflow_calls_only_what_the_dag_and_its_operators_call(airflow):
-    assert actions_of(airflow) == {
-        # EmrCreateJobFlowOperator (tagging the new cluster needs AddTags), EmrAddStepsOperator
-        "elasticmapreduce:RunJobFlow",
-        "elasticmapreduce:AddTags",
-        "elasticmapreduce:AddJobFlowSteps",
-        # the operators' log links, the step sensor and its trigger, report_failure
-        "elasticmapreduce:DescribeCluster",
-        "elasticmapreduce:DescribeStep",
-        "elasticmapreduce:ListSteps",
-        # EmrTerminateJobFlowOperator
-        "elasticmapreduce:TerminateJobFlows",
-        # check_security_configuration; the stack creates the configuration, the DAG never does
-        "elasticmapreduce:DescribeSecurityConfiguration",
-        # RunJobFlow's ServiceRole and JobFlowRole
-        "iam:PassRole",
-        # check_config, the upload, the artifacts, the S3 sensor, check_output, the logs, failure.json
-        "s3:GetBucketLocation",
-        "s3:ListBucket",
-        "s3:PutObject",
-        "s3:AbortMultipartUpload",
-        "s3:GetObject",
-    }

@@ -14,7 +14,7 @@ RUN_ID = "scheduled__2026-11-21T00:00:00+00:00"
 
 @pytest.fixture(scope="module")
 def request_(bucket) -> dict:
-    """The RunJobFlow request of a run whose Variable holds only the bucket."""
+    """The RunJobFlow request of a run whose Variable holds only the bucket and the network."""
     prefix = f"s3://{bucket}/artifacts/0123456789ab/"
     staged = StagedArtifacts(
         version="0123456789ab",
@@ -24,7 +24,8 @@ def request_(bucket) -> dict:
         bootstrap_script_uri=f"{prefix}bootstrap/install_python_deps.sh",
         bootstrap_requirements_uri=f"{prefix}bootstrap/requirements.txt",
     )
-    config = parse_config({"bucket": bucket})
+    network = {"emr_managed_master_security_group": "sg-0a1", "emr_managed_slave_security_group": "sg-0b2"}
+    config = parse_config({"bucket": bucket, "subnet_id": "subnet-0abc", **network})
     paths = RunPaths.for_run(bucket, RUN_ID, reprocess_all=False, weights="imagenet")
     return job_flow_overrides(config, paths, staged, dag_id="fruits_pipeline", run_id=RUN_ID)
 

@@ -154,6 +154,9 @@ def aws_env() -> dict[str, str]:
         "FRUITS_BUCKET": "acme-fruits-eu",
         "FRUITS_AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/fruits-pipeline-airflow",
         "FRUITS_REGION": "eu-central-1",
+        "FRUITS_SUBNET_ID": "subnet-0123456789abcdef0",
+        "FRUITS_PRIMARY_SECURITY_GROUP": "sg-0aaaaaaaaaaaaaaa1",
+        "FRUITS_CORE_SECURITY_GROUP": "sg-0bbbbbbbbbbbbbbb2",
         "AWS_PROFILE": "fruits",
         "HOME": "/home/dev",
     }
@@ -183,3 +186,47 @@ def airflow_cli() -> Callable[..., int]:
         return 0
 
     return run
+
+
+PROVISION_SERVICE = "local-aws-init"
+# The network local provisioning creates in the endpoint: EC2's ids, new at each start of the endpoint.
+ENDPOINT_NETWORK = {
+    "subnet_id": "subnet-0e1e2e3e4e5e6e7e8",
+    "emr_managed_master_security_group": "sg-0f1f2f3f4f5f6f7f8",
+    "emr_managed_slave_security_group": "sg-0a9a8a7a6a5a4a3a2",
+}
+
+
+def _provision_script(compose: ComposeFile) -> tuple[list[str], list[str]]:
+    shell, flag, script = compose.command(PROVISION_SERVICE)
+    assert (shell, flag) == ("bash", "-c")
+    provision = re.search(r'"\$\((python -m tools\.local_provision [^)]*)\)"', script)
+    setting = re.search(r"&& (airflow variables set .*)$", script)
+    assert provision, script
+    assert setting, script
+    return shlex.split(provision.group(1)), shlex.split(setting.group(1))
+
+
+@pytest.fixture(scope="session")
+def provision_script() -> Callable[[ComposeFile], tuple[list[str], list[str]]]:
+    """local-aws-init's two commands, as argvs: the provisioning, then the setting of the Variable."""
+    return _provision_script
+
+
+@pytest.fixture(scope="session")
+def endpoint_network() -> dict[str, str]:
+    return dict(ENDPOINT_NETWORK)
+
+
+@pytest.fixture
+def local_variable(compose, monkeypatch, capsys) -> dict[str, Any]:
+    """The Variable local-aws-init sets: what its provisioning command prints, given the endpoint's network."""
+    from tools import local_provision
+
+    def provision(s3, emr, ec2, bucket, region):
+        return {"bucket": bucket, "region": region, **ENDPOINT_NETWORK}
+
+    monkeypatch.setattr(local_provision, "provision", provision)
+    provision_args, _ = _provision_script(compose)
+    assert local_provision.main(provision_args[3:]) == 0
+    return json.loads(capsys.readouterr().out)

@@ -42,16 +42,27 @@ def test_connection_has_no_endpoint_and_no_keys_and_assumes_the_role(aws_overrid
     assert connection.region_name == aws_env["FRUITS_REGION"]
 
 
-def test_variable_is_the_given_bucket_with_the_same_landing_folder(aws_override, aws_env, compose):
+def test_variable_is_the_given_bucket_and_network_with_the_same_landing_folder(aws_override, aws_env, local_variable):
     from fruits_airflow.config import parse_config
 
     on_aws = parse_config(json.loads(aws_override.environment("airflow-scheduler")["AIRFLOW_VAR_FRUITS_PIPELINE"]))
-    local = parse_config(json.loads(compose.environment("airflow-scheduler")["AIRFLOW_VAR_FRUITS_PIPELINE"]))
     assert (on_aws.bucket, on_aws.region) == (aws_env["FRUITS_BUCKET"], aws_env["FRUITS_REGION"])
-    assert on_aws.images_dir == local.images_dir
+    assert on_aws.subnet_id == aws_env["FRUITS_SUBNET_ID"]
+    assert on_aws.emr_managed_master_security_group == aws_env["FRUITS_PRIMARY_SECURITY_GROUP"]
+    assert on_aws.emr_managed_slave_security_group == aws_env["FRUITS_CORE_SECURITY_GROUP"]
+    assert on_aws.images_dir == parse_config(local_variable).images_dir
 
 
-@pytest.mark.parametrize("name", ["FRUITS_BUCKET", "FRUITS_AWS_ROLE_ARN"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "FRUITS_BUCKET",
+        "FRUITS_AWS_ROLE_ARN",
+        "FRUITS_SUBNET_ID",
+        "FRUITS_PRIMARY_SECURITY_GROUP",
+        "FRUITS_CORE_SECURITY_GROUP",
+    ],
+)
 def test_override_does_not_start_without(name, aws_env, aws_override, read_compose):
     env = {key: value for key, value in aws_env.items() if key != name}
     with pytest.raises(ValueError, match=f"{name} is not set"):

@@ -18,6 +18,7 @@ from compose_spec import PyCompose
 
 from tests.suite import REPO_ROOT
 
+PROVISION_SERVICE = "local-aws-init"
 AIRFLOW_SERVICES = (
     "airflow-apiserver",
     "airflow-scheduler",
@@ -28,7 +29,6 @@ AIRFLOW_SERVICES = (
 # The LocalExecutor runs the tasks in the scheduler's container: it needs the project and the landing folder.
 TASK_SERVICE = "airflow-scheduler"
 ENDPOINT_SERVICE = "local-aws"
-PROVISION_SERVICE = "local-aws-init"
 DUMMY_KEY = "local-endpoint"
 AIRFLOW_PACKAGE = Path(importlib.util.find_spec("airflow").origin).parent
 
@@ -37,10 +37,6 @@ def option_value(args: list[str], option: str) -> str:
     """The value after ``option`` in an argv."""
     assert option in args, f"{option} missing from {args}"
     return args[args.index(option) + 1]
-
-
-def variable(compose) -> dict:
-    return json.loads(compose.environment(TASK_SERVICE)["AIRFLOW_VAR_FRUITS_PIPELINE"])
 
 
 def aws_connection(compose):
@@ -209,12 +205,12 @@ def test_login_is_an_admin_of_the_simple_auth_manager(compose, monkeypatch):
     ]
 
 
-def test_aws_connection_reaches_the_embedded_endpoint_service(compose):
+def test_aws_connection_reaches_the_embedded_endpoint_service(compose, local_variable):
     connection, endpoint = aws_connection(compose), endpoint_args(compose)
     url = urlsplit(connection.endpoint_url)
     assert connection.conn_type == "aws"
     assert (url.hostname, url.port) == (ENDPOINT_SERVICE, endpoint.port)
-    assert connection.region_name == endpoint.region == variable(compose)["region"]
+    assert connection.region_name == endpoint.region == local_variable["region"]
 
 
 def test_embedded_endpoint_listens_to_other_containers(compose):
@@ -231,17 +227,17 @@ def test_embedded_endpoint_healthcheck_polls_its_port(compose):
     assert url.port == endpoint_args(compose).port
 
 
-def test_variable_passes_the_pipelines_own_validation(compose):
+def test_variable_passes_the_pipelines_own_validation(compose, local_variable):
     from fruits_airflow.config import parse_config
 
-    settings = parse_config(variable(compose))
+    settings = parse_config(local_variable)
     assert (settings.bucket, settings.region) == ("fruits-demo", "eu-west-1")
 
 
-def test_variable_images_dir_is_the_landing_folder_mounted_where_tasks_run(compose):
+def test_variable_images_dir_is_the_landing_folder_mounted_where_tasks_run(compose, local_variable):
     from fruits_airflow.config import parse_config
 
-    images_dir = parse_config(variable(compose)).images_dir
+    images_dir = parse_config(local_variable).images_dir
     source = compose.bind_mounts(TASK_SERVICE)[images_dir]
     assert (REPO_ROOT / source).is_dir()
 
@@ -258,21 +254,30 @@ def test_artifacts_are_found_where_the_repository_layout_puts_them(compose):
         assert mounts.get(str(container_root / relative)) == f"./{relative}"
 
 
-def test_provisioning_creates_the_variables_bucket_in_the_endpoint(compose):
-    command, connection = compose.command(PROVISION_SERVICE), aws_connection(compose)
+def test_provisioning_creates_the_variables_bucket_in_the_endpoint(
+    compose, local_variable, provision_script, endpoint_network
+):
+    command, connection = provision_script(compose)[0], aws_connection(compose)
     assert command[:3] == ["python", "-m", "tools.local_provision"]
     assert option_value(command, "--endpoint-url") == connection.endpoint_url
-    assert option_value(command, "--bucket") == variable(compose)["bucket"]
-    assert option_value(command, "--region") == variable(compose)["region"]
+    assert (local_variable["bucket"], local_variable["region"]) == ("fruits-demo", "eu-west-1")
+    assert local_variable["subnet_id"] == endpoint_network["subnet_id"]
 
 
-def test_provisioning_command_is_accepted_by_its_cli(compose, monkeypatch):
-    from tools import local_provision
+def test_the_provisioned_variable_is_set_in_airflows_database(compose, airflow_cli, provision_script):
+    from fruits_airflow.config import VARIABLE_KEY
 
-    provisioned = []
-    monkeypatch.setattr(local_provision, "provision", lambda s3, emr, bucket, region: provisioned.append(bucket))
-    assert local_provision.main(compose.command(PROVISION_SERVICE)[3:]) == 0
-    assert provisioned == [variable(compose)["bucket"]]
+    setting = provision_script(compose)[1]
+    assert setting[:4] == ["airflow", "variables", "set", VARIABLE_KEY]
+    assert airflow_cli(*setting[1:3], "--help") == 0
+    assert "AIRFLOW_VAR_FRUITS_PIPELINE" not in compose.environment(TASK_SERVICE)
+    assert compose.services[PROVISION_SERVICE]["depends_on"]["airflow-init"]["condition"] == (
+        "service_completed_successfully"
+    )
+    assert (
+        compose.environment(PROVISION_SERVICE)["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+        == (compose.environment(TASK_SERVICE)["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+    )
 
 
 def test_provisioning_sees_the_stacks_template_where_it_looks_for_it(compose):

@@ -37,7 +37,16 @@ def xcom_source(value) -> tuple[str, str]:
 
 
 @pytest.fixture
-def plan(dag):
+def variable(emr) -> dict:
+    """The stack's Variable, provisioned in moto as for the embedded endpoint: its subnet and groups exist."""
+    from tools.local_provision import provision
+
+    s3, ec2 = (boto3.client(service, region_name=REGION) for service in ("s3", "ec2"))
+    return provision(s3, emr, ec2, BUCKET, REGION)
+
+
+@pytest.fixture
+def plan(dag, variable):
     """What plan_run returns for a default run, computed by the DAG's own task callable."""
     staged = {
         "version": "0123456789ab",
@@ -52,7 +61,7 @@ def plan(dag):
     }
     params = {key: dag.params[key] for key in dag.params}
     plan_run = dag.get_task("plan_run").python_callable
-    return plan_run({"bucket": BUCKET}, staged, run_id=RUN_ID, dag=SimpleNamespace(dag_id=dag.dag_id), params=params)
+    return plan_run(variable, staged, run_id=RUN_ID, dag=SimpleNamespace(dag_id=dag.dag_id), params=params)
 
 
 def rendered(dag, task_id: str, **fields):
@@ -77,7 +86,7 @@ def test_the_plan_survives_xcom(plan):
     assert json.loads(json.dumps(plan)) == plan
 
 
-def test_emr_accepts_the_cluster_the_steps_and_the_termination(dag, plan, emr):
+def test_emr_accepts_the_cluster_the_steps_and_the_termination(dag, plan, variable, emr):
     context = {"ti": MagicMock()}
 
     cluster_id = rendered(dag, "create_cluster", job_flow_overrides=plan["job_flow_overrides"]).execute(context)
@@ -85,6 +94,7 @@ def test_emr_accepts_the_cluster_the_steps_and_the_termination(dag, plan, emr):
     rendered(dag, "terminate_cluster", job_flow_id=cluster_id).execute(context)
 
     cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
+    assert cluster["Ec2InstanceAttributes"]["Ec2SubnetId"] == variable["subnet_id"]
     assert cluster["Name"].startswith("fruits_pipeline manual__2025-03-01T10_15_30.123456_00_00-")
     assert cluster["Status"]["State"] in {"TERMINATING", "TERMINATED"}
     assert [step["Name"] for step in emr.list_steps(ClusterId=cluster_id, StepIds=step_ids)["Steps"]] == [

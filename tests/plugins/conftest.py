@@ -18,6 +18,12 @@ from fruits_airflow.artifacts import StagedArtifacts
 
 REGION = "eu-west-1"
 BUCKET = "fruits-test-bucket"
+# The network keys every Variable holds (the stack's outputs SubnetId and its two security groups).
+NETWORK = {
+    "subnet_id": "subnet-0123456789abcdef0",
+    "emr_managed_master_security_group": "sg-0aaaaaaaaaaaaaaa1",
+    "emr_managed_slave_security_group": "sg-0bbbbbbbbbbbbbbb2",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -48,6 +54,27 @@ def s3(aws):
 def bucket(s3):
     """The name of the pipeline's bucket, created in ``s3``."""
     return BUCKET
+
+
+@pytest.fixture(scope="session")
+def network() -> dict[str, str]:
+    """The Variable's network keys, shaped like EC2's ids."""
+    return dict(NETWORK)
+
+
+@pytest.fixture
+def variable(network) -> dict[str, str]:
+    """The smallest Variable: the bucket and the network, everything else defaults."""
+    return {"bucket": BUCKET, **network}
+
+
+@pytest.fixture
+def provisioned_variable(s3) -> dict[str, str]:
+    """The Variable of the stack, provisioned in moto as in the embedded endpoint: its network really exists."""
+    from tools.local_provision import provision
+
+    clients = (boto3.client(service, region_name=REGION) for service in ("emr", "ec2"))
+    return provision(s3, *clients, BUCKET, REGION)
 
 
 @pytest.fixture

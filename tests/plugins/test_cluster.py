@@ -13,11 +13,11 @@ RUN_ID = "manual__2025-03-01T10:15:30+00:00"
 
 
 @pytest.fixture
-def request_for(staged_artifacts):
+def request_for(staged_artifacts, variable):
     """Build a run's RunJobFlow request from Variable-shaped overrides."""
 
     def build(**overrides):
-        config = parse_config({"bucket": "fruits-test-bucket", **overrides})
+        config = parse_config({**variable, **overrides})
         paths = RunPaths.for_run(config.bucket, RUN_ID, reprocess_all=False, weights="imagenet")
         return job_flow_overrides(config, paths, staged_artifacts, dag_id="fruits_pipeline", run_id=RUN_ID)
 
@@ -84,13 +84,25 @@ def test_spark_runs_the_python_the_bootstrap_installed(request_for):
     assert configurations["spark-defaults"]["Properties"]["spark.pyspark.python"] == NODE_PYTHON
 
 
-def test_roles_security_configuration_and_subnet_come_from_the_config(request_for):
-    job_flow = request_for(subnet_id="subnet-0abc", service_role="svc", job_flow_role="profile")
+def test_roles_and_security_configuration_come_from_the_config(request_for):
+    job_flow = request_for(service_role="svc", job_flow_role="profile")
 
     assert (job_flow["ServiceRole"], job_flow["JobFlowRole"]) == ("svc", "profile")
     assert job_flow["SecurityConfiguration"] == "fruits-pipeline-imdsv2"
-    assert job_flow["Instances"]["Ec2SubnetId"] == "subnet-0abc"
-    assert "Ec2SubnetId" not in request_for()["Instances"]
+
+
+def test_the_cluster_launches_into_the_variables_subnet_with_its_security_groups(request_for):
+    instances = request_for(
+        subnet_id="subnet-0abc",
+        emr_managed_master_security_group="sg-0a11",
+        emr_managed_slave_security_group="sg-0c0e2",
+    )["Instances"]
+
+    assert instances["Ec2SubnetId"] == "subnet-0abc"
+    assert (instances["EmrManagedMasterSecurityGroup"], instances["EmrManagedSlaveSecurityGroup"]) == (
+        "sg-0a11",
+        "sg-0c0e2",
+    )
 
 
 def test_tags_name_the_dag_run(request_for, staged_artifacts):
@@ -101,12 +113,16 @@ def test_tags_name_the_dag_run(request_for, staged_artifacts):
     assert tags["fruits-pipeline:artifacts"] == staged_artifacts.version
 
 
-def test_emr_accepts_the_request(request_for, emr, emr_hook, assert_emr_enums):
-    overrides = request_for(spot_task_count=2, subnet_id="subnet-0abc")
+def test_emr_accepts_the_request(request_for, provisioned_variable, emr, emr_hook, assert_emr_enums):
+    overrides = request_for(spot_task_count=2, **provisioned_variable)
     assert_emr_enums("RunJobFlow", overrides)
 
     cluster = emr.describe_cluster(ClusterId=emr_hook.create_job_flow(overrides)["JobFlowId"])["Cluster"]
 
+    attributes = cluster["Ec2InstanceAttributes"]
+    assert attributes["Ec2SubnetId"] == provisioned_variable["subnet_id"]
+    assert attributes["EmrManagedMasterSecurityGroup"] == provisioned_variable["emr_managed_master_security_group"]
+    assert attributes["EmrManagedSlaveSecurityGroup"] == provisioned_variable["emr_managed_slave_security_group"]
     assert cluster["LogUri"] == "s3://fruits-test-bucket/logs/"
     assert cluster["ReleaseLabel"] == overrides["ReleaseLabel"]
     assert {tag["Key"]: tag["Value"] for tag in cluster["Tags"]}["airflow:run_id"] == RUN_ID

@@ -1,14 +1,16 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from fruits_airflow.config import ConfigError, PipelineConfig, load_config, parse_config
 
 
-def test_only_the_bucket_is_required_and_the_rest_defaults():
-    parsed = parse_config({"bucket": "my-fruits"})
+def test_only_the_bucket_and_the_network_are_required_and_the_rest_defaults(network):
+    parsed = parse_config({"bucket": "my-fruits", **network})
 
-    assert parsed == PipelineConfig(bucket="my-fruits")
+    assert parsed == PipelineConfig(bucket="my-fruits", **network)
     assert parsed.region == "eu-west-1"
     assert parsed.release_label.startswith("emr-7.")
     assert (parsed.primary_instance_type, parsed.core_instance_type, parsed.core_count) == ("m5.xlarge", "m5.xlarge", 2)
@@ -17,8 +19,9 @@ def test_only_the_bucket_is_required_and_the_rest_defaults():
     assert parsed.job_flow_role == "fruits-pipeline-emr-instance-profile"
 
 
-def test_overrides_replace_the_defaults():
+def test_overrides_replace_the_defaults(network):
     raw = {
+        **network,
         "bucket": "my-fruits",
         "images_dir": "/data/landing",
         "region": "eu-central-1",
@@ -33,24 +36,24 @@ def test_overrides_replace_the_defaults():
 
     parsed = parse_config(raw)
 
-    assert parsed.to_dict() == {**PipelineConfig(bucket="x").to_dict(), **raw}
+    assert parsed.to_dict() == {**PipelineConfig(bucket="x", **network).to_dict(), **raw}
 
 
-def test_the_xcom_form_reads_back_to_the_same_config():
-    parsed = parse_config({"bucket": "my-fruits", "images_dir": "/data", "spot_task_count": 2})
+def test_the_xcom_form_reads_back_to_the_same_config(variable):
+    parsed = parse_config({**variable, "images_dir": "/data", "spot_task_count": 2})
 
     assert parse_config(parsed.to_dict()) == parsed
 
 
 @pytest.mark.parametrize("region", ["us-east-1", "ap-southeast-2", "me-central-1", "il-central-1"])
-def test_a_region_outside_the_eu_is_refused(region):
+def test_a_region_outside_the_eu_is_refused(variable, region):
     with pytest.raises(ConfigError, match=rf"key 'region' is '{region}', which is outside the EU"):
-        parse_config({"bucket": "my-fruits", "region": region})
+        parse_config({**variable, "region": region})
 
 
 @pytest.mark.parametrize("region", ["eu-west-1", "eu-central-2", "eu-north-1", "eu-south-2"])
-def test_eu_regions_are_accepted(region):
-    assert parse_config({"bucket": "my-fruits", "region": region}).region == region
+def test_eu_regions_are_accepted(variable, region):
+    assert parse_config({**variable, "region": region}).region == region
 
 
 @pytest.mark.parametrize(
@@ -69,13 +72,38 @@ def test_eu_regions_are_accepted(region):
         ({"bucket": "my-fruits", "spot_task_count": -1}, "spot_task_count", "must be between 0 and"),
         ({"bucket": "my-fruits", "idle_timeout": 30}, "idle_timeout", "must be between 60 and 604800"),
         ({"bucket": "my-fruits", "subnet_id": "vpc-123"}, "subnet_id", "must be a subnet id"),
+        (
+            {"bucket": "my-fruits", "emr_managed_master_security_group": "default"},
+            "emr_managed_master_security_group",
+            "must be a security group id",
+        ),
         ({"bucket": "my-fruits", "core_instance_type": "big"}, "core_instance_type", "must be an EC2 type"),
         ({"bucket": "my-fruits", "weights": "resnet50"}, "weights", "must be 'imagenet', 'none' or an s3://"),
     ],
 )
-def test_a_bad_value_is_refused_naming_its_key(raw, key, problem):
+def test_a_bad_value_is_refused_naming_its_key(network, raw, key, problem):
     with pytest.raises(ConfigError, match=rf"Variable 'fruits_pipeline': key '{key}' {problem}"):
+        parse_config({**network, **raw})
+
+
+@pytest.mark.parametrize(
+    ("key", "explanation"),
+    [
+        ("subnet_id", "the subnet the clusters launch into, tagged for-use-with-amazon-emr-managed-policies=true"),
+        ("emr_managed_master_security_group", "the primary node's security group"),
+        ("emr_managed_slave_security_group", "the core nodes' security group"),
+    ],
+)
+def test_a_missing_network_key_is_refused_in_one_line_naming_the_stacks_output(variable, key, explanation):
+    raw = {name: value for name, value in variable.items() if name != key}
+
+    with pytest.raises(ConfigError) as refused:
         parse_config(raw)
+
+    message = str(refused.value)
+    assert message.startswith(f"Airflow Variable 'fruits_pipeline': key '{key}' is required: {explanation}")
+    assert "cloudformation/fruits-pipeline.yaml" in message
+    assert "\n" not in message
 
 
 def test_a_variable_that_is_not_an_object_is_refused():
@@ -83,10 +111,10 @@ def test_a_variable_that_is_not_an_object_is_refused():
         parse_config(["my-fruits"])
 
 
-def test_load_config_reads_the_json_variable(monkeypatch):
-    monkeypatch.setenv("AIRFLOW_VAR_FRUITS_PIPELINE", '{"bucket": "my-fruits", "core_count": 3}')
+def test_load_config_reads_the_json_variable(monkeypatch, network):
+    monkeypatch.setenv("AIRFLOW_VAR_FRUITS_PIPELINE", json.dumps({"bucket": "my-fruits", "core_count": 3, **network}))
 
-    assert load_config() == PipelineConfig(bucket="my-fruits", core_count=3)
+    assert load_config() == PipelineConfig(bucket="my-fruits", core_count=3, **network)
 
 
 def test_a_missing_variable_says_how_to_create_it(monkeypatch):

@@ -22,10 +22,10 @@ def steps(staged_artifacts):
 
 
 @pytest.fixture
-def cluster_id(emr_hook, staged_artifacts):
+def cluster_id(emr_hook, staged_artifacts, variable):
     from fruits_airflow.cluster import job_flow_overrides
 
-    config = parse_config({"bucket": "fruits-test-bucket"})
+    config = parse_config(variable)
     request = job_flow_overrides(config, PATHS, staged_artifacts, dag_id="fruits_pipeline", run_id=RUN_ID)
     return emr_hook.create_job_flow(request)["JobFlowId"]
 

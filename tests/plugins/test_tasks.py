@@ -26,12 +26,18 @@ def aws_default(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({"conn_type": "aws"}))
 
 
-def set_variable(monkeypatch, **values) -> None:
-    monkeypatch.setenv("AIRFLOW_VAR_FRUITS_PIPELINE", json.dumps(values))
+@pytest.fixture
+def set_variable(monkeypatch, network):
+    """Set the Variable to ``values`` and the network keys it always holds."""
+
+    def set_to(**values) -> None:
+        monkeypatch.setenv("AIRFLOW_VAR_FRUITS_PIPELINE", json.dumps({**network, **values}))
+
+    return set_to
 
 
-def test_check_config_returns_the_validated_config(monkeypatch, bucket):
-    set_variable(monkeypatch, bucket=bucket, core_count=3)
+def test_check_config_returns_the_validated_config(set_variable, bucket):
+    set_variable(bucket=bucket, core_count=3)
 
     config = tasks.check_config.function()
 
@@ -40,8 +46,8 @@ def test_check_config_returns_the_validated_config(monkeypatch, bucket):
     assert config["region"] == "eu-west-1"
 
 
-def test_a_non_eu_region_is_refused_before_aws_is_called(monkeypatch):
-    set_variable(monkeypatch, bucket="fruits-test-bucket", region="us-east-1")
+def test_a_non_eu_region_is_refused_before_aws_is_called(monkeypatch, set_variable):
+    set_variable(bucket="fruits-test-bucket", region="us-east-1")
 
     def no_aws(region):
         raise AssertionError(f"AWS was called in {region}")
@@ -52,52 +58,52 @@ def test_a_non_eu_region_is_refused_before_aws_is_called(monkeypatch):
         tasks.check_config.function()
 
 
-def test_a_bucket_outside_the_eu_is_refused(monkeypatch, aws):
+def test_a_bucket_outside_the_eu_is_refused(set_variable, aws):
     boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="fruits-in-virginia")
-    set_variable(monkeypatch, bucket="fruits-in-virginia")
+    set_variable(bucket="fruits-in-virginia")
 
     with pytest.raises(AirflowFailException, match="'us-east-1', which is outside the EU"):
         tasks.check_config.function()
 
 
-def test_a_bad_variable_fails_without_retries(monkeypatch):
-    set_variable(monkeypatch, bucket="fruits-test-bucket", core_count=0)
+def test_a_bad_variable_fails_without_retries(set_variable):
+    set_variable(bucket="fruits-test-bucket", core_count=0)
 
     with pytest.raises(AirflowFailException, match="key 'core_count' must be between 1 and"):
         tasks.check_config.function()
 
 
-def test_without_a_landing_folder_nothing_is_uploaded(bucket, s3):
-    assert tasks.upload_new_images.function({"bucket": bucket}) == 0
+def test_without_a_landing_folder_nothing_is_uploaded(variable, bucket, s3):
+    assert tasks.upload_new_images.function(variable) == 0
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
 
 
-def test_the_landing_folder_is_uploaded_through_aws_default(bucket, s3, tmp_path):
+def test_the_landing_folder_is_uploaded_through_aws_default(variable, bucket, s3, tmp_path):
     (tmp_path / "Kiwi").mkdir()
     (tmp_path / "Kiwi" / "0_100.jpg").write_bytes(b"kiwi")
 
-    assert tasks.upload_new_images.function({"bucket": bucket, "images_dir": str(tmp_path)}) == 1
+    assert tasks.upload_new_images.function({**variable, "images_dir": str(tmp_path)}) == 1
     assert s3.head_object(Bucket=bucket, Key="images/Kiwi/0_100.jpg")["ContentLength"] == 4
 
 
-def test_a_missing_security_configuration_fails_the_task_without_retries(emr):
+def test_a_missing_security_configuration_fails_the_task_without_retries(variable, emr):
     with pytest.raises(AirflowFailException, match="deploy the project's CloudFormation stack"):
-        tasks.check_security_configuration.function({"bucket": "fruits-test-bucket"})
+        tasks.check_security_configuration.function(variable)
 
 
-def test_the_stacks_security_configuration_passes_the_task(emr):
+def test_the_stacks_security_configuration_passes_the_task(variable, emr):
     settings = {"InstanceMetadataServiceConfiguration": {"MinimumInstanceMetadataServiceVersion": 2}}
     emr.create_security_configuration(Name="fruits-pipeline-imdsv2", SecurityConfiguration=json.dumps(settings))
 
-    assert tasks.check_security_configuration.function({"bucket": "fruits-test-bucket"}) == "fruits-pipeline-imdsv2"
+    assert tasks.check_security_configuration.function(variable) == "fruits-pipeline-imdsv2"
 
 
 @pytest.mark.parametrize(
-    ("form", "variable", "expected"),
+    ("form", "variable_weights", "expected"),
     [(None, "none", "none"), ("", "none", "none"), ("imagenet", "none", "imagenet"), (None, None, "imagenet")],
 )
-def test_a_run_that_names_no_weights_takes_the_variable_s(form, variable, expected):
-    settings = parse_config({"bucket": "fruits-test-bucket", "weights": variable})
+def test_a_run_that_names_no_weights_takes_the_variable_s(variable, form, variable_weights, expected):
+    settings = parse_config({**variable, "weights": variable_weights})
 
     assert tasks.run_weights(settings, {"weights": form, "reprocess_all": False}) == expected
 
@@ -106,7 +112,7 @@ def failure_key(bucket: str) -> str:
     return RunPaths.for_run(bucket, RUN_CONTEXT["run_id"], reprocess_all=False, weights="imagenet").failure_key
 
 
-def test_a_bootstrap_failure_is_reported_with_its_stderr_tail_in_failure_json(emr_run, s3, bucket, caplog):
+def test_a_bootstrap_failure_is_reported_with_its_stderr_tail_in_failure_json(emr_run, s3, bucket, network, caplog):
     message = "On the master instance (i-0b0t), bootstrap action 1 returned a non-zero return code"
     emr_run.end_cluster("TERMINATED_WITH_ERRORS", "BOOTSTRAP_FAILURE", message)
     s3.put_object(
@@ -118,7 +124,9 @@ def test_a_bootstrap_failure_is_reported_with_its_stderr_tail_in_failure_json(em
     )
 
     with caplog.at_level(logging.ERROR):
-        uri = tasks.report_failure.function({"bucket": bucket}, emr_run.cluster_id, emr_run.step_ids, **RUN_CONTEXT)
+        uri = tasks.report_failure.function(
+            {"bucket": bucket, **network}, emr_run.cluster_id, emr_run.step_ids, **RUN_CONTEXT
+        )
 
     assert uri == f"s3://{bucket}/{failure_key(bucket)}"
     assert uri.startswith(f"s3://{bucket}/runs/manual__2026-01-01T00_00_00_00_00-")
@@ -138,8 +146,10 @@ def test_a_run_whose_cluster_was_never_created_reports_nothing(s3, bucket):
         tasks.report_failure.function(None, None, None, **RUN_CONTEXT)
 
 
-def test_a_run_with_no_failure_on_emr_writes_no_report(emr_run, s3, bucket):
+def test_a_run_with_no_failure_on_emr_writes_no_report(emr_run, s3, bucket, network):
     with pytest.raises(AirflowSkipException, match="no failed step"):
-        tasks.report_failure.function({"bucket": bucket}, emr_run.cluster_id, emr_run.step_ids, **RUN_CONTEXT)
+        tasks.report_failure.function(
+            {"bucket": bucket, **network}, emr_run.cluster_id, emr_run.step_ids, **RUN_CONTEXT
+        )
 
     assert s3.list_objects_v2(Bucket=bucket, Prefix="runs/")["KeyCount"] == 0

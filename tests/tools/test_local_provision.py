@@ -11,8 +11,8 @@ import uuid
 
 import pytest
 
-from fruits_airflow.cluster import check_security_configuration
-from fruits_airflow.config import DEFAULT_SECURITY_CONFIGURATION
+from fruits_airflow.cluster import EMR_MANAGED_POLICIES_TAG, check_security_configuration
+from fruits_airflow.config import DEFAULT_SECURITY_CONFIGURATION, parse_config
 from tests.suite import REPO_ROOT
 from tools.local_provision import LOCAL_ACCOUNT_ID, provision
 from tools.stack_template import StackContext, load_template
@@ -21,6 +21,11 @@ from tools.stack_template import StackContext, load_template
 @pytest.fixture
 def new_bucket() -> str:
     return f"fruits-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="module")
+def ec2(aws):
+    return aws.client("ec2")
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -37,14 +42,14 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_the_bucket_is_created_in_the_region(aws, s3, emr, new_bucket):
-    provision(s3, emr, new_bucket, aws.region)
+def test_the_bucket_is_created_in_the_region(aws, s3, emr, ec2, new_bucket):
+    provision(s3, emr, ec2, new_bucket, aws.region)
 
     assert s3.get_bucket_location(Bucket=new_bucket)["LocationConstraint"] == aws.region
 
 
-def test_the_security_configuration_is_the_stacks_and_passes_the_dags_check(aws, s3, emr, new_bucket):
-    provision(s3, emr, new_bucket, aws.region)
+def test_the_security_configuration_is_the_stacks_and_passes_the_dags_check(aws, s3, emr, ec2, new_bucket):
+    provision(s3, emr, ec2, new_bucket, aws.region)
 
     stored = json.loads(
         emr.describe_security_configuration(Name=DEFAULT_SECURITY_CONFIGURATION)["SecurityConfiguration"]
@@ -56,20 +61,32 @@ def test_the_security_configuration_is_the_stacks_and_passes_the_dags_check(aws,
     assert check_security_configuration(emr, DEFAULT_SECURITY_CONFIGURATION) == DEFAULT_SECURITY_CONFIGURATION
 
 
-def test_provisioning_again_keeps_what_exists(aws, s3, emr, new_bucket):
-    provision(s3, emr, new_bucket, aws.region)
+def test_the_variable_is_the_stacks_outputs_with_a_network_tagged_for_emr(aws, s3, emr, ec2, new_bucket):
+    variable = parse_config(provision(s3, emr, ec2, new_bucket, aws.region))
+
+    (subnet,) = ec2.describe_subnets(SubnetIds=[variable.subnet_id])["Subnets"]
+    groups = [variable.emr_managed_master_security_group, variable.emr_managed_slave_security_group]
+    described = ec2.describe_security_groups(GroupIds=groups)["SecurityGroups"]
+    (vpc,) = ec2.describe_vpcs(VpcIds=[subnet["VpcId"]])["Vpcs"]
+    assert (variable.bucket, variable.region) == (new_bucket, aws.region)
+    assert {group["VpcId"] for group in described} == {subnet["VpcId"]}
+    for tagged in (vpc, subnet, *described):
+        assert EMR_MANAGED_POLICIES_TAG in tagged["Tags"]
+
+
+def test_provisioning_again_keeps_what_exists(aws, s3, emr, ec2, new_bucket):
+    first = provision(s3, emr, ec2, new_bucket, aws.region)
     s3.put_object(Bucket=new_bucket, Key="images/Kiwi/0_100.jpg", Body=b"kiwi")
     created = emr.describe_security_configuration(Name=DEFAULT_SECURITY_CONFIGURATION)["CreationDateTime"]
 
-    provision(s3, emr, new_bucket, aws.region)
-
+    assert provision(s3, emr, ec2, new_bucket, aws.region) == first
     assert s3.get_object(Bucket=new_bucket, Key="images/Kiwi/0_100.jpg")["Body"].read() == b"kiwi"
     assert emr.describe_security_configuration(Name=DEFAULT_SECURITY_CONFIGURATION)["CreationDateTime"] == created
 
 
-def test_a_region_the_stack_refuses_creates_nothing(s3, emr, new_bucket):
+def test_a_region_the_stack_refuses_creates_nothing(s3, emr, ec2, new_bucket):
     with pytest.raises(ValueError, match="Region 'us-east-1' must be an EU region"):
-        provision(s3, emr, new_bucket, "us-east-1")
+        provision(s3, emr, ec2, new_bucket, "us-east-1")
 
     assert new_bucket not in {bucket["Name"] for bucket in s3.list_buckets()["Buckets"]}
 
@@ -79,6 +96,7 @@ def test_the_cli_provisions_the_endpoint(aws, s3, new_bucket):
 
     assert result.returncode == 0, result.stderr
     assert s3.head_bucket(Bucket=new_bucket)
+    assert parse_config(json.loads(result.stdout)).bucket == new_bucket
 
 
 @pytest.mark.parametrize(

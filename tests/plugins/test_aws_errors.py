@@ -1,0 +1,123 @@
+"""A denied AWS call fails its task in one line naming the action and the policy to extend; other errors pass."""
+
+from __future__ import annotations
+
+import json
+from unittest.mock import MagicMock
+
+import boto3
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+from botocore.exceptions import ClientError
+from botocore.stub import Stubber
+
+from fruits_airflow import tasks
+from fruits_airflow.aws_errors import AccessDenied, access_denied_explained
+from fruits_airflow.operators import EmrCreateJobFlowOperator
+from fruits_airflow.s3_objects import head
+
+REGION = "eu-west-1"
+MOTO_DENIAL = "User: arn:aws:iam::123456789012:user/airflow is not authorized to perform: {action}"
+
+
+@pytest.fixture
+def stubbed(request):
+    """A client of the service named by the test's parameter, with answers the test scripts."""
+
+    def make(service: str):
+        client = boto3.client(service, region_name=REGION)
+        stubber = Stubber(client)
+        stubber.activate()
+        request.addfinalizer(stubber.deactivate)
+        return client, stubber
+
+    return make
+
+
+def one_line(error: BaseException) -> str:
+    message = str(error)
+    assert "\n" not in message
+    return message
+
+
+def test_a_denial_naming_its_action_fails_the_task_naming_it_and_the_policy(monkeypatch, stubbed, variable):
+    emr, stubber = stubbed("emr")
+    action = "elasticmapreduce:DescribeSecurityConfiguration"
+    stubber.add_client_error(
+        "describe_security_configuration",
+        service_error_code="AccessDeniedException",
+        service_message=MOTO_DENIAL.format(action=action),
+        http_status_code=400,
+    )
+    monkeypatch.setattr(tasks, "emr_client", lambda region: emr)
+
+    with pytest.raises(AccessDenied) as denied:
+        tasks.check_security_configuration.function(variable)
+
+    message = one_line(denied.value)
+    assert message.startswith(f"AWS denied {action} (DescribeSecurityConfiguration) to the role of the 'aws_default'")
+    assert f"add {action} to the IAM policy fruits-pipeline-airflow" in message
+    assert isinstance(denied.value, AirflowFailException)
+    assert denied.value.__cause__ is None
+    assert denied.value.__suppress_context__
+
+
+def test_an_s3_denial_without_its_action_names_the_action_of_the_operation(monkeypatch, stubbed, network):
+    s3, stubber = stubbed("s3")
+    stubber.add_client_error("get_bucket_location", service_error_code="AccessDenied", http_status_code=403)
+    monkeypatch.setattr(tasks, "s3_client", lambda region: s3)
+    monkeypatch.setenv("AIRFLOW_VAR_FRUITS_PIPELINE", json.dumps({"bucket": "fruits-test-bucket", **network}))
+
+    with pytest.raises(AccessDenied, match=r"^AWS denied s3:GetBucketLocation \(GetBucketLocation\)"):
+        tasks.check_config.function()
+
+
+def test_a_denied_head_has_no_body_but_names_the_action_it_needed(stubbed):
+    s3, stubber = stubbed("s3")
+    stubber.add_client_error("head_object", service_error_code="403", service_message="", http_status_code=403)
+
+    with pytest.raises(AccessDenied, match=r"^AWS denied s3:GetObject \(HeadObject\)"), access_denied_explained():
+        head(s3, "fruits-test-bucket", "artifacts/abc/pca.py")
+
+
+def test_other_aws_errors_pass_unchanged(stubbed):
+    s3, stubber = stubbed("s3")
+    stubber.add_client_error("get_bucket_location", service_error_code="NoSuchBucket", http_status_code=404)
+
+    with pytest.raises(ClientError, match="NoSuchBucket"), access_denied_explained():
+        s3.get_bucket_location(Bucket="fruits-test-bucket")
+
+
+def test_a_cluster_created_before_a_denial_still_reaches_the_teardown(stubbed):
+    from airflow.providers.amazon.aws.hooks.emr import EmrHook
+
+    emr, stubber = stubbed("emr")
+    created = {
+        "JobFlowId": "j-1CREATED",
+        "ClusterArn": "arn:aws:elasticmapreduce:eu-west-1:123456789012:cluster/j-1CREATED",
+        "ResponseMetadata": {"HTTPStatusCode": 200},
+    }
+    stubber.add_response("run_job_flow", created)
+    action = "elasticmapreduce:DescribeCluster"
+    stubber.add_client_error(
+        "describe_cluster",
+        service_error_code="AccessDeniedException",
+        service_message=MOTO_DENIAL.format(action=action),
+    )
+    create_cluster = EmrCreateJobFlowOperator(
+        task_id="create_cluster",
+        job_flow_overrides={"Name": "x", "Instances": {}},
+        emr_conn_id=None,
+        region_name=REGION,
+    )
+    hook = EmrHook(aws_conn_id=None, region_name=REGION, emr_conn_id=None)
+    hook.__dict__["conn"] = emr
+    create_cluster.__dict__["hook"] = hook
+    ti = MagicMock()
+
+    with pytest.raises(AccessDenied) as denied:
+        create_cluster.execute({"ti": ti})
+
+    assert one_line(denied.value).startswith(f"AWS denied {action} (DescribeCluster)")
+    assert "Cluster j-1CREATED was created; the teardown ends it." in str(denied.value)
+    ti.xcom_push.assert_any_call(key="return_value", value="j-1CREATED")
