@@ -11,6 +11,9 @@ models hand those moments to a :class:`StepRunnerHooks` (the step runner) instea
   it (bootstrap actions are not run), and turns ``terminate`` into a request the runner carries out.
 - :class:`EmulatedStep` (``Step``) adds ``FailureDetails`` to the status that DescribeStep and
   ListSteps return, which moto's serializer reads from the model.
+- :class:`EmulatedEmrResponse` (``ElasticMapReduceResponse``) names the cluster a request is about, so
+  that moto's IAM evaluator compares a policy's ``cluster/*`` resources with the cluster's ARN rather
+  than with "*", and authorizes what RunJobFlow implies (:func:`run_job_flow_implies`).
 
 :func:`emulated_emr` installs the backend class on moto's ``emr_backends`` for the life of one endpoint.
 Moto's state is process-wide, so there is at most one emulated endpoint per process.
@@ -21,15 +24,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any, ClassVar, Protocol
 
 from moto.core.base_backend import BackendDict
+from moto.core.exceptions import AccessDeniedError, JsonRESTError
 from moto.core.utils import utcnow
 from moto.emr import models as emr_models
 from moto.emr import urls as emr_urls
 from moto.emr.exceptions import ValidationException
 from moto.emr.responses import ElasticMapReduceResponse
+from moto.iam.models import iam_backends
+
+from local_aws.iam_enforcement import ImpliedAction, authorize, enforcing
 
 TERMINATED_STATES = frozenset({"TERMINATED", "TERMINATED_WITH_ERRORS"})
 CLUSTER_DOWN_STATES = TERMINATED_STATES | {"TERMINATING"}
@@ -119,15 +126,89 @@ class EmulatedCluster(emr_models.Cluster):
         return status
 
 
+def cluster_arn(region: str, account_id: str, cluster_id: str) -> str:
+    return f"arn:aws:elasticmapreduce:{region}:{account_id}:cluster/{cluster_id}"
+
+
+def run_job_flow_implies(params: dict[str, Any], region: str, account_id: str) -> list[ImpliedAction]:
+    """What AWS authorizes within RunJobFlow besides the action itself (EMR's management guide).
+
+    The request tags' condition of RunJobFlow itself, AddTags for ``Tags``, PutAutoTerminationPolicy for
+    an ``AutoTerminationPolicy``, and iam:PassRole for the service role and the instance profile's role.
+    The new cluster's id is not known yet: its resource is ``cluster/*``.
+    """
+    tags = {f"aws:RequestTag/{tag['Key']}": tag.get("Value", "") for tag in params.get("Tags") or []}
+    new_cluster = cluster_arn(region, account_id, "*")
+    implied = [ImpliedAction("elasticmapreduce:RunJobFlow", "*", tags)]
+    if tags:
+        implied.append(ImpliedAction("elasticmapreduce:AddTags", new_cluster, tags))
+    if params.get("AutoTerminationPolicy"):
+        implied.append(ImpliedAction("elasticmapreduce:PutAutoTerminationPolicy", new_cluster))
+    if params.get("ServiceRole"):
+        implied.append(ImpliedAction("iam:PassRole", _role_arn(params["ServiceRole"], account_id)))
+    if params.get("JobFlowRole"):
+        implied.append(ImpliedAction("iam:PassRole", _instance_profile_role_arn(params["JobFlowRole"], account_id)))
+    return implied
+
+
+def _role_arn(role: str, account_id: str) -> str:
+    return role if role.startswith("arn:") else f"arn:aws:iam::{account_id}:role/{role}"
+
+
+def _instance_profile_role_arn(profile: str, account_id: str) -> str:
+    """The ARN of the role in an instance profile; a missing profile passes a role of its name, as EMR names them."""
+    profiles = {p.name: p for p in iam_backends[account_id]["aws"].get_instance_profiles()}
+    roles = profiles[profile].roles if profile in profiles else []
+    return roles[0].arn if roles else _role_arn(profile, account_id)
+
+
+class EmulatedEmrResponse(ElasticMapReduceResponse):
+    """Moto's EMR API, with requests authorized against the cluster they name and what RunJobFlow implies."""
+
+    def _cluster_ids(self) -> list[str]:
+        ids = self._get_param("JobFlowIds") or [
+            self._get_param(name) for name in ("ClusterId", "JobFlowId", "ResourceId") if self._get_param(name)
+        ]
+        return [cluster_id for cluster_id in ids if cluster_id.startswith("j-")]
+
+    def _authenticate_and_authorize_normal_action(self, resource: str = "*") -> None:
+        checked = enforcing()
+        cluster_arns = [cluster_arn(self.region, self.current_account, cluster) for cluster in self._cluster_ids()]
+        for arn in cluster_arns or [resource]:
+            with _denied_as_emr_denies(arn):
+                super()._authenticate_and_authorize_normal_action(arn)
+        if checked and self._get_action() == "RunJobFlow":
+            for implied in run_job_flow_implies(self._get_params(), self.region, self.current_account):
+                with _denied_as_emr_denies(implied.resource):
+                    authorize(self, [implied])
+
+
+@contextmanager
+def _denied_as_emr_denies(resource: str) -> Iterator[None]:
+    """Moto denies in IAM's XML; EMR's JSON API answers AccessDeniedException, naming the action and resource."""
+    try:
+        yield
+    except AccessDeniedError as denied:
+        action = denied.message.rpartition(" ")[2]
+        on_resource = f" on resource: {resource}" if resource.startswith("arn:") else ""
+        raise JsonRESTError(
+            "AccessDeniedException",
+            f"{denied.message}{on_resource} because no identity-based policy allows the {action} action",
+        ) from None
+
+
 class EmulatedEmrBackend(emr_models.ElasticMapReduceBackend):
     """Moto's EMR backend with clusters that run their steps through the installed runner."""
 
     _hooks: ClassVar[StepRunnerHooks | None] = None
 
     @property
-    def _url_module(self) -> ModuleType:
-        """Moto looks for a backend's routes next to its class; these are moto's EMR routes."""
-        return emr_urls
+    def _url_module(self) -> ModuleType | SimpleNamespace:
+        """Moto looks for a backend's routes next to its class; these are moto's EMR routes, to the emulated API."""
+        return SimpleNamespace(
+            url_bases=emr_urls.url_bases,
+            url_paths={path: EmulatedEmrResponse.dispatch for path in emr_urls.url_paths},
+        )
 
     @classmethod
     def runner_hooks(cls) -> StepRunnerHooks:

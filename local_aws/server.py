@@ -29,7 +29,8 @@ from botocore.config import Config
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from local_aws.emr_emulation import emulated_emr
+from local_aws.emr_emulation import EmulatedCluster, emulated_emr
+from local_aws.iam_enforcement import ADMIN, iam_enforced, node_credentials
 from local_aws.request_log import RequestLog, recorded
 from local_aws.s3_state import backend as s3_backend
 from local_aws.s3_state import restore as restore_s3
@@ -41,8 +42,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_REGION = "eu-west-1"
 DEFAULT_HOST = "127.0.0.1"
-# Moto accepts any credentials; fixed ones keep boto3 from searching the environment or a metadata service.
-_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
 
 
 class EmbeddedAws:
@@ -104,13 +103,13 @@ class EmbeddedAws:
         return self._state_dir
 
     def client(self, service_name: str) -> BaseClient:
-        """A boto3 client of this endpoint, with dummy credentials and the endpoint's region."""
+        """A boto3 client of this endpoint as the account's administrator (:data:`ADMIN`), in the endpoint's region."""
         return boto3.client(
             service_name,
             endpoint_url=self.endpoint_url,
             region_name=self.region,
             config=Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=16),
-            **_CREDENTIALS,
+            **ADMIN.keys,
         )
 
     def start(self) -> None:
@@ -141,11 +140,10 @@ class EmbeddedAws:
         server = self._bind()
         self._stack.callback(server.server_close)
         self._server = server
-        executor = StepExecutor(
-            s3=self.client("s3"), work_root=state_dir / "clusters", environ=self._step_environment()
-        )
+        executor = StepExecutor(s3=self.client("s3"), work_root=state_dir / "clusters", environ=self._step_environment)
         runner = StepRunner(executor)
         self._stack.enter_context(emulated_emr(runner, region=self.region))
+        self._stack.enter_context(iam_enforced())
         # Moto's S3 is process-wide: this endpoint's S3 starts as saved and ends with it.
         s3_backend().reset()
         self._stack.callback(s3_backend().reset)
@@ -162,15 +160,18 @@ class EmbeddedAws:
             state_dir,
         )
 
-    def _step_environment(self) -> dict[str, str]:
-        """On a cluster a job's own AWS SDK calls reach AWS with the instance role; here they reach this endpoint."""
+    def _step_environment(self, cluster: EmulatedCluster) -> dict[str, str]:
+        """On a cluster a job's AWS calls (S3A, boto3) reach AWS as the instance profile's role; here they reach
+        this endpoint as a session of that role, which RunJobFlow's JobFlowRole names.
+
+        :raises NodeRoleMissingError: when the endpoint has no such instance profile.
+        """
         return {
             **os.environ,
             "AWS_ENDPOINT_URL": self.endpoint_url,
             "AWS_REGION": self.region,
             "AWS_DEFAULT_REGION": self.region,
-            "AWS_ACCESS_KEY_ID": _CREDENTIALS["aws_access_key_id"],
-            "AWS_SECRET_ACCESS_KEY": _CREDENTIALS["aws_secret_access_key"],
+            **node_credentials(cluster.role, self.region),
         }
 
     def _enter_state_dir(self) -> Path:

@@ -10,7 +10,7 @@ import logging
 import shlex
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from threading import Event
@@ -18,6 +18,7 @@ from threading import Event
 from botocore.client import BaseClient
 
 from local_aws.emr_emulation import EmulatedCluster, EmulatedStep
+from local_aws.iam_enforcement import NodeRoleMissingError
 from local_aws.process_groups import stop_groups
 from local_aws.step_command import StepCommand, StepCommandError, build_step_command
 from local_aws.step_logs import StepLogs, step_log_uri
@@ -44,7 +45,7 @@ class StepExecutor:
 
     :param s3: a boto3 S3 client of the endpoint, for the logs.
     :param work_root: where each step gets its working directory and local logs.
-    :param environ: the environment steps inherit.
+    :param environ: the environment a step of a cluster inherits (its AWS credentials are the cluster's).
     :param kill_grace_seconds: how long a cancelled step has between SIGTERM and SIGKILL.
     """
 
@@ -53,7 +54,7 @@ class StepExecutor:
         *,
         s3: BaseClient,
         work_root: Path,
-        environ: Mapping[str, str],
+        environ: Callable[[EmulatedCluster], Mapping[str, str]],
         kill_grace_seconds: float = 10.0,
     ) -> None:
         self._s3 = s3
@@ -65,7 +66,7 @@ class StepExecutor:
         """Run ``step`` to its end; setting ``cancel`` kills it and makes the outcome CANCELLED."""
         logs = StepLogs(self._work_root / cluster.id / "steps" / step.id)
         logs.note(f"step {step.id} {step.name!r}: jar {step.jar}, args {shlex.join(step.args)}")
-        outcome = self._run(step, logs, cancel)
+        outcome = self._run(cluster, step, logs, cancel)
         logs.note(f"step ended {outcome.state}: {outcome.failure or ''}")
         logs.upload(self._s3, cluster.log_uri, cluster.id, step.id)
         if outcome.failure and cluster.log_uri:
@@ -73,11 +74,13 @@ class StepExecutor:
             outcome = replace(outcome, failure={**outcome.failure, "LogFile": log_file})
         return outcome
 
-    def _run(self, step: EmulatedStep, logs: StepLogs, cancel: Event) -> StepOutcome:
+    def _run(self, cluster: EmulatedCluster, step: EmulatedStep, logs: StepLogs, cancel: Event) -> StepOutcome:
         try:
-            command = build_step_command(step.jar, list(step.args), environ=self._environ)
+            command = build_step_command(step.jar, list(step.args), environ=self._environ(cluster))
         except StepCommandError as error:
             return _failed("The step cannot run on the local endpoint", str(error))
+        except NodeRoleMissingError as error:
+            return _failed("The cluster's nodes have no role", str(error))
         logs.note(f"local command: {shlex.join(command.argv)}")
         if cancel.is_set():
             return StepOutcome("CANCELLED")

@@ -113,7 +113,7 @@ def run_demo(images: Path, out_dir: Path, state_dir: Path, weights: str, extra_v
     log_file = out_dir / "airflow-dags-test.log"
     with EmbeddedAws(port=0, region=REGION, state_dir=state_dir / "aws") as aws:
         s3 = aws.client("s3")
-        stack_variable = provision(s3, aws.client("emr"), aws.client("ec2"), BUCKET, REGION)
+        stack_variable = provision(s3, aws.client("emr"), aws.client("ec2"), aws.client("iam"), BUCKET, REGION)
         env = airflow_environment(airflow_home, aws.endpoint_url, images, {**stack_variable, **(extra_variable or {})})
         migrate(env)
         log.info("running the DAG; its log: %s", log_file)

@@ -1,7 +1,8 @@
 """A private Airflow on this machine whose only AWS is the embedded endpoint (``make demo``, ``make airflow``).
 
-Only two things differ from a deployment on AWS: the ``aws_default`` connection's ``endpoint_url`` and
-the ``fruits_pipeline`` Variable. Both are set through ``AIRFLOW_CONN_*``/``AIRFLOW_VAR_*`` variables, as
+Only two things differ from a deployment on AWS: the ``aws_default`` connection's ``endpoint_url`` (and
+the endpoint's dummy keys for Airflow's host, with which it assumes the role, as on AWS) and the
+``fruits_pipeline`` Variable. Both are set through ``AIRFLOW_CONN_*``/``AIRFLOW_VAR_*`` variables, as
 docker-compose.yaml sets them, so no Airflow database holds them.
 """
 
@@ -12,8 +13,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+from local_aws.iam_enforcement import AIRFLOW_HOST
 from local_aws.process_groups import stop_groups
+from tools.local_provision import AIRFLOW_ROLE_ARN
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DAG_ID = "fruits_pipeline"
@@ -32,18 +36,28 @@ def choose_weights() -> str:
     return "imagenet" if imagenet_weights_file(IMAGE_SIZE).is_file() else "none"
 
 
+def local_connection(endpoint_url: str) -> dict[str, Any]:
+    """aws_default on the embedded endpoint: as on AWS (README, Run on AWS), it assumes the role holding the
+    stack's Airflow policy alone; its keys are the dummy ones of the endpoint's principal for Airflow's host."""
+    return {
+        "conn_type": "aws",
+        "login": AIRFLOW_HOST.access_key_id,
+        "password": AIRFLOW_HOST.secret_access_key,
+        "extra": {
+            "endpoint_url": endpoint_url,
+            "region_name": REGION,
+            "role_arn": AIRFLOW_ROLE_ARN,
+            # The provider asks STS for the role at AWS unless STS has an endpoint of its own.
+            "service_config": {"sts": {"endpoint_url": endpoint_url}},
+        },
+    }
+
+
 def airflow_environment(
     airflow_home: Path, endpoint_url: str, images: Path, extra_variable: dict | None = None
 ) -> dict[str, str]:
     """The environment of a local Airflow whose only AWS is the embedded endpoint at ``endpoint_url``."""
-    # login/password are dummy keys for the embedded endpoint, which checks no signature; on AWS the
-    # connection has no keys and assumes a role instead (README, "Run on AWS").
-    connection = {
-        "conn_type": "aws",
-        "login": "local-endpoint",
-        "password": "local-endpoint",
-        "extra": {"endpoint_url": endpoint_url, "region_name": REGION},
-    }
+    connection = local_connection(endpoint_url)
     variable = {"bucket": BUCKET, "images_dir": str(images), "region": REGION, **(extra_variable or {})}
     python_path = os.pathsep.join([str(REPO_ROOT / "plugins"), str(REPO_ROOT)])
     return {

@@ -1,12 +1,13 @@
 """What a local Airflow needs in the embedded AWS endpoint before its first run: what the stack creates on AWS.
 
-On AWS, the project's CloudFormation stack creates the bucket, the roles, the EMR security configuration
-and the clusters' security groups, and the README tags a VPC and subnet. The embedded endpoint emulates
-no IAM, so here it takes the bucket, the security configuration and the security groups (both read from
-the stack's own template), in a VPC and subnet tagged as the README tags them. ``provision`` returns
-the stack's outputs as the Variable's keys: the network's ids are EC2's, new each time the endpoint
-starts. The demo calls ``provision``; a compose service runs the command line, which may run again and
-again against the same endpoint and prints the Variable:
+On AWS, the project's CloudFormation stack creates the bucket, the roles, the Airflow policy, the EMR
+security configuration and the clusters' security groups; the README tags a VPC and subnet and creates
+the role Airflow assumes. Here the same, read from the stack's own template, as the endpoint's account
+administrator: the bucket, the security configuration, the security groups in a VPC and subnet tagged
+as the README tags them, and IAM (:func:`provision_iam`), which the endpoint enforces on every later
+request. ``provision`` returns the stack's outputs as the Variable's keys: the network's ids are EC2's,
+new each time the endpoint starts. The demo calls ``provision``; a compose service runs the command line,
+which may run again and again against the same endpoint and prints the Variable:
 
     python -m tools.local_provision --endpoint-url http://127.0.0.1:4566 --bucket fruits-demo --region eu-west-1
 
@@ -27,13 +28,15 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
 from fruits_airflow.cluster import EMR_MANAGED_POLICIES_TAG
+from local_aws.iam_enforcement import ACCOUNT_ID, ADMIN, AIRFLOW_HOST
 from tools.stack_template import StackContext, load_template, output_variable, refusals, resolve
 
 log = logging.getLogger(__name__)
 
-# moto's account; the endpoint takes any credentials.
-LOCAL_ACCOUNT_ID = "123456789012"
-_LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+LOCAL_ACCOUNT_ID = ACCOUNT_ID
+# The role aws_default assumes, as the README creates it on AWS: the stack's Airflow policy and nothing else.
+AIRFLOW_ROLE = "fruits-pipeline-airflow"
+AIRFLOW_ROLE_ARN = f"arn:aws:iam::{LOCAL_ACCOUNT_ID}:role/{AIRFLOW_ROLE}"
 SECURITY_CONFIGURATION_TYPE = "AWS::EMR::SecurityConfiguration"
 SECURITY_GROUP_TYPE = "AWS::EC2::SecurityGroup"
 # The network the README has one tag on AWS: here, a VPC of its own, found again by its name.
@@ -143,12 +146,98 @@ def provision_security_groups(ec2: BaseClient, template: dict[str, Any], context
     return groups
 
 
-def provision(s3: BaseClient, emr: BaseClient, ec2: BaseClient, bucket: str, region: str) -> dict[str, str]:
+def _exists(call: Any, **kwargs: Any) -> bool:
+    try:
+        call(**kwargs)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "NoSuchEntity":
+            raise
+        return False
+    return True
+
+
+def _put_role(iam: BaseClient, properties: dict[str, Any]) -> None:
+    """The role with its trust policy and inline policies as ``properties`` define them; AWS managed policies
+    (``ManagedPolicyArns``) are left out: the endpoint has none, and nothing here runs as the service role."""
+    name, trust = properties["RoleName"], json.dumps(properties["AssumeRolePolicyDocument"])
+    if _exists(iam.get_role, RoleName=name):
+        iam.update_assume_role_policy(RoleName=name, PolicyDocument=trust)
+    else:
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust, Description=properties.get("Description", ""))
+        log.info("Created role %s, as the stack's", name)
+    for policy in properties.get("Policies", []):
+        iam.put_role_policy(
+            RoleName=name, PolicyName=policy["PolicyName"], PolicyDocument=json.dumps(policy["PolicyDocument"])
+        )
+
+
+def _put_instance_profile(iam: BaseClient, properties: dict[str, Any]) -> None:
+    name = properties["InstanceProfileName"]
+    if not _exists(iam.get_instance_profile, InstanceProfileName=name):
+        iam.create_instance_profile(InstanceProfileName=name)
+        for role in properties["Roles"]:
+            iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=role)
+        log.info("Created instance profile %s, as the stack's", name)
+
+
+def _put_managed_policy(iam: BaseClient, properties: dict[str, Any]) -> str:
+    """The managed policy, its default version the template's document; returns its ARN."""
+    name, document = properties["ManagedPolicyName"], json.dumps(properties["PolicyDocument"])
+    arn = f"arn:aws:iam::{LOCAL_ACCOUNT_ID}:policy/{name}"
+    if not _exists(iam.get_policy, PolicyArn=arn):
+        iam.create_policy(PolicyName=name, PolicyDocument=document, Description=properties.get("Description", ""))
+        log.info("Created managed policy %s, as the stack's", name)
+        return arn
+    for version in iam.list_policy_versions(PolicyArn=arn)["Versions"]:
+        if not version["IsDefaultVersion"]:
+            iam.delete_policy_version(PolicyArn=arn, VersionId=version["VersionId"])
+    iam.create_policy_version(PolicyArn=arn, PolicyDocument=document, SetAsDefault=True)
+    return arn
+
+
+def _put_airflow_role(iam: BaseClient, policy_arn: str) -> None:
+    """README step 3: a role holding the Airflow policy alone, which the principal of Airflow's host may assume."""
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"AWS": AIRFLOW_HOST.arn}, "Action": "sts:AssumeRole"}],
+    }
+    if not _exists(iam.get_user, UserName=AIRFLOW_HOST.name):  # built into the embedded endpoint, not into moto
+        iam.create_user(UserName=AIRFLOW_HOST.name)
+    _put_role(iam, {"RoleName": AIRFLOW_ROLE, "AssumeRolePolicyDocument": trust})
+    iam.attach_role_policy(RoleName=AIRFLOW_ROLE, PolicyArn=policy_arn)
+    assume = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": AIRFLOW_ROLE_ARN}],
+    }
+    iam.put_user_policy(
+        UserName=AIRFLOW_HOST.name, PolicyName="assume-the-airflow-role", PolicyDocument=json.dumps(assume)
+    )
+
+
+def provision_iam(iam: BaseClient, template: dict[str, Any], context: StackContext) -> None:
+    """The stack's roles, instance profile and Airflow policy, and the role that aws_default assumes; kept if there,
+    their policies updated to the template's."""
+    managed_policies = []
+    for kind, put in (("AWS::IAM::Role", _put_role), ("AWS::IAM::InstanceProfile", _put_instance_profile)):
+        for resource in template["Resources"].values():
+            if resource["Type"] == kind:
+                put(iam, context.resolve(template, resource["Properties"]))
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::IAM::ManagedPolicy":
+            managed_policies.append(_put_managed_policy(iam, context.resolve(template, resource["Properties"])))
+    (airflow_policy,) = managed_policies
+    _put_airflow_role(iam, airflow_policy)
+
+
+def provision(
+    s3: BaseClient, emr: BaseClient, ec2: BaseClient, iam: BaseClient, bucket: str, region: str
+) -> dict[str, str]:
     """Create what the stack creates (and the README tags) in ``region``, unless it exists; return its Variable.
 
-    :param s3: an S3 client of the embedded endpoint.
+    :param s3: an S3 client of the embedded endpoint, as the account's administrator (so are the others).
     :param emr: an EMR client of the embedded endpoint, in ``region``.
     :param ec2: an EC2 client of the embedded endpoint, in ``region``.
+    :param iam: an IAM client of the embedded endpoint.
     :param bucket: the bucket to create, named as the stack's BucketName parameter allows.
     :param region: an EU region, as the stack's Region parameter allows.
     :returns: the stack's outputs as the keys of the Variable fruits_pipeline (bucket, subnet_id...).
@@ -160,6 +249,7 @@ def provision(s3: BaseClient, emr: BaseClient, ec2: BaseClient, bucket: str, reg
     _create_security_configuration(emr, *stack_security_configuration(template, context))
     context = stack_context(template, bucket, region, provision_network(ec2))
     groups = provision_security_groups(ec2, template, context)
+    provision_iam(iam, template, context)
     outputs = resolve(template["Outputs"], {**context.refs(template), **groups}, context.attributes(template))
     return output_variable(outputs)
 
@@ -167,7 +257,7 @@ def provision(s3: BaseClient, emr: BaseClient, ec2: BaseClient, bucket: str, reg
 def _client(service: str, endpoint_url: str, region: str) -> BaseClient:
     # A few quick attempts: an endpoint that is not up should fail in seconds, not minutes.
     config = Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 2, "mode": "standard"})
-    return boto3.client(service, endpoint_url=endpoint_url, region_name=region, config=config, **_LOCAL_CREDENTIALS)
+    return boto3.client(service, endpoint_url=endpoint_url, region_name=region, config=config, **ADMIN.keys)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,8 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     extra = dict(item.partition("=")[::2] for item in args.variable)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     try:
-        s3, emr, ec2 = (_client(service, args.endpoint_url, args.region) for service in ("s3", "emr", "ec2"))
-        variable = provision(s3, emr, ec2, args.bucket, args.region)
+        clients = (_client(service, args.endpoint_url, args.region) for service in ("s3", "emr", "ec2", "iam"))
+        variable = provision(*clients, args.bucket, args.region)
     except ValueError as error:
         print(f"local_provision: error: {error}", file=sys.stderr)
         return 2

@@ -41,8 +41,8 @@ def variable(emr) -> dict:
     """The stack's Variable, provisioned in moto as for the embedded endpoint: its subnet and groups exist."""
     from tools.local_provision import provision
 
-    s3, ec2 = (boto3.client(service, region_name=REGION) for service in ("s3", "ec2"))
-    return provision(s3, emr, ec2, BUCKET, REGION)
+    s3, ec2, iam = (boto3.client(service, region_name=REGION) for service in ("s3", "ec2", "iam"))
+    return provision(s3, emr, ec2, iam, BUCKET, REGION)
 
 
 @pytest.fixture

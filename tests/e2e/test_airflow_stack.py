@@ -29,6 +29,7 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
 from fruits_airflow.paths import RunPaths
+from local_aws.iam_enforcement import ADMIN
 from tests.suite import REPO_ROOT
 from tools.local_airflow import BUCKET, DAG_ID, REGION
 from tools.process_tree import alive, descendants
@@ -150,8 +151,7 @@ def test_a_run_triggered_with_a_conf_succeeds_and_uses_it(stack: Stack, triggere
         "s3",
         endpoint_url=stack.endpoint_url,
         region_name=REGION,
-        aws_access_key_id="local-endpoint",
-        aws_secret_access_key="local-endpoint",
+        **ADMIN.keys,
     )
     report_key = f"{paths.report_prefix}explained_variance.json"
     report = json.loads(s3.get_object(Bucket=BUCKET, Key=report_key)["Body"].read())

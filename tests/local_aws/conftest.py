@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 import uuid
@@ -102,8 +103,26 @@ def python_step() -> Callable[..., dict[str, Any]]:
     return make
 
 
+NODE_ROLE = "EMR_EC2_DefaultRole"
+
+
+@pytest.fixture(scope="module")
+def node_role(aws: EmbeddedAws) -> str:
+    """EMR's default instance profile, its role allowed all of S3: the endpoint gives steps a session of it."""
+    iam = aws.client("iam")
+    trust = {
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]
+    }
+    iam.create_role(RoleName=NODE_ROLE, AssumeRolePolicyDocument=json.dumps(trust))
+    all_of_s3 = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+    iam.put_role_policy(RoleName=NODE_ROLE, PolicyName="s3", PolicyDocument=json.dumps(all_of_s3))
+    iam.create_instance_profile(InstanceProfileName=NODE_ROLE)
+    iam.add_role_to_instance_profile(InstanceProfileName=NODE_ROLE, RoleName=NODE_ROLE)
+    return NODE_ROLE
+
+
 @pytest.fixture
-def start_cluster(emr: BaseClient, bucket: str) -> Callable[..., Cluster]:
+def start_cluster(emr: BaseClient, bucket: str, node_role: str) -> Callable[..., Cluster]:
     """Run a job flow logging to the test's bucket; its ``steps`` need distinct names."""
 
     def start(steps: list[dict[str, Any]], *, keep_alive: bool = True) -> Cluster:
@@ -118,7 +137,7 @@ def start_cluster(emr: BaseClient, bucket: str) -> Callable[..., Cluster]:
                 "KeepJobFlowAliveWhenNoSteps": keep_alive,
             },
             Steps=steps,
-            JobFlowRole="EMR_EC2_DefaultRole",
+            JobFlowRole=node_role,
             ServiceRole="EMR_DefaultRole",
         )
         cluster_id = response["JobFlowId"]

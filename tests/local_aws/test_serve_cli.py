@@ -12,6 +12,7 @@ from pathlib import Path
 
 import boto3
 
+from local_aws.iam_enforcement import ADMIN
 from tests.suite import REPO_ROOT
 
 
@@ -37,8 +38,7 @@ def s3_client(endpoint_url: str):
         "s3",
         endpoint_url=endpoint_url,
         region_name="eu-west-1",
-        aws_access_key_id="any",
-        aws_secret_access_key="any",
+        **ADMIN.keys,
     )
 
 

@@ -73,7 +73,7 @@ def provisioned_variable(s3) -> dict[str, str]:
     """The Variable of the stack, provisioned in moto as in the embedded endpoint: its network really exists."""
     from tools.local_provision import provision
 
-    clients = (boto3.client(service, region_name=REGION) for service in ("emr", "ec2"))
+    clients = (boto3.client(service, region_name=REGION) for service in ("emr", "ec2", "iam"))
     return provision(s3, *clients, BUCKET, REGION)
 
 

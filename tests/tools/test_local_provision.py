@@ -28,6 +28,11 @@ def ec2(aws):
     return aws.client("ec2")
 
 
+@pytest.fixture(scope="module")
+def iam(aws):
+    return aws.client("iam")
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     """The command line, with the PYTHONPATH that the Makefile and the Docker image set."""
     python_path = os.pathsep.join([str(REPO_ROOT / "plugins"), str(REPO_ROOT)])
@@ -42,14 +47,14 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_the_bucket_is_created_in_the_region(aws, s3, emr, ec2, new_bucket):
-    provision(s3, emr, ec2, new_bucket, aws.region)
+def test_the_bucket_is_created_in_the_region(aws, s3, emr, ec2, iam, new_bucket):
+    provision(s3, emr, ec2, iam, new_bucket, aws.region)
 
     assert s3.get_bucket_location(Bucket=new_bucket)["LocationConstraint"] == aws.region
 
 
-def test_the_security_configuration_is_the_stacks_and_passes_the_dags_check(aws, s3, emr, ec2, new_bucket):
-    provision(s3, emr, ec2, new_bucket, aws.region)
+def test_the_security_configuration_is_the_stacks_and_passes_the_dags_check(aws, s3, emr, ec2, iam, new_bucket):
+    provision(s3, emr, ec2, iam, new_bucket, aws.region)
 
     stored = json.loads(
         emr.describe_security_configuration(Name=DEFAULT_SECURITY_CONFIGURATION)["SecurityConfiguration"]
@@ -61,8 +66,8 @@ def test_the_security_configuration_is_the_stacks_and_passes_the_dags_check(aws,
     assert check_security_configuration(emr, DEFAULT_SECURITY_CONFIGURATION) == DEFAULT_SECURITY_CONFIGURATION
 
 
-def test_the_variable_is_the_stacks_outputs_with_a_network_tagged_for_emr(aws, s3, emr, ec2, new_bucket):
-    variable = parse_config(provision(s3, emr, ec2, new_bucket, aws.region))
+def test_the_variable_is_the_stacks_outputs_with_a_network_tagged_for_emr(aws, s3, emr, ec2, iam, new_bucket):
+    variable = parse_config(provision(s3, emr, ec2, iam, new_bucket, aws.region))
 
     (subnet,) = ec2.describe_subnets(SubnetIds=[variable.subnet_id])["Subnets"]
     groups = [variable.emr_managed_master_security_group, variable.emr_managed_slave_security_group]
@@ -74,19 +79,19 @@ def test_the_variable_is_the_stacks_outputs_with_a_network_tagged_for_emr(aws, s
         assert EMR_MANAGED_POLICIES_TAG in tagged["Tags"]
 
 
-def test_provisioning_again_keeps_what_exists(aws, s3, emr, ec2, new_bucket):
-    first = provision(s3, emr, ec2, new_bucket, aws.region)
+def test_provisioning_again_keeps_what_exists(aws, s3, emr, ec2, iam, new_bucket):
+    first = provision(s3, emr, ec2, iam, new_bucket, aws.region)
     s3.put_object(Bucket=new_bucket, Key="images/Kiwi/0_100.jpg", Body=b"kiwi")
     created = emr.describe_security_configuration(Name=DEFAULT_SECURITY_CONFIGURATION)["CreationDateTime"]
 
-    assert provision(s3, emr, ec2, new_bucket, aws.region) == first
+    assert provision(s3, emr, ec2, iam, new_bucket, aws.region) == first
     assert s3.get_object(Bucket=new_bucket, Key="images/Kiwi/0_100.jpg")["Body"].read() == b"kiwi"
     assert emr.describe_security_configuration(Name=DEFAULT_SECURITY_CONFIGURATION)["CreationDateTime"] == created
 
 
-def test_a_region_the_stack_refuses_creates_nothing(s3, emr, ec2, new_bucket):
+def test_a_region_the_stack_refuses_creates_nothing(s3, emr, ec2, iam, new_bucket):
     with pytest.raises(ValueError, match="Region 'us-east-1' must be an EU region"):
-        provision(s3, emr, ec2, new_bucket, "us-east-1")
+        provision(s3, emr, ec2, iam, new_bucket, "us-east-1")
 
     assert new_bucket not in {bucket["Name"] for bucket in s3.list_buckets()["Buckets"]}
 
