@@ -14,6 +14,9 @@ two built-in IAM users whose dummy keys are fixed, so that configuration files c
 
 Where moto falls short of AWS, this module and :mod:`local_aws.emr_emulation` fill in:
 
+- Signatures are not checked: moto recomputes them with botocore, which disagrees with the AWS SDK for
+  Java v1 of Hadoop's S3A on every request. The access key (and an assumed role's session token, which
+  moto does compare) still decides who the principal is, which is what authorization needs.
 - DeleteObjects: moto authorizes ``s3:DeleteObject`` on the bucket and denies every key when that
   fails; AWS authorizes each key, which :func:`iam_enforced` does instead.
 - A cluster's nodes work with the instance profile's role that RunJobFlow names: :func:`node_credentials`
@@ -36,7 +39,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.authorization import ActionAuthenticatorMixin
 from moto.core.exceptions import AccessDeniedError
 from moto.core.responses import BaseResponse
-from moto.iam.access_control import IAMPolicy, IAMRequest, PermissionResult
+from moto.iam.access_control import IAMPolicy, IAMRequest, IAMRequestBase, PermissionResult
 from moto.iam.exceptions import NotFoundException
 from moto.iam.models import IAMBackend, iam_backends
 from moto.s3.exceptions import BucketAccessDeniedError
@@ -95,11 +98,20 @@ def iam_enforced() -> Iterator[None]:
         _create(user)
     settings.INITIAL_NO_AUTH_ACTION_COUNT, ActionAuthenticatorMixin.request_count = 0, 0
     S3Response._bucket_response_delete_keys = _delete_keys_authorized_one_by_one
+    IAMRequestBase.check_signature = _signature_not_checked
     try:
         yield
     finally:
         settings.INITIAL_NO_AUTH_ACTION_COUNT, ActionAuthenticatorMixin.request_count = saved
         S3Response._bucket_response_delete_keys = _MOTO_DELETE_KEYS
+        IAMRequestBase.check_signature = _MOTO_CHECK_SIGNATURE
+
+
+def _signature_not_checked(self: IAMRequestBase) -> None:
+    """See the module docstring: S3A's signatures would all fail moto's check."""
+
+
+_MOTO_CHECK_SIGNATURE = IAMRequestBase.check_signature
 
 
 def _delete_keys_authorized_one_by_one(self: S3Response, bucket_name: str, authenticated: bool = True) -> Any:

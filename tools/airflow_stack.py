@@ -146,7 +146,9 @@ def airflow_stack(images: Path, state_dir: Path, port: int, startup_timeout: flo
     require_free_port(port)
     with ExitStack() as cleanup:
         aws = cleanup.enter_context(EmbeddedAws(port=0, region=REGION, state_dir=state_dir / "aws"))
-        stack_variable = provision(*(aws.client(service) for service in ("s3", "emr", "ec2", "iam")), BUCKET, REGION)
+        stack_variable = provision(
+            aws.client("s3"), aws.client("emr"), aws.client("ec2"), aws.client("iam"), BUCKET, REGION
+        )
         env = stack_environment(airflow_home, aws.endpoint_url, images, url, stack_variable)
         log.info("migrating the Airflow database in %s", airflow_home)
         migrate(env)

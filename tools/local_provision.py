@@ -180,7 +180,7 @@ def _put_instance_profile(iam: BaseClient, properties: dict[str, Any]) -> None:
         log.info("Created instance profile %s, as the stack's", name)
 
 
-def _put_managed_policy(iam: BaseClient, properties: dict[str, Any]) -> str:
+def put_managed_policy(iam: BaseClient, properties: dict[str, Any]) -> str:
     """The managed policy, its default version the template's document; returns its ARN."""
     name, document = properties["ManagedPolicyName"], json.dumps(properties["PolicyDocument"])
     arn = f"arn:aws:iam::{LOCAL_ACCOUNT_ID}:policy/{name}"
@@ -224,7 +224,7 @@ def provision_iam(iam: BaseClient, template: dict[str, Any], context: StackConte
                 put(iam, context.resolve(template, resource["Properties"]))
     for resource in template["Resources"].values():
         if resource["Type"] == "AWS::IAM::ManagedPolicy":
-            managed_policies.append(_put_managed_policy(iam, context.resolve(template, resource["Properties"])))
+            managed_policies.append(put_managed_policy(iam, context.resolve(template, resource["Properties"])))
     (airflow_policy,) = managed_policies
     _put_airflow_role(iam, airflow_policy)
 
@@ -276,8 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     extra = dict(item.partition("=")[::2] for item in args.variable)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     try:
-        clients = (_client(service, args.endpoint_url, args.region) for service in ("s3", "emr", "ec2", "iam"))
-        variable = provision(*clients, args.bucket, args.region)
+        s3, emr, ec2, iam = (
+            _client(service, args.endpoint_url, args.region) for service in ("s3", "emr", "ec2", "iam")
+        )
+        variable = provision(s3, emr, ec2, iam, args.bucket, args.region)
     except ValueError as error:
         print(f"local_provision: error: {error}", file=sys.stderr)
         return 2

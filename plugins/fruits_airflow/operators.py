@@ -12,10 +12,12 @@ from airflow.providers.amazon.aws.operators import emr
 from airflow.providers.amazon.aws.sensors import s3
 
 from fruits_airflow import sensors
-from fruits_airflow.aws_errors import AccessDenied, ExplainsAccessDenied
+from fruits_airflow.aws_errors import AccessDenied, ExplainsAccessDenied, access_denied_explained
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+TERMINATE_ACTION = "elasticmapreduce:TerminateJobFlows"
 
 
 class EmrCreateJobFlowOperator(ExplainsAccessDenied, emr.EmrCreateJobFlowOperator):
@@ -29,7 +31,8 @@ class EmrCreateJobFlowOperator(ExplainsAccessDenied, emr.EmrCreateJobFlowOperato
         try:
             return super().execute(context)
         except AccessDenied as denied:
-            if not self._job_flow_id:
+            # The provider sets _job_flow_id once RunJobFlow answered.
+            if not getattr(self, "_job_flow_id", None):
                 raise
             context["ti"].xcom_push(key="return_value", value=self._job_flow_id)
             raise AccessDenied(f"{denied} Cluster {self._job_flow_id} was created; the teardown ends it.") from None
@@ -40,7 +43,21 @@ class EmrAddStepsOperator(ExplainsAccessDenied, emr.EmrAddStepsOperator):
 
 
 class EmrTerminateJobFlowOperator(ExplainsAccessDenied, emr.EmrTerminateJobFlowOperator):
-    """Terminate a cluster."""
+    """Terminate a cluster; when a call before TerminateJobFlows is denied, the cluster is terminated all the same.
+
+    The provider's operator describes the cluster (for its log links) before it terminates it; were that
+    denied, the cluster would live on until its idle timeout.
+    """
+
+    def execute(self, context: Context) -> Any:
+        try:
+            return super().execute(context)
+        except AccessDenied as denied:
+            if TERMINATE_ACTION in str(denied):
+                raise
+            with access_denied_explained():
+                self.hook.conn.terminate_job_flows(JobFlowIds=[self.job_flow_id])
+            raise AccessDenied(f"{denied} Cluster {self.job_flow_id} was terminated all the same.") from None
 
 
 class EmrStepsSensor(ExplainsAccessDenied, sensors.EmrStepsSensor):

@@ -1,0 +1,209 @@
+"""Every action of the Airflow policy is needed by a run, and each denial fails it in one line naming the action.
+
+The embedded endpoint enforces the stack's own policies (local_aws.iam_enforcement). A run here is the DAG's
+own task callables and operators, in the DAG's order, in this process, as the role that ``aws_default``
+assumes, with one trivial command-runner step in place of the two Spark steps: it writes the PCA's
+``_SUCCESS`` as the nodes' role. Spark would add a minute per run and no action of the Airflow policy.
+``check_output`` and ``report_failure`` are left out: each action they need is needed earlier (calls.yaml),
+and the end-to-end demo runs them under enforcement. The teardown runs whatever happened, as in the DAG.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from botocore.client import BaseClient
+
+from fruits_airflow import tasks
+from fruits_airflow.aws_errors import AIRFLOW_POLICY, AccessDenied
+from fruits_airflow.config import AWS_CONN_ID
+from fruits_airflow.operators import (
+    EmrAddStepsOperator,
+    EmrCreateJobFlowOperator,
+    EmrStepsSensor,
+    EmrTerminateJobFlowOperator,
+    S3KeySensor,
+)
+from local_aws import EmbeddedAws
+from tests.cloudformation.test_calls import CALLS
+from tools.local_airflow import BUCKET, REGION, local_connection
+from tools.local_provision import provision, put_managed_policy, stack_context
+from tools.stack_template import load_template
+
+# Actions a run that goes well never needs: boto3 aborts a multipart upload only when a part fails;
+# watch_steps and report_failure list the steps only when one failed, to say which and why.
+ERROR_PATHS_ONLY = {"s3:AbortMultipartUpload", "elasticmapreduce:ListSteps"}
+AIRFLOW_ACTIONS = sorted({call.action for call in CALLS if call.policy == "AirflowPolicy"} - ERROR_PATHS_ONLY)
+POKE_SECONDS = 0.2
+SENSOR_TIMEOUT_SECONDS = 60
+
+
+@dataclass
+class FakeTaskInstance:
+    """What the operators push (the links, the new cluster's id); nothing reads it back."""
+
+    pushed: dict[str, Any] = field(default_factory=dict)
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed[key] = value
+
+
+@dataclass
+class Run:
+    """How a run ended: the first denial (None when it went through) and the cluster it created."""
+
+    denial: AccessDenied | None
+    cluster_id: str | None
+
+
+@pytest.fixture(scope="module")
+def landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The landing folder; each run adds an image of its own, so that each uploads one."""
+    folder = tmp_path_factory.mktemp("landing")
+    (folder / "Kiwi").mkdir()
+    return folder
+
+
+@pytest.fixture(scope="module")
+def provisioned(aws: EmbeddedAws, landing: Path) -> Iterator[dict[str, str]]:
+    """The stack in the endpoint, and Airflow's connection and Variable."""
+    variable = provision(aws.client("s3"), aws.client("emr"), aws.client("ec2"), aws.client("iam"), BUCKET, REGION)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(local_connection(aws.endpoint_url)))
+        patch.setenv(
+            "AIRFLOW_VAR_FRUITS_PIPELINE", json.dumps({**variable, "images_dir": str(landing), "weights": "none"})
+        )
+        yield variable
+
+
+@pytest.fixture(scope="module")
+def admin_emr(aws: EmbeddedAws) -> BaseClient:
+    return aws.client("emr")
+
+
+@pytest.fixture
+def airflow_policy(aws: EmbeddedAws, provisioned: dict[str, str]) -> Iterator[dict[str, Any]]:
+    """The template's Airflow policy document; whatever a test makes of it is undone afterwards."""
+    template = load_template()
+    (resource,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::IAM::ManagedPolicy"]
+    properties = stack_context(template, BUCKET, REGION).resolve(template, resource["Properties"])
+    yield properties["PolicyDocument"]
+    put_managed_policy(aws.client("iam"), properties)
+
+
+def set_airflow_policy(aws: EmbeddedAws, document: dict[str, Any]) -> None:
+    put_managed_policy(aws.client("iam"), {"ManagedPolicyName": AIRFLOW_POLICY, "PolicyDocument": document})
+
+
+def without(document: dict[str, Any], action: str) -> dict[str, Any]:
+    """``document`` with ``action`` taken out of every statement (a statement left with none goes)."""
+    statements = []
+    for statement in document["Statement"]:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        kept = [a for a in actions if a != action]
+        if kept:
+            statements.append({**statement, "Action": kept})
+    return {**document, "Statement": statements}
+
+
+def success_step(bucket: str, key: str) -> dict[str, Any]:
+    """A command-runner step standing in for the Spark steps: it writes the PCA's _SUCCESS as the nodes' role."""
+    code = "import boto3, sys; boto3.client('s3').put_object(Bucket=sys.argv[1], Key=sys.argv[2], Body=b'')"
+    return {
+        "Name": "write_success",
+        "ActionOnFailure": "CANCEL_AND_WAIT",
+        "HadoopJarStep": {"Jar": "command-runner.jar", "Args": [sys.executable, "-c", code, bucket, key]},
+    }
+
+
+def run_pipeline(landing: Path, run_id: str) -> Run:
+    """The DAG's tasks in its order, the teardown whatever happened; see the module docstring."""
+    (landing / "Kiwi" / f"{run_id}.jpg").write_bytes(run_id.encode())
+    params = {"reprocess_all": False, "weights": None, "variance": 0.95}
+    context: Any = {"ti": FakeTaskInstance(), "run_id": run_id, "params": params}
+    aws_args = {"aws_conn_id": AWS_CONN_ID, "region_name": REGION}
+    sensor_args = {**aws_args, "poke_interval": POKE_SECONDS, "timeout": SENSOR_TIMEOUT_SECONDS}
+    denial, cluster_id = None, None
+    try:
+        config = tasks.check_config.function()
+        tasks.upload_new_images.function(config)
+        staged = tasks.stage_artifacts.function(config)
+        tasks.check_security_configuration.function(config)
+        dag = SimpleNamespace(dag_id="fruits_pipeline")
+        plan = tasks.plan_run.function(config, staged, run_id=run_id, dag=dag, params=params)
+        create_cluster = EmrCreateJobFlowOperator(
+            task_id="create_cluster", job_flow_overrides=plan["job_flow_overrides"], emr_conn_id=None, **aws_args
+        )
+        try:
+            cluster_id = create_cluster.execute(context)
+        finally:
+            cluster_id = cluster_id or context["ti"].pushed.get("return_value")
+        steps = [success_step(plan["bucket"], plan["pca_success_key"])]
+        step_ids = EmrAddStepsOperator(task_id="add_steps", job_flow_id=cluster_id, steps=steps, **aws_args).execute(
+            context
+        )
+        EmrStepsSensor(task_id="watch_steps", job_flow_id=cluster_id, step_ids=step_ids, **sensor_args).execute(context)
+        S3KeySensor(
+            task_id="wait_for_output", bucket_name=plan["bucket"], bucket_key=plan["pca_success_key"], **sensor_args
+        ).execute(context)
+    except AccessDenied as denied:
+        denial = denied
+    finally:
+        if cluster_id:
+            try:
+                EmrTerminateJobFlowOperator(task_id="terminate_cluster", job_flow_id=cluster_id, **aws_args).execute(
+                    context
+                )
+            except AccessDenied as denied:
+                denial = denial or denied
+    return Run(denial, cluster_id)
+
+
+def cluster_state(emr: BaseClient, cluster_id: str) -> str:
+    return emr.describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]["State"]
+
+
+@pytest.fixture(scope="module")
+def runs_without(aws: EmbeddedAws, landing: Path) -> Callable[[dict[str, Any], str], Run]:
+    """The run without one action of the policy, run once per module for every test that asks."""
+    runs: dict[str, Run] = {}
+
+    def run_without(policy: dict[str, Any], action: str) -> Run:
+        if action not in runs:
+            set_airflow_policy(aws, without(policy, action))
+            runs[action] = run_pipeline(landing, f"manual__without_{action.replace(':', '_')}")
+        return runs[action]
+
+    return run_without
+
+
+def test_the_whole_policy_lets_a_run_through(airflow_policy, admin_emr, landing):
+    run = run_pipeline(landing, "manual__whole_policy")
+
+    assert run.denial is None
+    assert cluster_state(admin_emr, run.cluster_id) in {"TERMINATING", "TERMINATED"}
+
+
+@pytest.mark.parametrize("action", AIRFLOW_ACTIONS)
+def test_a_run_without_an_action_of_the_policy_fails_naming_it(runs_without, airflow_policy, action):
+    run = runs_without(airflow_policy, action)
+
+    assert run.denial is not None, f"a run without {action} went through"
+    (line,) = str(run.denial).splitlines()
+    assert line.startswith(f"AWS denied {action} (")
+    assert f"add {action} to the IAM policy {AIRFLOW_POLICY}" in line
+
+
+@pytest.mark.parametrize("action", ["elasticmapreduce:AddJobFlowSteps", "elasticmapreduce:DescribeCluster"])
+def test_the_cluster_is_terminated_when_a_later_call_is_denied(runs_without, airflow_policy, admin_emr, action):
+    run = runs_without(airflow_policy, action)
+
+    assert action in str(run.denial)
+    assert cluster_state(admin_emr, run.cluster_id) in {"TERMINATING", "TERMINATED"}
