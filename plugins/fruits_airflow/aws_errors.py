@@ -41,6 +41,8 @@ S3_OPERATION_ACTIONS = {
     "PutObject": "s3:PutObject",
     "UploadPart": "s3:PutObject",
 }
+# The connection assumes its role first: a denial there is the role's trust, not the policy.
+ASSUME_ROLE = "sts:AssumeRole"
 _NAMED_ACTION = re.compile(r"not authorized to perform:? ([a-z0-9-]+:[A-Za-z0-9*]+)")
 
 
@@ -60,7 +62,13 @@ def denied_action(error: ClientError) -> str | None:
 
 
 def access_denied_message(action: str, operation: str, policy: str = AIRFLOW_POLICY) -> str:
-    """One line: what was denied, and which policy to extend."""
+    """One line: what was denied, and which policy to extend (or, for the role itself, which trust to fix)."""
+    if action == ASSUME_ROLE:
+        return (
+            f"AWS denied {ASSUME_ROLE} to the credentials of the '{AWS_CONN_ID}' connection: they may not assume "
+            "its role_arn; let them in the role's trust policy and grant them sts:AssumeRole on it (README, Run "
+            "on AWS, step 3); retrying cannot help."
+        )
     return (
         f"AWS denied {action} ({operation}) to the role of the '{AWS_CONN_ID}' connection: add {action} to the "
         f"IAM policy {policy} (AirflowPolicy in {STACK_TEMPLATE}) and update the stack; retrying cannot help."

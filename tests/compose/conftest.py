@@ -223,7 +223,7 @@ def local_variable(compose, monkeypatch, capsys) -> dict[str, Any]:
     """The Variable local-aws-init sets: what its provisioning command prints, given the endpoint's network."""
     from tools import local_provision
 
-    def provision(s3, emr, ec2, bucket, region):
+    def provision(s3, emr, ec2, iam, bucket, region):
         return {"bucket": bucket, "region": region, **ENDPOINT_NETWORK}
 
     monkeypatch.setattr(local_provision, "provision", provision)

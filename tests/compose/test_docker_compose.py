@@ -213,6 +213,15 @@ def test_aws_connection_reaches_the_embedded_endpoint_service(compose, local_var
     assert connection.region_name == endpoint.region == local_variable["region"]
 
 
+def test_aws_connection_assumes_the_provisioned_airflow_role_through_the_endpoints_sts(compose):
+    from tools.local_provision import AIRFLOW_ROLE_ARN
+
+    connection = aws_connection(compose)
+
+    assert connection.role_arn == AIRFLOW_ROLE_ARN
+    assert connection.get_service_endpoint_url("sts", sts_connection_assume=True) == connection.endpoint_url
+
+
 def test_embedded_endpoint_listens_to_other_containers(compose):
     assert endpoint_args(compose).host == "0.0.0.0"
 

@@ -121,3 +121,18 @@ def test_a_cluster_created_before_a_denial_still_reaches_the_teardown(stubbed):
     assert one_line(denied.value).startswith(f"AWS denied {action} (DescribeCluster)")
     assert "Cluster j-1CREATED was created; the teardown ends it." in str(denied.value)
     ti.xcom_push.assert_any_call(key="return_value", value="j-1CREATED")
+
+
+def test_a_denied_assume_role_names_the_roles_trust_not_the_policy(stubbed):
+    sts, stubber = stubbed("sts")
+    stubber.add_client_error(
+        "assume_role", "AccessDenied", MOTO_DENIAL.format(action="sts:AssumeRole"), http_status_code=403
+    )
+
+    with pytest.raises(AccessDenied) as denied, access_denied_explained():
+        sts.assume_role(RoleArn="arn:aws:iam::123456789012:role/fruits-pipeline-airflow", RoleSessionName="airflow")
+
+    line = one_line(denied.value)
+    assert line.startswith("AWS denied sts:AssumeRole to the credentials of the 'aws_default' connection")
+    assert "trust policy" in line
+    assert "fruits-pipeline-airflow" not in line
