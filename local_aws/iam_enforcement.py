@@ -1,7 +1,7 @@
 """IAM on the embedded endpoint: every request is authorized as AWS would, by moto's IAM evaluator.
 
-Moto authenticates each request (the signature of an IAM user's access key or of an assumed role's
-session) and evaluates the principal's identity policies once IAM authentication is on
+Moto finds each request's principal (an IAM user by its access key, an assumed role's session by its
+key and token) and evaluates the principal's identity policies once IAM authentication is on
 (``INITIAL_NO_AUTH_ACTION_COUNT``). :func:`iam_enforced` turns it on for the life of one endpoint, with
 two built-in IAM users whose dummy keys are fixed, so that configuration files can name them:
 
