@@ -8,7 +8,7 @@ files they featurize, each with a single GET through boto3, ``FETCH_THREADS`` at
 
 boto3 finds its endpoint, credentials and region as every AWS SDK does: ``AWS_ENDPOINT_URL`` and the
 ``AWS_*`` variables where they are set (the embedded endpoint of local runs), else the instance role
-of the EMR node.
+and region of the EMR node, from its instance metadata.
 """
 
 from __future__ import annotations
