@@ -91,29 +91,31 @@ def uploaded(s3: BaseClient, aws: EmbeddedAws, image_tree: dict) -> dict[str, Pa
 
 
 @pytest.fixture(scope="module")
-def first_run(submit, uploaded, aws_environment, keras_cache, image_size) -> JobRun:
+def extract(submit, uploaded, aws_environment, keras_cache, image_size) -> Callable[[], JobRun]:
+    """extract_features over the uploaded images with the test-made ImageNet weights; it must succeed."""
     home, _ = keras_cache
-    run = submit(
-        "extract_features.py",
-        *("--images", IMAGES, "--features", FEATURES, "--rejects", REJECTS),
-        *("--weights", "imagenet", "--image-size", str(image_size)),
-        env={**aws_environment, "KERAS_HOME": str(home)},
-    )
-    assert run.result.returncode == 0, run.result.stdout[-3000:]
+
+    def run() -> JobRun:
+        job = submit(
+            "extract_features.py",
+            *("--images", IMAGES, "--features", FEATURES, "--rejects", REJECTS),
+            *("--weights", "imagenet", "--image-size", str(image_size)),
+            env={**aws_environment, "KERAS_HOME": str(home)},
+        )
+        assert job.result.returncode == 0, job.result.stdout[-3000:]
+        return job
+
     return run
 
 
 @pytest.fixture(scope="module")
-def rerun(first_run, submit, aws_environment, keras_cache, image_size) -> JobRun:
-    home, _ = keras_cache
-    run = submit(
-        "extract_features.py",
-        *("--images", IMAGES, "--features", FEATURES, "--rejects", REJECTS),
-        *("--weights", "imagenet", "--image-size", str(image_size)),
-        env={**aws_environment, "KERAS_HOME": str(home)},
-    )
-    assert run.result.returncode == 0, run.result.stdout[-3000:]
-    return run
+def first_run(extract) -> JobRun:
+    return extract()
+
+
+@pytest.fixture(scope="module")
+def rerun(first_run, extract) -> JobRun:
+    return extract()
 
 
 def read_parquet(s3: BaseClient, uri: str) -> pd.DataFrame:
