@@ -34,11 +34,17 @@ USER airflow
 COPY --chown=airflow:0 requirements.txt /tmp/fruits-pipeline/requirements.txt
 RUN pip install --no-cache-dir --no-deps --requirement /tmp/fruits-pipeline/requirements.txt
 
-# The venv's Spark settings, as `make install` puts them: Spark's Python is the image's, logs are quiet.
+# The venv's Spark settings and Hadoop's S3A connector, as `make install` puts them: Spark's Python is the
+# image's, logs are quiet, s3:// goes through S3A to AWS_ENDPOINT_URL (the local-aws service) or AWS. The
+# connector comes from Maven Central through the same script, with Maven taken from its official image
+# (it runs on the image's Java 17); its download cache is removed.
+COPY --from=maven:3.9-eclipse-temurin-17 /usr/share/maven /opt/maven
 COPY --chown=airflow:0 conf/spark/ /tmp/fruits-pipeline/spark-conf/
-RUN spark_conf="$(python -c 'import pathlib, pyspark; print(pathlib.Path(pyspark.__file__).parent / "conf")')" \
-    && mkdir -p "${spark_conf}" \
-    && cp /tmp/fruits-pipeline/spark-conf/* "${spark_conf}/" \
-    && rm -rf /tmp/fruits-pipeline \
+RUN spark_home="$(python -c 'import pathlib, pyspark; print(pathlib.Path(pyspark.__file__).parent)')" \
+    && mkdir -p "${spark_home}/conf" \
+    && cp /tmp/fruits-pipeline/spark-conf/spark-env.sh /tmp/fruits-pipeline/spark-conf/spark-defaults.conf \
+        /tmp/fruits-pipeline/spark-conf/log4j2.properties "${spark_home}/conf/" \
+    && PATH="/opt/maven/bin:${PATH}" /tmp/fruits-pipeline/spark-conf/install-s3a-jars.sh "${spark_home}/jars" \
+    && rm -rf /tmp/fruits-pipeline "${HOME}/.m2" \
     && test -x "${LOCAL_AWS_SPARK_SUBMIT}" \
     && java -version

@@ -43,7 +43,7 @@ landing folder ──upload_new_images──▶ s3://BUCKET/images/<label>/<file
 | `bucket` | required | the pipeline's S3 bucket, in the EU |
 | `images_dir` | none | landing folder `<label>/<file>` on the worker; without it, the images already in S3 are used |
 | `region` | `eu-west-1` | must be an `eu-*` region |
-| `release_label` | `emr-7.12.0` | an `emr-7.x` release (Spark 3.5, Python 3.11 on the nodes) |
+| `release_label` | `emr-7.13.0` | an `emr-7.x` release (Spark 3.5, Python 3.11 on the nodes) |
 | `primary_instance_type`, `core_instance_type` | `m5.xlarge` | on-demand nodes |
 | `core_count` | `2` | |
 | `spot_task_instance_type`, `spot_task_count` | `m5.xlarge`, `0` | optional spot task nodes |

@@ -63,12 +63,13 @@ class RequestLog:
             return len(self._requests)
 
 
-def recorded(app: WsgiApp, log: RequestLog, latency_seconds: float = 0.0) -> WsgiApp:
-    """``app`` with every request recorded in ``log``, each answered ``latency_seconds`` late."""
+def recorded(app: WsgiApp, log: RequestLog, latency_seconds: Callable[[], float]) -> WsgiApp:
+    """``app`` with every request recorded in ``log``, each answered ``latency_seconds()`` late."""
 
     def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if latency_seconds > 0:
-            time.sleep(latency_seconds)
+        latency = latency_seconds()
+        if latency > 0:
+            time.sleep(latency)
         scope = _CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
         target = environ.get("HTTP_X_AMZ_TARGET", "")
 

@@ -57,7 +57,8 @@ class EmbeddedAws:
     :param region: the region clients should use; EMR clusters live there.
     :param state_dir: where S3's content, step work folders and step logs live; None for a temporary
         folder removed on stop, so nothing is kept.
-    :param latency_seconds: a delay added to every request, as a remote service's latency would add.
+    :param latency_seconds: a delay added to every request, as a remote service's latency would add;
+        :attr:`latency_seconds` may be changed while the endpoint runs.
 
     :attr:`requests` records every request the endpoint answered.
     """
@@ -198,7 +199,7 @@ class EmbeddedAws:
             return make_server(
                 self._host,
                 self._port,
-                recorded(DomainDispatcherApplication(create_backend_app), self.requests, self.latency_seconds),
+                recorded(DomainDispatcherApplication(create_backend_app), self.requests, lambda: self.latency_seconds),
                 threaded=True,
                 request_handler=_RequestHandler,
                 fd=listener.fileno(),

@@ -9,6 +9,10 @@
     peak memory of the whole process tree (JVM, driver Python, PySpark daemon and workers).
 (c) rerun: the same command again, which must featurize nothing.
 (d) pca: ``spark-submit spark_jobs/pca.py`` on the features of (b).
+(e) S3: (b) again, the images in the embedded endpoint's S3 (local_aws) read through its API (S3A on
+    the driver, one GET per image on the executors), with no added latency and with S3's ~30 ms per
+    request, alternated; the featurization phase's images/s of each, their ratio, the image requests
+    per new image of a first run, and the image-object requests of a rerun (from the request log).
 
 Other processes on the machine slow any run down, so each job runs ``--repeats`` times and the table
 shows medians; the JSON (also written to OUT/results.json) keeps every run. The goals of issue 6 are
@@ -27,11 +31,14 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 
+from local_aws.request_log import Request
 from tools.process_tree import ProcessTreeSampler
 from tools.sample_images import generate
 
@@ -105,9 +112,12 @@ def _timed(function, argument) -> float:
     return time.perf_counter() - started
 
 
-def spark_submit(script: str, args: list[str], log_path: Path) -> JobRun:
-    """Run one job as users do (the venv's spark-submit, local[*]) and measure the whole process tree."""
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+def spark_submit(script: str, args: list[str], log_path: Path, aws: dict[str, str] | None = None) -> JobRun:
+    """Run one job as users do (the venv's spark-submit, local[*]) and measure the whole process tree.
+
+    :param aws: the AWS variables that point the job at an endpoint.
+    """
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"} | (aws or {})
     command = [str(SPARK_SUBMIT), str(SPARK_JOBS / script), *args]
     busy_before, started = _machine_busy_s(), time.monotonic()
     with log_path.open("w") as log:
@@ -169,6 +179,59 @@ def measure_jobs(images: Path, work: Path, repeats: int) -> dict:
     return {"runs": runs, "median": _medians(runs)}
 
 
+S3_BUCKET = "fruits-bench"
+S3_LATENCY_MS = 30
+
+
+def measure_s3(images: Path, work: Path, repeats: int) -> dict:
+    """(e): the featurization over the endpoint's S3 API, at 0 ms and S3_LATENCY_MS per request, alternated."""
+    from local_aws import EmbeddedAws
+
+    files = sorted(p for p in images.rglob("*") if p.is_file())
+    runs: dict[str, list[dict]] = {"0": [], str(S3_LATENCY_MS): []}
+    with EmbeddedAws() as endpoint:
+        s3 = endpoint.client("s3")
+        s3.create_bucket(Bucket=S3_BUCKET, CreateBucketConfiguration={"LocationConstraint": endpoint.region})
+        for path in files:
+            s3.upload_file(str(path), S3_BUCKET, f"images/{path.relative_to(images).as_posix()}")
+        aws = {
+            "AWS_ENDPOINT_URL": endpoint.endpoint_url,
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_REGION": endpoint.region,
+        }
+        for repeat in range(repeats):
+            for latency_ms in (0, S3_LATENCY_MS):
+                features = f"s3://{S3_BUCKET}/features/run-{repeat}-{latency_ms}ms"
+                common = ["--images", f"s3://{S3_BUCKET}/images/", "--features", features, "--weights", "none"]
+                endpoint.latency_seconds = latency_ms / 1000
+                endpoint.requests.clear()
+                run = spark_submit("extract_features.py", common, work / f"s3-{repeat}-{latency_ms}ms.log", aws)
+                image_requests = _image_requests(endpoint.requests)
+                phase_images, phase_s = featurize_phase(run.log)
+                figures = _run_figures(run) | {
+                    "phase_images_per_s": phase_images / phase_s,
+                    "image_requests_per_image": len(image_requests) / len(files),
+                }
+                if repeat == 0 and latency_ms == S3_LATENCY_MS:
+                    endpoint.requests.clear()
+                    spark_submit("extract_features.py", common, work / "s3-rerun.log", aws)
+                    figures["rerun_image_object_requests"] = sum(
+                        1 for r in _image_requests(endpoint.requests) if r.path.endswith(".jpg")
+                    )
+                runs[str(latency_ms)].append(figures)
+                print(f"s3 run {repeat + 1}/{repeats} at {latency_ms} ms: {json.dumps(figures)}", file=sys.stderr)
+    median = {
+        latency: {key: statistics.median(run[key] for run in rs) for key in rs[0]} for latency, rs in runs.items()
+    }
+    return {"runs": runs, "median": median}
+
+
+def _image_requests(requests: Iterable[Request]) -> list[Request]:
+    """Requests for image objects, and listings of the images' prefix."""
+    return [r for r in requests if r.path.startswith(f"/{S3_BUCKET}/images") or "prefix=images" in unquote(r.query)]
+
+
 def _run_figures(run: JobRun) -> dict:
     return {key: round(value, 3) for key, value in asdict(run).items() if key != "log"}
 
@@ -177,9 +240,10 @@ def _medians(runs: list[dict]) -> dict:
     return {step: {key: statistics.median(run[step][key] for run in runs) for key in runs[0][step]} for step in runs[0]}
 
 
-def summarize(ceiling: dict, jobs: dict) -> dict:
+def summarize(ceiling: dict, jobs: dict, s3: dict) -> dict:
     """The headline figures and the issue's goals, from the medians."""
     median = jobs["median"]
+    s3_fast, s3_slow = s3["median"]["0"], s3["median"][str(S3_LATENCY_MS)]
     extract_rate = median["extract"]["images"] / median["extract"]["wall_s"]
     phase_rate = median["featurize_phase"]["images"] / median["featurize_phase"]["wall_s"]
     figures = {
@@ -190,12 +254,21 @@ def summarize(ceiling: dict, jobs: dict) -> dict:
         "b_peak_memory_gb": median["extract"]["peak_memory_gb"],
         "c_rerun_wall_s": median["rerun"]["wall_s"],
         "d_pca_wall_s": median["pca"]["wall_s"],
+        "e_s3_0ms_phase_images_per_s": s3_fast["phase_images_per_s"],
+        f"e_s3_{S3_LATENCY_MS}ms_phase_images_per_s": s3_slow["phase_images_per_s"],
+        "e_s3_image_requests_per_image": s3_fast["image_requests_per_image"],
+        "e_s3_rerun_image_object_requests": s3["runs"][str(S3_LATENCY_MS)][0]["rerun_image_object_requests"],
     }
     goals = {
         "b_vs_a": _goal(extract_rate / ceiling["images_per_s"], at_least=0.60),
         "b_featurize_phase_vs_a": {"value": phase_rate / ceiling["images_per_s"], "goal": "(for reference)"},
         "b_peak_memory_gb": _goal(figures["b_peak_memory_gb"], below=4.0),
         "c_vs_b_wall": _goal(figures["c_rerun_wall_s"] / figures["b_extract_wall_s"], below=0.25),
+        f"e_s3_{S3_LATENCY_MS}ms_vs_0ms": _goal(
+            s3_slow["phase_images_per_s"] / s3_fast["phase_images_per_s"], at_least=0.80
+        ),
+        "e_s3_image_requests_per_image": _goal(figures["e_s3_image_requests_per_image"], below=1.2001),
+        "e_s3_rerun_image_object_requests": _goal(figures["e_s3_rerun_image_object_requests"], below=0.5),
     }
     return {"figures": figures, "goals": goals}
 
@@ -243,6 +316,13 @@ def table(result: dict) -> str:
         ("    peak memory (summed RSS of the tree)", f"{figures['b_peak_memory_gb']:.2f} GB"),
         ("(c) incremental rerun, nothing new", f"{figures['c_rerun_wall_s']:.1f} s"),
         ("(d) pca", f"{figures['d_pca_wall_s']:.1f} s"),
+        ("(e) S3 API, featurization phase, 0 ms", f"{figures['e_s3_0ms_phase_images_per_s']:.0f} images/s"),
+        (
+            f"    at {S3_LATENCY_MS} ms per request",
+            f"{figures[f'e_s3_{S3_LATENCY_MS}ms_phase_images_per_s']:.0f} images/s",
+        ),
+        ("    image requests per new image", f"{figures['e_s3_image_requests_per_image']:.3f}"),
+        ("    image-object requests of a rerun", f"{figures['e_s3_rerun_image_object_requests']}"),
     ]
     for name, goal in goals.items():
         verdict = "" if "met" not in goal else ("  met" if goal["met"] else "  NOT met")
@@ -266,7 +346,8 @@ def main() -> None:
     result = {"command": "make bench", "images": args.images, "repeats": args.repeats, "machine": machine()}
     result["ceiling"] = measure_ceiling(args.repeats)
     result["jobs"] = measure_jobs(images, args.out, args.repeats)
-    result["summary"] = summarize(result["ceiling"], result["jobs"])
+    result["s3"] = measure_s3(images, args.out, args.repeats)
+    result["summary"] = summarize(result["ceiling"], result["jobs"], result["s3"])
     document = json.dumps(result, indent=2)
     (args.out / "results.json").write_text(document + "\n")
     print(table(result))

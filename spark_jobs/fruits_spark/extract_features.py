@@ -26,7 +26,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
 
 from fruits_spark.errors import JobInputError, run_cli
-from fruits_spark.fetch import worker_fetcher
+from fruits_spark.fetch import fetch_failure, worker_fetcher
 from fruits_spark.images import Listing, is_image_path, label_of, reject_reason_from_listing
 from fruits_spark.inference import cached_featurizer, featurize_contents
 from fruits_spark.model import IMAGENET, CompiledModel, compile_model, validate_image_size
@@ -230,11 +230,17 @@ def run(spark: SparkSession, config: ExtractConfig, model: CompiledModel | None 
     result = spark.createDataFrame([], FEATURES_SCHEMA).withColumn("reason", F.lit(None).cast(StringType()))
     if new.to_read:
         broadcast_model = spark.sparkContext.broadcast(model.tflite)
-        num_threads = int(spark.conf.get("spark.task.cpus", "1") or "1")
+        num_threads = int(spark.sparkContext.getConf().get("spark.task.cpus", "1"))
         result = featurize(image_frame(spark, new), broadcast_model, model.fingerprint, num_threads)
     result = result.persist(StorageLevel.MEMORY_AND_DISK)
     with logged_progress(spark.sparkContext, f"featurize {len(new.to_read)} images"):
-        result.count()
+        try:
+            result.count()
+        except Exception as error:  # py4j's Py4JJavaError around the failed task's Python error
+            message = fetch_failure(error)
+            if message is None:
+                raise
+            raise JobInputError(f"--images {message}; check the access to it") from None
 
     rejects = result.where(F.col("reason").isNotNull()).select("path", "label", "reason")
     rejects = rejects.unionByName(

@@ -8,11 +8,12 @@ files they featurize, each with a single GET through boto3, ``FETCH_THREADS`` at
 
 boto3 finds its endpoint, credentials and region as every AWS SDK does: ``AWS_ENDPOINT_URL`` and the
 ``AWS_*`` variables where they are set (the embedded endpoint of local runs), else the instance role
-of the EMR node.
+and region of the EMR node, from its instance metadata.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -27,6 +28,22 @@ FETCH_THREADS = 16
 S3_SCHEMES = ("s3://", "s3a://", "s3n://")
 GONE_REASON = "listed but gone when read (deleted or renamed during the run)"
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+
+
+class FetchError(Exception):
+    """An image that exists could not be read (access denied, endpoint unreachable): the run must fail.
+
+    Raised on an executor; the driver finds its one-line message in the task failure (:func:`fetch_failure`).
+    """
+
+
+_FETCH_ERROR_LINE = re.compile(rf"{__name__}\.FetchError: (?P<message>.+)|^FetchError: (?P<bare>.+)", re.MULTILINE)
+
+
+def fetch_failure(error: Exception) -> str | None:
+    """The message of the :class:`FetchError` that failed a Spark task, or None if none did."""
+    match = _FETCH_ERROR_LINE.search(str(error))
+    return (match["message"] or match["bare"]).strip() if match else None
 
 
 def split_s3_uri(uri: str) -> tuple[str, str] | None:
@@ -84,16 +101,21 @@ class Fetcher:
         return self._get_object(*s3_location)
 
     def _get_object(self, bucket: str, key: str) -> bytes | ImageRejectedError:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             response = self._client().get_object(Bucket=bucket, Key=key)
             with response["Body"] as body:
                 return bytes(body.read())
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in _NOT_FOUND_CODES:
+            details = error.response.get("Error", {})
+            if details.get("Code") in _NOT_FOUND_CODES:
                 return ImageRejectedError(GONE_REASON)
-            raise
+            raise FetchError(
+                f"s3://{bucket}/{key} cannot be read ({details.get('Code')}: {details.get('Message')})"
+            ) from None
+        except BotoCoreError as error:  # the endpoint cannot be reached, or the credentials cannot be found
+            raise FetchError(f"s3://{bucket}/{key} cannot be read ({error})") from None
 
     def _client(self) -> Any:
         with self._s3_lock:

@@ -112,4 +112,6 @@ def write_report(fs: HadoopFs, fit: PcaFit, projected: DataFrame, scaled: DataFr
         plot_cumulative_variance(fit, local / CUMULATIVE_PLOT)
         plot_scatter(scatter_points(scaled, fit), local / SCATTER_PLOT)
         for name in (VARIANCE_FILE, CUMULATIVE_PLOT, SCATTER_PLOT):
-            fs.copy_from_local(local / name, join_uri(report_uri, name))
+            # Written rather than copyFromLocalFile'd: S3A 3.3.4's copy of a single local file fails
+            # ("Cannot get relative path"); the files are small.
+            fs.write_bytes(join_uri(report_uri, name), (local / name).read_bytes())

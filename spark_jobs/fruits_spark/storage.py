@@ -113,10 +113,6 @@ class HadoopFs:
         except Exception as error:  # py4j's Py4JJavaError around the JVM's IOException
             raise OSError(_java_error_summary(error)) from None
 
-    def copy_from_local(self, local: Path, uri: str) -> None:
-        target = self._path(uri)
-        self._fs(target).copyFromLocalFile(False, True, self._path(str(local)), target)
-
     def rename(self, source_uri: str, target_uri: str) -> None:
         source = self._path(source_uri)
         if not self._fs(source).rename(source, self._path(target_uri)):

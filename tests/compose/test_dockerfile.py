@@ -123,3 +123,10 @@ def test_pythonpath_holds_the_mounted_project_folders(dockerfile, compose):
     folders = [entry for entry in entries if entry != container_root]
     assert container_root in entries
     assert {mounts.get(folder) for folder in folders} == {"./plugins", "./spark_jobs"}
+
+
+def test_image_gets_the_s3a_connector_through_make_install_s_script(dockerfile):
+    runs = " ".join(arguments for keyword, arguments in instructions(dockerfile) if keyword == "RUN")
+
+    assert "install-s3a-jars.sh" in runs
+    assert "spark-defaults.conf" in runs

@@ -15,6 +15,7 @@ import pandas as pd
 import psutil
 import pytest
 
+from local_aws.s3_state import saved_keys
 from tests.suite import REPO_ROOT
 from tools.demo import BUCKET, DemoRun, run_demo
 from tools.process_tree import alive, descendants
@@ -44,13 +45,14 @@ def first_demo(landing: Path, state_dir: Path, tmp_path_factory: pytest.TempPath
 
 def saved_objects(state_dir: Path, prefix: str) -> list[tuple[str, int]]:
     """Objects the endpoint saved to its state folder on stop: the S3 of the next demo."""
-    root = state_dir / "aws" / "s3" / BUCKET
-    return sorted((str(p.relative_to(root)), p.stat().st_size) for p in (root / prefix).rglob("*") if p.is_file())
+    saved = saved_keys(state_dir / "aws" / "s3", BUCKET)
+    return sorted((key, path.stat().st_size) for key, path in saved.items() if key.startswith(prefix))
 
 
 def step_stdout(state_dir: Path, run: DemoRun) -> str:
     (cluster_id,) = run.clusters
-    logs = (state_dir / "aws" / "s3" / BUCKET / "logs" / cluster_id / "steps").glob("*/stdout.gz")
+    saved = saved_keys(state_dir / "aws" / "s3", BUCKET)
+    logs = [path for key, path in saved.items() if re.fullmatch(f"logs/{cluster_id}/steps/[^/]+/stdout.gz", key)]
     return "\n".join(gzip.decompress(path.read_bytes()).decode() for path in logs)
 
 
@@ -96,8 +98,8 @@ def test_a_failed_step_fails_the_run_reports_why_and_terminates_the_cluster(land
     assert list(failed.clusters.values()) == ["TERMINATED"]
     assert "EMR step extract_features" in log
     assert "FAILED" in log
-    # The job's own error line; here the endpoint shows the s3:// URI as its local mirror path.
-    assert re.search(r"extract_features: error: --weights \S*/nowhere/mobilenet_v2\.weights\.h5 cannot be read", log)
+    # The job's own error line, naming the URI it was given.
+    assert f"extract_features: error: --weights {missing_weights} cannot be read" in log
     assert failed.output_dir is None
 
 

@@ -191,7 +191,7 @@ def emr_run(emr, bucket, monkeypatch) -> EmrRun:
     log_uri = f"s3n://{bucket}/logs/"
     cluster_id = emr.run_job_flow(
         Name="fruits_pipeline test",
-        ReleaseLabel="emr-7.12.0",
+        ReleaseLabel="emr-7.13.0",
         LogUri=log_uri,
         Instances={
             "InstanceGroups": [

@@ -1,4 +1,7 @@
-"""The jobs as users and EMR run them: `spark-submit` on the entry scripts, in a separate process."""
+"""The jobs as users and EMR run them: `spark-submit` on the entry scripts, in a separate process.
+
+Both jobs over S3, with Keras and numpy as oracles, are in test_s3.py; these run on local folders.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +11,10 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from fruits_airflow.artifacts import build_py_files_zip
-from fruits_spark.images import decode_image
 from tests.suite import SPARK_JOBS_DIR
 
 
@@ -44,34 +45,6 @@ def assert_one_error_line(result: subprocess.CompletedProcess, prefix: str) -> s
     assert len(errors) == 1, output[-3000:]
     assert errors[0].startswith(f"{prefix}: error: ")
     return errors[0]
-
-
-def test_both_jobs_run_with_spark_submit_from_the_checkout(
-    spark_submit, image_tree: dict, keras_cache, image_size: int, tmp_path: Path
-) -> None:
-    home, model = keras_cache
-    features = tmp_path / "features"
-
-    extract = spark_submit(
-        SPARK_JOBS_DIR / "extract_features.py",
-        *("--images", str(image_tree["root"]), "--features", str(features)),
-        *("--weights", "imagenet", "--image-size", str(image_size)),
-        env={"KERAS_HOME": str(home)},
-    )
-    assert extract.returncode == 0, extract.stderr[-3000:]
-    pca = spark_submit(
-        SPARK_JOBS_DIR / "pca.py", "--features", str(features), "--output", str(tmp_path / "run" / "pca")
-    )
-    assert pca.returncode == 0, pca.stderr[-3000:]
-
-    rows = pd.read_parquet(features).set_index("path")
-    good = image_tree["good"][:4]
-    expected = model.predict(np.stack([decode_image(p.read_bytes(), image_size) for p in good]), verbose=0)
-    actual = np.stack([rows.loc[f"file:{p}", "features"] for p in good])
-    cosine = (actual * expected).sum(1) / (np.linalg.norm(actual, axis=1) * np.linalg.norm(expected, axis=1))
-    assert cosine.min() >= 0.9999
-    assert Path(tmp_path, "run", "pca", "_SUCCESS").is_file()
-    assert Path(tmp_path, "run", "report", "explained_variance.json").is_file()
 
 
 def test_pca_runs_from_the_py_files_zip_alone(

@@ -28,7 +28,14 @@ def result() -> dict:
         "rerun": {"wall_s": 4.0},
         "pca": {"wall_s": 9.0},
     }
-    return {"ceiling": ceiling, "summary": summarize(ceiling, {"median": median})}
+    s3 = {
+        "median": {
+            "0": {"phase_images_per_s": 200.0, "wall_s": 30.0, "image_requests_per_image": 1.01},
+            "30": {"phase_images_per_s": 170.0, "wall_s": 32.0, "image_requests_per_image": 1.01},
+        },
+        "runs": {"30": [{"rerun_image_object_requests": 0}]},
+    }
+    return {"ceiling": ceiling, "summary": summarize(ceiling, {"median": median}, s3)}
 
 
 def test_featurize_phase_is_read_from_the_progress_line() -> None:
@@ -53,6 +60,9 @@ def test_goals_are_judged_on_the_median_figures(result: dict) -> None:
     assert goals["b_peak_memory_gb"]["met"]
     assert goals["c_vs_b_wall"]["value"] == pytest.approx(4 / 20)
     assert goals["c_vs_b_wall"]["met"]
+    assert goals["e_s3_30ms_vs_0ms"]["value"] == pytest.approx(170 / 200)
+    assert goals["e_s3_30ms_vs_0ms"]["met"]
+    assert goals["e_s3_rerun_image_object_requests"]["met"]
 
 
 def test_table_shows_each_figure_and_goal_on_its_own_line(result: dict) -> None:
@@ -62,3 +72,4 @@ def test_table_shows_each_figure_and_goal_on_its_own_line(result: dict) -> None:
     assert any(line.startswith("(b) extract_features end to end") and line.endswith("100 images/s") for line in lines)
     assert any(line.startswith("goal b_vs_a") and line.endswith("0.20  NOT met") for line in lines)
     assert any(line.startswith("goal c_vs_b_wall") and line.endswith("0.20  met") for line in lines)
+    assert any(line.startswith("    at 30 ms per request") and line.endswith("170 images/s") for line in lines)

@@ -1,0 +1,81 @@
+"""The executors' image reads: one GET per object, in order, a vanished object a reject, any other failure fatal."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from fruits_spark.fetch import GONE_REASON, Fetcher, FetchError, fetch_failure
+from fruits_spark.images import ImageRejectedError
+from local_aws import EmbeddedAws
+
+BUCKET = "fruits-fetch"
+
+
+@pytest.fixture
+def endpoint_environment(aws: EmbeddedAws, s3, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "AWS_ENDPOINT_URL": aws.endpoint_url,
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_REGION": aws.region,
+    }.items():
+        monkeypatch.setenv(name, value)
+    if BUCKET not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": aws.region})
+
+
+def test_batches_come_back_in_order_with_one_get_per_object(endpoint_environment, aws, s3) -> None:
+    for number in range(5):
+        s3.put_object(Bucket=BUCKET, Key=f"images/Kiwi/{number}.jpg", Body=f"image {number}".encode())
+    uris = [f"s3://{BUCKET}/images/Kiwi/{number}.jpg" for number in range(5)]
+    aws.requests.clear()
+
+    contents = list(Fetcher(threads=4).prefetched([uris[:2], uris[2:]]))
+
+    assert contents == [[b"image 0", b"image 1"], [b"image 2", b"image 3", b"image 4"]]
+    assert sorted((r.method, r.path) for r in aws.requests) == sorted(("GET", u.removeprefix("s3:/")) for u in uris)
+
+
+def test_an_object_gone_since_the_listing_is_a_reject_reason(endpoint_environment) -> None:
+    gone = Fetcher().submit(f"s3://{BUCKET}/images/Kiwi/deleted.jpg").result()
+
+    assert isinstance(gone, ImageRejectedError)
+    assert str(gone) == GONE_REASON
+
+
+def test_local_files_are_read_by_path_or_file_uri(tmp_path: Path) -> None:
+    image = tmp_path / "Apple Red 1" / "r 0.jpg"
+    image.parent.mkdir()
+    image.write_bytes(b"jpeg")
+
+    contents = list(Fetcher().prefetched([[str(image), f"file:{image}", f"file://{image}"]]))
+
+    assert contents == [[b"jpeg", b"jpeg", b"jpeg"]]
+
+
+def test_an_unreachable_endpoint_is_a_fetch_error_naming_the_object(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "local")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "local")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+
+    with pytest.raises(FetchError, match=rf"s3://{BUCKET}/images/k\.jpg cannot be read \(.*127\.0\.0\.1:{port}"):
+        Fetcher().submit(f"s3://{BUCKET}/images/k.jpg").result()
+
+
+def test_the_driver_finds_the_fetch_error_in_a_failed_task_s_text() -> None:
+    task_failure = (
+        "py4j.protocol.Py4JJavaError: An error occurred while calling o153.count.\n"
+        "org.apache.spark.api.python.PythonException: Traceback (most recent call last):\n"
+        '  File "fetch.py", line 110, in _get_object\n'
+        "fruits_spark.fetch.FetchError: s3://b/images/k.jpg cannot be read (AccessDenied: Access Denied)\n"
+    )
+
+    assert fetch_failure(Exception(task_failure)) == "s3://b/images/k.jpg cannot be read (AccessDenied: Access Denied)"
+    assert fetch_failure(Exception("java.lang.OutOfMemoryError: Java heap space")) is None
