@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
+from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import ClientError
 
 from fruits_airflow.config import AWS_CONN_ID, STACK_TEMPLATE
@@ -83,12 +84,14 @@ def access_denied_explained(policy: str = AIRFLOW_POLICY) -> Iterator[None]:
     """
     try:
         yield
-    except ClientError as error:
-        action = denied_action(error)
-        if action is None:
+    except (ClientError, S3UploadFailedError) as error:
+        # boto3's upload_file raises S3UploadFailedError while handling the PutObject's ClientError.
+        client_error = error if isinstance(error, ClientError) else error.__context__
+        action = denied_action(client_error) if isinstance(client_error, ClientError) else None
+        if action is None or not isinstance(client_error, ClientError):
             raise
         # from None: the botocore traceback says nothing the line does not.
-        raise AccessDenied(access_denied_message(action, error.operation_name, policy)) from None
+        raise AccessDenied(access_denied_message(action, client_error.operation_name, policy)) from None
 
 
 class ExplainsAccessDenied:

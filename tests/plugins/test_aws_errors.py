@@ -136,3 +136,15 @@ def test_a_denied_assume_role_names_the_roles_trust_not_the_policy(stubbed):
     assert line.startswith("AWS denied sts:AssumeRole to the credentials of the 'aws_default' connection")
     assert "trust policy" in line
     assert "fruits-pipeline-airflow" not in line
+
+
+def test_a_denied_upload_file_is_one_line_naming_put_object(stubbed, tmp_path):
+    s3, stubber = stubbed("s3")
+    stubber.add_client_error("put_object", "AccessDenied", "Access Denied", http_status_code=403)
+    image = tmp_path / "0_100.jpg"
+    image.write_bytes(b"kiwi")
+
+    with pytest.raises(AccessDenied) as denied, access_denied_explained():
+        s3.upload_file(str(image), "fruits-test-bucket", "images/Kiwi/0_100.jpg")
+
+    assert one_line(denied.value).startswith("AWS denied s3:PutObject (PutObject) to the role of")
