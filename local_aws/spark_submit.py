@@ -32,6 +32,7 @@ _SWITCHES = frozenset({"--help", "-h", "--supervise", "--usage-error", "--verbos
 _CLUSTER_OPTIONS = frozenset({"--master", "--deploy-mode"})
 _CONF_OPTIONS = frozenset({"--conf", "-c"})
 _INTERPRETER_CONFS = frozenset({"spark.pyspark.python", "spark.pyspark.driver.python"})
+_INTERPRETER_VARIABLES = frozenset({"PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON"})
 
 
 def same_path(path: str) -> str:
@@ -112,17 +113,17 @@ def localize_spark_submit(
 def spark_environment(
     environ: Mapping[str, str], executable: Path, spark: ClusterSpark | None = None
 ) -> dict[str, str]:
-    """The Spark variables of a step: ``SPARK_HOME``, and the cluster's exports over PySpark's interpreters.
+    """``environ`` for a spark-submit step: with ``SPARK_HOME``, the cluster's exports, and PySpark's interpreters.
 
-    A cluster that names no Python gets this endpoint's (it has pyspark and the jobs' libraries), where
-    EMR would use its nodes' own ``python3``.
+    A cluster whose spark-env exports name a Python gets exactly those (a driver without its own follows
+    PYSPARK_PYTHON, as in Spark); one that names none gets this endpoint's Python (it has pyspark and the
+    jobs' libraries), where EMR would use its nodes' own ``python3``.
     """
-    return {
-        "PYSPARK_PYTHON": environ.get("PYSPARK_PYTHON", sys.executable),
-        "PYSPARK_DRIVER_PYTHON": environ.get("PYSPARK_DRIVER_PYTHON", sys.executable),
-        **(spark or ClusterSpark()).environment,
-        "SPARK_HOME": str(spark_home(executable)),
-    }
+    exports = (spark or ClusterSpark()).environment
+    env = {name: value for name, value in environ.items() if name not in _INTERPRETER_VARIABLES}
+    if not _INTERPRETER_VARIABLES & exports.keys():
+        env.update({name: environ.get(name, sys.executable) for name in _INTERPRETER_VARIABLES})
+    return {**env, **exports, "SPARK_HOME": str(spark_home(executable))}
 
 
 def _split_options(args: list[str]) -> tuple[list[tuple[str, str | None]], list[str]]:

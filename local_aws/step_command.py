@@ -69,5 +69,5 @@ def build_step_command(
             argv = localize_spark_submit(argv, executable, spark, node_path)
         except (ValueError, FileNotFoundError) as error:
             raise StepCommandError(str(error)) from None
-        env.update(spark_environment(environ, executable, spark))
+        env = spark_environment(env, executable, spark)
     return StepCommand(argv=argv, env=env)

@@ -79,6 +79,24 @@ def test_the_cluster_s_spark_env_exports_name_the_python_on_the_node(spark_submi
     assert command.env["PYSPARK_DRIVER_PYTHON"] == "/state/node/mnt/fruits-pipeline/venv/bin/python"
 
 
+def test_a_driver_the_cluster_does_not_name_follows_the_cluster_s_python_not_the_endpoint_s(spark_submit):
+    command = build_step_command(
+        "command-runner.jar",
+        ["spark-submit", "s3://b/job.py"],
+        environ={"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable},
+        configurations=[
+            {
+                "Classification": "spark-env",
+                "Configurations": [{"Classification": "export", "Properties": {"PYSPARK_PYTHON": NODE_PYTHON}}],
+            }
+        ],
+        node_path=node_path,
+    )
+
+    assert command.env["PYSPARK_PYTHON"] == "/state/node/mnt/fruits-pipeline/venv/bin/python"
+    assert "PYSPARK_DRIVER_PYTHON" not in command.env
+
+
 def test_the_cluster_s_spark_defaults_come_before_the_step_s_own_confs(spark_submit):
     command = build_on_cluster(["spark-submit", "--conf", "spark.executor.cores=2", "s3://b/job.py"])
 
