@@ -230,7 +230,7 @@ def run(spark: SparkSession, config: ExtractConfig, model: CompiledModel | None 
     result = spark.createDataFrame([], FEATURES_SCHEMA).withColumn("reason", F.lit(None).cast(StringType()))
     if new.to_read:
         broadcast_model = spark.sparkContext.broadcast(model.tflite)
-        num_threads = int(spark.conf.get("spark.task.cpus") or "1")
+        num_threads = int(spark.conf.get("spark.task.cpus", "1") or "1")
         result = featurize(image_frame(spark, new), broadcast_model, model.fingerprint, num_threads)
     result = result.persist(StorageLevel.MEMORY_AND_DISK)
     with logged_progress(spark.sparkContext, f"featurize {len(new.to_read)} images"):
