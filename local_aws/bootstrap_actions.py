@@ -16,17 +16,15 @@ from __future__ import annotations
 import logging
 import shlex
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from threading import Event
 from typing import IO
 
-from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
 from local_aws.emr_emulation import EmulatedCluster
-from local_aws.node import Node
+from local_aws.node import NodeRuntime
 from local_aws.process_groups import run_cancellable
 from local_aws.step_logs import S3_URI, upload_logs
 
@@ -63,27 +61,11 @@ class _Action:
 class BootstrapActions:
     """Runs the bootstrap actions of clusters on the endpoint's node.
 
-    :param s3: a boto3 S3 client of the endpoint: the scripts come from it, the logs go to it.
-    :param work_root: where each cluster keeps its node's scripts and logs, ``<work root>/<cluster id>/node/``.
-    :param environ: the environment the actions start from (the steps' environment).
-    :param node: the node they run on.
-    :param kill_grace_seconds: how long a cancelled action has between SIGTERM and SIGKILL.
+    :param runtime: the endpoint's S3, the work folders, the environment and the node.
     """
 
-    def __init__(
-        self,
-        *,
-        s3: BaseClient,
-        work_root: Path,
-        environ: Mapping[str, str],
-        node: Node,
-        kill_grace_seconds: float = 10.0,
-    ) -> None:
-        self._s3 = s3
-        self._work_root = work_root
-        self._environ = environ
-        self._node = node
-        self._kill_grace_seconds = kill_grace_seconds
+    def __init__(self, runtime: NodeRuntime) -> None:
+        self._runtime = runtime
 
     def run(self, cluster: EmulatedCluster, cancel: Event) -> BootstrapFailure | None:
         """Run every action in order, stopping at the first that fails; ``cancel`` stops the running one.
@@ -93,11 +75,11 @@ class BootstrapActions:
         if not cluster.bootstrap_actions:
             return None
         instance_id = cluster.primary_instance_id()
-        with self._node.bootstrapping(cancel) as held:
+        with self._runtime.node.bootstrapping(cancel) as held:
             for number, action in enumerate(cluster.bootstrap_actions, start=1):
                 if not held or cancel.is_set():
                     return None
-                folder = self._work_root / cluster.id / "node" / instance_id / "bootstrap-actions" / str(number)
+                folder = self._runtime.work_root / cluster.id / "node" / instance_id / "bootstrap-actions" / str(number)
                 folder.mkdir(parents=True, exist_ok=True)
                 failure = self._run(
                     _Action(cluster, instance_id, number, action.script_path or "", list(action.args), folder), cancel
@@ -119,7 +101,7 @@ class BootstrapActions:
         log_uri = action.cluster.log_uri
         if log_uri:
             upload_logs(
-                self._s3,
+                self._runtime.s3,
                 action.folder,
                 LOG_NAMES,
                 lambda name: bootstrap_log_uri(log_uri, action.cluster.id, action.instance_id, action.number, name),
@@ -133,7 +115,7 @@ class BootstrapActions:
             stderr.write(f"bootstrap action path {action.script_uri!r} is not an s3:// URI of a script\n".encode())
             return None
         try:
-            body = self._s3.get_object(Bucket=match["bucket"], Key=match["key"])["Body"].read()
+            body = self._runtime.s3.get_object(Bucket=match["bucket"], Key=match["key"])["Body"].read()
         except ClientError as error:
             stderr.write(f"cannot download {action.script_uri}: {error}\n".encode())
             return None
@@ -152,11 +134,11 @@ class BootstrapActions:
             exit_code = run_cancellable(
                 argv,
                 cwd=action.folder,
-                env=self._node.bootstrap_environment(self._environ),
+                env=self._runtime.node.bootstrap_environment(self._runtime.environ),
                 stdout=stdout,
                 stderr=stderr,
                 cancel=cancel,
-                grace=self._kill_grace_seconds,
+                grace=self._runtime.kill_grace_seconds,
             )
         except OSError as error:
             stderr.write(f"{script.name}: {error.strerror}\n".encode())

@@ -25,7 +25,10 @@ import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+
+from botocore.client import BaseClient
 
 from local_aws import node_commands
 
@@ -87,6 +90,24 @@ class Node:
                 yield True
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@dataclass(frozen=True)
+class NodeRuntime:
+    """What the clusters' bootstrap actions and steps run with.
+
+    :param s3: a boto3 S3 client of the endpoint: bootstrap scripts come from it, logs go to it.
+    :param work_root: where each cluster keeps its local work folders and logs, ``<work root>/<cluster id>/``.
+    :param environ: the environment they start from: the endpoint's URL, region and credentials.
+    :param node: the node they run on.
+    :param kill_grace_seconds: how long a cancelled command has between SIGTERM and SIGKILL.
+    """
+
+    s3: BaseClient
+    work_root: Path
+    environ: Mapping[str, str]
+    node: Node
+    kill_grace_seconds: float = 10.0
 
 
 def uv_cache_dir(environ: Mapping[str, str]) -> str | None:

@@ -31,7 +31,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from local_aws.bootstrap_actions import BootstrapActions
 from local_aws.emr_emulation import emulated_emr
-from local_aws.node import Node
+from local_aws.node import Node, NodeRuntime
 from local_aws.request_log import RequestLog, recorded
 from local_aws.s3_state import backend as s3_backend
 from local_aws.s3_state import restore as restore_s3
@@ -148,10 +148,8 @@ class EmbeddedAws:
         self._stack.callback(server.server_close)
         self._server = server
         node = Node(self._node_dir or state_dir / "node")
-        environ = self._step_environment()
-        executor = StepExecutor(s3=self.client("s3"), work_root=state_dir / "clusters", environ=environ, node=node)
-        bootstrap = BootstrapActions(s3=self.client("s3"), work_root=state_dir / "clusters", environ=environ, node=node)
-        runner = StepRunner(executor, bootstrap)
+        runtime = NodeRuntime(self.client("s3"), state_dir / "clusters", self._step_environment(), node)
+        runner = StepRunner(StepExecutor(runtime), BootstrapActions(runtime))
         self._stack.enter_context(emulated_emr(runner, region=self.region))
         # Moto's S3 is process-wide: this endpoint's S3 starts as saved and ends with it.
         s3_backend().reset()

@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import logging
 import shlex
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
 from threading import Event
 
-from botocore.client import BaseClient
-
 from local_aws.emr_emulation import EmulatedCluster, EmulatedStep
-from local_aws.node import Node
+from local_aws.node import NodeRuntime
 from local_aws.process_groups import run_cancellable
 from local_aws.step_command import StepCommand, StepCommandError, build_step_command
 from local_aws.step_logs import StepLogs, step_log_uri
@@ -39,35 +35,19 @@ def _failed(reason: str, message: str | None) -> StepOutcome:
 class StepExecutor:
     """Runs steps in work folders under ``work_root/<cluster id>/steps/<step id>/``.
 
-    :param s3: a boto3 S3 client of the endpoint, for the logs.
-    :param work_root: where each step gets its working directory and local logs.
-    :param environ: the environment steps inherit.
-    :param node: the node they run on, whose paths the cluster's Configurations name.
-    :param kill_grace_seconds: how long a cancelled step has between SIGTERM and SIGKILL.
+    :param runtime: the endpoint's S3, the work folders, the environment and the node.
     """
 
-    def __init__(
-        self,
-        *,
-        s3: BaseClient,
-        work_root: Path,
-        environ: Mapping[str, str],
-        node: Node,
-        kill_grace_seconds: float = 10.0,
-    ) -> None:
-        self._s3 = s3
-        self._work_root = work_root
-        self._environ = environ
-        self._node = node
-        self._kill_grace_seconds = kill_grace_seconds
+    def __init__(self, runtime: NodeRuntime) -> None:
+        self._runtime = runtime
 
     def run(self, cluster: EmulatedCluster, step: EmulatedStep, cancel: Event) -> StepOutcome:
         """Run ``step`` to its end; setting ``cancel`` kills it and makes the outcome CANCELLED."""
-        logs = StepLogs(self._work_root / cluster.id / "steps" / step.id)
+        logs = StepLogs(self._runtime.work_root / cluster.id / "steps" / step.id)
         logs.note(f"step {step.id} {step.name!r}: jar {step.jar}, args {shlex.join(step.args)}")
         outcome = self._run(cluster, step, logs, cancel)
         logs.note(f"step ended {outcome.state}: {outcome.failure or ''}")
-        logs.upload(self._s3, cluster.log_uri, cluster.id, step.id)
+        logs.upload(self._runtime.s3, cluster.log_uri, cluster.id, step.id)
         if outcome.failure and cluster.log_uri:
             log_file = step_log_uri(cluster.log_uri, cluster.id, step.id, "stderr")
             outcome = replace(outcome, failure={**outcome.failure, "LogFile": log_file})
@@ -78,9 +58,9 @@ class StepExecutor:
             command = build_step_command(
                 step.jar,
                 list(step.args),
-                environ=self._environ,
+                environ=self._runtime.environ,
                 configurations=cluster.requested_configurations,
-                node_path=self._node.node_path,
+                node_path=self._runtime.node.node_path,
             )
         except StepCommandError as error:
             return _failed("The step cannot run on the local endpoint", str(error))
@@ -108,5 +88,5 @@ class StepExecutor:
                 stdout=stdout,
                 stderr=stderr,
                 cancel=cancel,
-                grace=self._kill_grace_seconds,
+                grace=self._runtime.kill_grace_seconds,
             )

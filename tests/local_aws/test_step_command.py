@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from fruits_airflow.cluster import NODE_PYTHON, SPARK_PYTHON_CONFIGURATIONS
 from local_aws.spark_submit import SPARK_SUBMIT_ENV
 from local_aws.step_command import StepCommandError, build_step_command
 
@@ -48,67 +49,49 @@ def node_path(path: str) -> str:
     return path.replace("/mnt/", "/state/node/mnt/", 1) if path.startswith("/mnt/") else path
 
 
-NODE_PYTHON = "/mnt/fruits-pipeline/venv/bin/python"
-CONFIGURATIONS = [
-    {
-        "Classification": "spark-env",
-        "Configurations": [
-            {
-                "Classification": "export",
-                "Properties": {"PYSPARK_PYTHON": NODE_PYTHON, "PYSPARK_DRIVER_PYTHON": NODE_PYTHON},
-            }
-        ],
-    },
-    {
-        "Classification": "spark-defaults",
-        "Properties": {"spark.pyspark.python": NODE_PYTHON, "spark.executor.cores": "1"},
-    },
-]
+MAPPED_NODE_PYTHON = "/state/node/mnt/fruits-pipeline/venv/bin/python"
 
 
-def build_on_cluster(args: list[str], environ: dict[str, str] | None = None):
+def build_on_cluster(args: list[str], configurations=SPARK_PYTHON_CONFIGURATIONS, environ=None):
     return build_step_command(
-        "command-runner.jar", args, environ=environ or {}, configurations=CONFIGURATIONS, node_path=node_path
+        "command-runner.jar", args, environ=environ or {}, configurations=configurations, node_path=node_path
     )
 
 
-def test_the_cluster_s_spark_env_exports_name_the_python_on_the_node(spark_submit):
+def test_the_dag_s_cluster_runs_pyspark_with_the_venv_on_the_node(spark_submit):
     command = build_on_cluster(["spark-submit", "s3://b/job.py"], environ={"PYSPARK_PYTHON": sys.executable})
 
-    assert command.env["PYSPARK_PYTHON"] == "/state/node/mnt/fruits-pipeline/venv/bin/python"
-    assert command.env["PYSPARK_DRIVER_PYTHON"] == "/state/node/mnt/fruits-pipeline/venv/bin/python"
+    assert command.env["PYSPARK_PYTHON"] == command.env["PYSPARK_DRIVER_PYTHON"] == MAPPED_NODE_PYTHON
+    assert command.argv[5:9] == [
+        "--conf",
+        f"spark.pyspark.python={MAPPED_NODE_PYTHON}",
+        "--conf",
+        f"spark.pyspark.driver.python={MAPPED_NODE_PYTHON}",
+    ]
 
 
 def test_a_driver_the_cluster_does_not_name_follows_the_cluster_s_python_not_the_endpoint_s(spark_submit):
-    command = build_step_command(
-        "command-runner.jar",
+    command = build_on_cluster(
         ["spark-submit", "s3://b/job.py"],
-        environ={"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable},
         configurations=[
             {
                 "Classification": "spark-env",
                 "Configurations": [{"Classification": "export", "Properties": {"PYSPARK_PYTHON": NODE_PYTHON}}],
             }
         ],
-        node_path=node_path,
+        environ={"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable},
     )
 
-    assert command.env["PYSPARK_PYTHON"] == "/state/node/mnt/fruits-pipeline/venv/bin/python"
+    assert command.env["PYSPARK_PYTHON"] == MAPPED_NODE_PYTHON
     assert "PYSPARK_DRIVER_PYTHON" not in command.env
 
 
 def test_the_cluster_s_spark_defaults_come_before_the_step_s_own_confs(spark_submit):
-    command = build_on_cluster(["spark-submit", "--conf", "spark.executor.cores=2", "s3://b/job.py"])
+    defaults = [{"Classification": "spark-defaults", "Properties": {"spark.executor.cores": "1"}}]
 
-    assert command.argv[5:] == [
-        "--conf",
-        "spark.pyspark.python=/state/node/mnt/fruits-pipeline/venv/bin/python",
-        "--conf",
-        "spark.executor.cores=1",
-        "--conf",
-        "spark.executor.cores=2",
-        "s3://b/job.py",
-    ]
+    command = build_on_cluster(["spark-submit", "--conf", "spark.executor.cores=2", "s3://b/job.py"], defaults)
+
+    assert command.argv[5:] == ["--conf", "spark.executor.cores=1", "--conf", "spark.executor.cores=2", "s3://b/job.py"]
 
 
 def test_a_step_s_interpreter_confs_are_mapped_to_the_node_and_others_kept(spark_submit):
