@@ -79,13 +79,14 @@ def spark_submit_executable() -> Path:
 
 @functools.cache
 def spark_home(executable: Path) -> Path:
-    """The Spark that ``executable`` runs: pip's pyspark finds it with its venv's Python, a distribution is ``bin/..``.
+    """The Spark that ``executable`` runs, the steps' ``SPARK_HOME`` as on EMR's nodes.
 
-    Steps get it as ``SPARK_HOME``, as EMR's nodes do: the cluster's Python may have no pyspark to find it with.
+    The cluster's Python may have no pyspark to find it with: a pip-installed Spark is found with this
+    endpoint's Python, which has it; a Spark distribution's is ``bin/..``.
     """
-    finder, python = executable.parent / "find_spark_home.py", executable.parent / "python"
-    if finder.exists() and python.exists():
-        found = subprocess.run([str(python), str(finder)], capture_output=True, text=True, check=True)
+    finder = executable.parent / "find_spark_home.py"
+    if finder.exists():
+        found = subprocess.run([sys.executable, str(finder)], capture_output=True, text=True, check=True)
         return Path(found.stdout.strip())
     return executable.resolve().parent.parent
 

@@ -114,8 +114,11 @@ class HadoopFs:
             raise OSError(_java_error_summary(error)) from None
 
     def copy_from_local(self, local: Path, uri: str) -> None:
-        target = self._path(uri)
-        self._fs(target).copyFromLocalFile(False, True, self._path(str(local)), target)
+        """Write a small local file (a report's) to ``uri`` with :meth:`write_bytes`.
+
+        Hadoop 3.3.4's S3A ``copyFromLocalFile`` fails on a single file ("Cannot get relative path for URI").
+        """
+        self.write_bytes(uri, local.read_bytes())
 
     def rename(self, source_uri: str, target_uri: str) -> None:
         source = self._path(source_uri)
