@@ -18,9 +18,10 @@ readonly INSTALLER_DIR="$HOME_DIR/installer"
 readonly MARKER="$VENV_DIR/.requirements.sha256"
 readonly PYTHON=python3.11
 readonly UV_VERSION=0.13.8
-readonly JOB_IMPORTS="import numpy, pandas, pyarrow, PIL, matplotlib, tensorflow, ai_edge_litert"
-# Same filesystem as the virtualenv, so that uv hard-links from its cache instead of copying.
-export UV_CACHE_DIR="$HOME_DIR/uv-cache"
+readonly JOB_IMPORTS="import numpy, pandas, pyarrow, PIL, matplotlib, tensorflow, ai_edge_litert, boto3"
+# Same filesystem as the virtualenv, so that uv hard-links from its cache instead of copying; a cache
+# given in UV_CACHE_DIR (a machine's own, where the node is emulated) is used as it is.
+export UV_CACHE_DIR="${UV_CACHE_DIR:-$HOME_DIR/uv-cache}"
 export UV_PYTHON_DOWNLOADS=never
 
 WORK_DIR="$(mktemp -d)"

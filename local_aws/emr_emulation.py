@@ -8,7 +8,8 @@ models hand those moments to a :class:`StepRunnerHooks` (the step runner) instea
   ``run_job_flow``, tells the runner about new clusters and steps, and refuses steps on a terminated
   cluster as EMR does.
 - :class:`EmulatedCluster` (``Cluster``) queues steps as PENDING, stays STARTING until the runner takes
-  it (bootstrap actions are not run), and turns ``terminate`` into a request the runner carries out.
+  it (the runner runs the bootstrap actions), names its primary node's instance, and turns
+  ``terminate`` into a request the runner carries out.
 - :class:`EmulatedStep` (``Step``) adds ``FailureDetails`` to the status that DescribeStep and
   ListSteps return, which moto's serializer reads from the model.
 - :class:`EmulatedEmrResponse` (``ElasticMapReduceResponse``) names the cluster a request is about, so
@@ -21,6 +22,8 @@ Moto's state is process-wide, so there is at most one emulated endpoint per proc
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -41,6 +44,11 @@ from local_aws.iam_enforcement import ImpliedAction, authorize, enforcing
 TERMINATED_STATES = frozenset({"TERMINATED", "TERMINATED_WITH_ERRORS"})
 CLUSTER_DOWN_STATES = TERMINATED_STATES | {"TERMINATING"}
 TERMINAL_STEP_STATES = frozenset({"COMPLETED", "CANCELLED", "FAILED", "INTERRUPTED"})
+
+
+def _as_sent(value: Any) -> Any:
+    original = getattr(value, "original_dict", None)
+    return original() if callable(original) else dict(value)
 
 
 class StepRunnerHooks(Protocol):
@@ -89,6 +97,8 @@ class EmulatedCluster(emr_models.Cluster):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.state_change_code: str | None = None
+        self.master_instance_id: str | None = None
+        self._primary_started = threading.Event()
         super().__init__(*args, **kwargs)
 
     @property
@@ -101,7 +111,28 @@ class EmulatedCluster(emr_models.Cluster):
         return added
 
     def run_bootstrap_actions(self) -> None:
-        """Bootstrap actions are not run; the runner moves the cluster from STARTING to WAITING."""
+        """The runner runs them, and moves the cluster from STARTING through BOOTSTRAPPING to WAITING."""
+
+    def add_instance(self, instance: emr_models.Instance) -> None:
+        super().add_instance(instance)
+        if instance.instance_group.role == "MASTER" and self.master_instance_id is None:
+            self.master_instance_id = instance.ec2_instance_id
+            self._primary_started.set()
+
+    def primary_instance_id(self, timeout: float = 5.0) -> str:
+        """The primary node's EC2 instance id, as ListInstances shows it.
+
+        Moto starts the instances right after the cluster, within RunJobFlow; a request without
+        instance groups gets none, and then a stable stand-in derived from the cluster id.
+        """
+        if self._primary_started.wait(timeout) and self.master_instance_id:
+            return self.master_instance_id
+        return "i-" + hashlib.sha256(self.id.encode()).hexdigest()[:17]
+
+    @property
+    def requested_configurations(self) -> list[dict[str, Any]]:
+        """The Configurations of RunJobFlow with their keys as sent (moto keeps its own casing of them)."""
+        return [_as_sent(configuration) for configuration in self.configurations]
 
     def terminate(self) -> None:
         """Ask the runner to shut the cluster down; it goes TERMINATING now and TERMINATED once steps stop."""

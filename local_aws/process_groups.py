@@ -8,11 +8,19 @@ command is started with ``start_new_session=True`` and stopped here, group and a
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import IO
+
+logger = logging.getLogger(__name__)
+
+_POLL_SECONDS = 0.2
 
 
 def signal_group(process: subprocess.Popen, signum: int) -> None:
@@ -50,3 +58,30 @@ def stop_groups(processes: Iterable[subprocess.Popen], grace: float) -> None:
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and any(group_exists(process.pid) for process in processes):
         time.sleep(0.1)
+
+
+def run_cancellable(
+    argv: list[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    stdout: IO[bytes],
+    stderr: IO[bytes],
+    cancel: threading.Event,
+    grace: float,
+) -> int:
+    """Run ``argv`` to its end in a session of its own and return its exit code; ``cancel`` stops its group.
+
+    :raises OSError: when the command cannot start.
+    """
+    process = subprocess.Popen(
+        argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, start_new_session=True
+    )
+    while True:
+        try:
+            return process.wait(timeout=_POLL_SECONDS)
+        except subprocess.TimeoutExpired:
+            if cancel.is_set():
+                started = time.monotonic()
+                stop_groups([process], grace)
+                logger.info("stopped process group %d in %.1f s", process.pid, time.monotonic() - started)

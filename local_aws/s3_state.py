@@ -97,13 +97,6 @@ def restore(folder: Path) -> int:
     return count
 
 
-def saved_keys(folder: Path, bucket: str) -> dict[str, Path]:
-    """The keys of ``bucket`` saved in ``folder``, each with the file that holds its content."""
-    manifest = json.loads((folder / MANIFEST).read_text())
-    keys = manifest["buckets"].get(bucket, {}).get("keys", {})
-    return {key: folder / OBJECTS / digest for key, digest in keys.items()}
-
-
 def _write_atomically(path: Path, data: bytes) -> None:
     """A crash mid-save leaves the previous file, never half of one."""
     partial = path.with_name(f".{path.name}.partial")

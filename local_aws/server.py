@@ -29,8 +29,10 @@ from botocore.config import Config
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from local_aws.bootstrap_actions import BootstrapActions
 from local_aws.emr_emulation import EmulatedCluster, emulated_emr
 from local_aws.iam_enforcement import ADMIN, iam_enforced, node_credentials
+from local_aws.node import Node, NodeRuntime
 from local_aws.request_log import RequestLog, recorded
 from local_aws.s3_state import backend as s3_backend
 from local_aws.s3_state import restore as restore_s3
@@ -59,6 +61,8 @@ class EmbeddedAws:
         folder removed on stop, so nothing is kept.
     :param latency_seconds: a delay added to every request, as a remote service's latency would add;
         :attr:`latency_seconds` may be changed while the endpoint runs.
+    :param node_dir: the folder of the node that clusters bootstrap and run steps on (local_aws.node),
+        shared by every cluster; by default ``<state dir>/node``.
 
     :attr:`requests` records every request the endpoint answered.
     """
@@ -71,6 +75,7 @@ class EmbeddedAws:
         region: str = DEFAULT_REGION,
         state_dir: Path | None = None,
         latency_seconds: float = 0.0,
+        node_dir: Path | None = None,
     ) -> None:
         if not 0 <= port <= 65535:
             raise ValueError(f"Port {port} is out of range; use 1-65535, or 0 for a free one.")
@@ -87,6 +92,7 @@ class EmbeddedAws:
         self._state_dir: Path | None = None
         self.latency_seconds = latency_seconds
         self.requests = RequestLog()
+        self._node_dir = node_dir
 
     @property
     def endpoint_url(self) -> str:
@@ -141,8 +147,9 @@ class EmbeddedAws:
         server = self._bind()
         self._stack.callback(server.server_close)
         self._server = server
-        executor = StepExecutor(s3=self.client("s3"), work_root=state_dir / "clusters", environ=self._step_environment)
-        runner = StepRunner(executor)
+        node = Node(self._node_dir or state_dir / "node")
+        runtime = NodeRuntime(self.client("s3"), state_dir / "clusters", self._step_environment, node)
+        runner = StepRunner(StepExecutor(runtime), BootstrapActions(runtime))
         self._stack.enter_context(emulated_emr(runner, region=self.region))
         self._stack.enter_context(iam_enforced())
         # Moto's S3 is process-wide: this endpoint's S3 starts as saved and ends with it.

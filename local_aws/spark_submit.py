@@ -1,17 +1,27 @@
-"""Turn a cluster's ``spark-submit`` command line into one that runs with the project's local pyspark.
+"""Turn a cluster's ``spark-submit`` command line into one that runs with the project's local Spark.
 
-Only what is meaningless off a cluster changes: the master becomes ``local[*]`` in client mode, and the
-interpreter confs that point at the cluster's Python (installed there by a bootstrap action) give way to
-the interpreter running this endpoint. Every other option (``--conf``, ``--py-files``, memory sizes) and
-the application's own arguments are passed on untouched.
+Only what is meaningless off a cluster changes: the master becomes ``local[*]`` in client mode. The
+cluster's Spark configuration applies as EMR applies it on its nodes: the ``spark-env`` classification's
+exports join the command's environment, and the ``spark-defaults`` classification's properties come
+before the step's own ``--conf`` options, which win. Node paths in them, and in the step's interpreter
+confs, are mapped to the local node (local_aws.node: ``/mnt/...``), so PySpark runs with the Python that
+the cluster names, as on EMR: a package missing from it, or a wrong path, fails the job here too.
+
+As on EMR, that Python needs no pyspark of its own: ``SPARK_HOME`` is the project's Spark, whose
+spark-submit puts ``python/lib/pyspark.zip`` and py4j on the driver's and the workers' ``PYTHONPATH``.
+Every other option (``--py-files``, memory sizes) and the application's arguments pass unchanged.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 SPARK_SUBMIT_ENV = "LOCAL_AWS_SPARK_SUBMIT"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -21,7 +31,40 @@ LOCAL_MASTER = "local[*]"
 _SWITCHES = frozenset({"--help", "-h", "--supervise", "--usage-error", "--verbose", "-v", "--version"})
 _CLUSTER_OPTIONS = frozenset({"--master", "--deploy-mode"})
 _CONF_OPTIONS = frozenset({"--conf", "-c"})
-_CLUSTER_INTERPRETER_CONFS = frozenset({"spark.pyspark.python", "spark.pyspark.driver.python"})
+_INTERPRETER_CONFS = frozenset({"spark.pyspark.python", "spark.pyspark.driver.python"})
+_INTERPRETER_VARIABLES = frozenset({"PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON"})
+
+
+def same_path(path: str) -> str:
+    """A node path where no node is emulated: unchanged."""
+    return path
+
+
+@dataclass(frozen=True)
+class ClusterSpark:
+    """What a cluster's Configurations give its Spark, node paths mapped: spark-env's exports, spark-defaults."""
+
+    environment: dict[str, str] = field(default_factory=dict)
+    properties: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_configurations(
+        cls, configurations: Sequence[Mapping[str, Any]], node_path: Callable[[str], str] = same_path
+    ) -> ClusterSpark:
+        environment: dict[str, str] = {}
+        properties: dict[str, str] = {}
+        for configuration in configurations:
+            if configuration.get("Classification") == "spark-defaults":
+                properties.update(_mapped(configuration.get("Properties", {}), node_path))
+            elif configuration.get("Classification") == "spark-env":
+                for nested in configuration.get("Configurations", []):
+                    if nested.get("Classification") == "export":
+                        environment.update(_mapped(nested.get("Properties", {}), node_path))
+        return cls(environment, properties)
+
+
+def _mapped(properties: Mapping[str, Any], node_path: Callable[[str], str]) -> dict[str, str]:
+    return {name: node_path(str(value)) for name, value in properties.items()}
 
 
 def spark_submit_executable() -> Path:
@@ -34,25 +77,54 @@ def spark_submit_executable() -> Path:
     return executable
 
 
-def localize_spark_submit(args: list[str], executable: Path) -> list[str]:
+@functools.cache
+def spark_home(executable: Path) -> Path:
+    """The Spark that ``executable`` runs, the steps' ``SPARK_HOME`` as on EMR's nodes.
+
+    The cluster's Python may have no pyspark to find it with: a pip-installed Spark is found with this
+    endpoint's Python, which has it; a Spark distribution's is ``bin/..``.
+    """
+    finder = executable.parent / "find_spark_home.py"
+    if finder.exists():
+        found = subprocess.run([sys.executable, str(finder)], capture_output=True, text=True, check=True)
+        return Path(found.stdout.strip())
+    return executable.resolve().parent.parent
+
+
+def localize_spark_submit(
+    args: list[str],
+    executable: Path,
+    spark: ClusterSpark | None = None,
+    node_path: Callable[[str], str] = same_path,
+) -> list[str]:
     """Rewrite ``["spark-submit", *options, app, *app_args]`` to run locally with ``executable``."""
     options, application = _split_options(args[1:])
-    kept: list[str] = []
+    defaults = [f"{name}={value}" for name, value in (spark or ClusterSpark()).properties.items()]
+    kept: list[str] = [token for conf in defaults for token in ("--conf", conf)]
     for name, value in options:
         if name in _CLUSTER_OPTIONS:
             continue
-        if name in _CONF_OPTIONS and value is not None and value.partition("=")[0] in _CLUSTER_INTERPRETER_CONFS:
-            continue
+        if name in _CONF_OPTIONS and value is not None and value.partition("=")[0] in _INTERPRETER_CONFS:
+            conf, _, path = value.partition("=")
+            value = f"{conf}={node_path(path)}"
         kept.extend([name] if value is None else [name, value])
     return [str(executable), "--master", LOCAL_MASTER, "--deploy-mode", "client", *kept, *application]
 
 
-def spark_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """PySpark's interpreter variables, defaulting to this interpreter (it has pyspark and the job's libraries)."""
-    return {
-        "PYSPARK_PYTHON": environ.get("PYSPARK_PYTHON", sys.executable),
-        "PYSPARK_DRIVER_PYTHON": environ.get("PYSPARK_DRIVER_PYTHON", sys.executable),
-    }
+def spark_environment(
+    environ: Mapping[str, str], executable: Path, spark: ClusterSpark | None = None
+) -> dict[str, str]:
+    """``environ`` for a spark-submit step: with ``SPARK_HOME``, the cluster's exports, and PySpark's interpreters.
+
+    A cluster whose spark-env exports name a Python gets exactly those (a driver without its own follows
+    PYSPARK_PYTHON, as in Spark); one that names none gets this endpoint's Python (it has pyspark and the
+    jobs' libraries), where EMR would use its nodes' own ``python3``.
+    """
+    exports = (spark or ClusterSpark()).environment
+    env = {name: value for name, value in environ.items() if name not in _INTERPRETER_VARIABLES}
+    if not _INTERPRETER_VARIABLES & exports.keys():
+        env.update({name: environ.get(name, sys.executable) for name in _INTERPRETER_VARIABLES})
+    return {**env, **exports, "SPARK_HOME": str(spark_home(executable))}
 
 
 def _split_options(args: list[str]) -> tuple[list[tuple[str, str | None]], list[str]]:

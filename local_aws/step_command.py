@@ -11,10 +11,17 @@ The step sees the environment of the endpoint without ``PYTHONPATH``: on a clust
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from local_aws.spark_submit import localize_spark_submit, spark_environment, spark_submit_executable
+from local_aws.spark_submit import (
+    ClusterSpark,
+    localize_spark_submit,
+    same_path,
+    spark_environment,
+    spark_submit_executable,
+)
 
 COMMAND_RUNNER_JAR = "command-runner.jar"
 
@@ -31,12 +38,21 @@ class StepCommand:
     env: dict[str, str]
 
 
-def build_step_command(jar: str, args: list[str], *, environ: Mapping[str, str]) -> StepCommand:
+def build_step_command(
+    jar: str,
+    args: list[str],
+    *,
+    environ: Mapping[str, str],
+    configurations: Sequence[Mapping[str, Any]] = (),
+    node_path: Callable[[str], str] = same_path,
+) -> StepCommand:
     """Map a step's ``HadoopJarStep`` to a local command.
 
     :param jar: the step's ``Jar``; only ``command-runner.jar`` is supported.
     :param args: the step's ``Args``.
     :param environ: the environment the command inherits.
+    :param configurations: the cluster's Configurations, as RunJobFlow sent them (local_aws.spark_submit).
+    :param node_path: where a node's path is on this machine (local_aws.node).
     """
     if jar != COMMAND_RUNNER_JAR:
         raise StepCommandError(
@@ -47,9 +63,11 @@ def build_step_command(jar: str, args: list[str], *, environ: Mapping[str, str])
     argv = list(args)
     env = {name: value for name, value in environ.items() if name != "PYTHONPATH"}
     if argv[0] == "spark-submit":
+        spark = ClusterSpark.from_configurations(configurations, node_path)
         try:
-            argv = localize_spark_submit(argv, spark_submit_executable())
+            executable = spark_submit_executable()
+            argv = localize_spark_submit(argv, executable, spark, node_path)
         except (ValueError, FileNotFoundError) as error:
             raise StepCommandError(str(error)) from None
-        env.update(spark_environment(environ))
+        env = spark_environment(env, executable, spark)
     return StepCommand(argv=argv, env=env)

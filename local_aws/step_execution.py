@@ -8,24 +8,17 @@ from __future__ import annotations
 
 import logging
 import shlex
-import subprocess
-import time
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
 from threading import Event
-
-from botocore.client import BaseClient
 
 from local_aws.emr_emulation import EmulatedCluster, EmulatedStep
 from local_aws.iam_enforcement import NodeRoleMissingError
-from local_aws.process_groups import stop_groups
+from local_aws.node import NodeRuntime
+from local_aws.process_groups import run_cancellable
 from local_aws.step_command import StepCommand, StepCommandError, build_step_command
 from local_aws.step_logs import StepLogs, step_log_uri
 
 logger = logging.getLogger(__name__)
-
-_POLL_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
@@ -43,32 +36,19 @@ def _failed(reason: str, message: str | None) -> StepOutcome:
 class StepExecutor:
     """Runs steps in work folders under ``work_root/<cluster id>/steps/<step id>/``.
 
-    :param s3: a boto3 S3 client of the endpoint, for the logs.
-    :param work_root: where each step gets its working directory and local logs.
-    :param environ: the environment a step of a cluster inherits (its AWS credentials are the cluster's).
-    :param kill_grace_seconds: how long a cancelled step has between SIGTERM and SIGKILL.
+    :param runtime: the endpoint's S3, the work folders, the environment and the node.
     """
 
-    def __init__(
-        self,
-        *,
-        s3: BaseClient,
-        work_root: Path,
-        environ: Callable[[EmulatedCluster], Mapping[str, str]],
-        kill_grace_seconds: float = 10.0,
-    ) -> None:
-        self._s3 = s3
-        self._work_root = work_root
-        self._environ = environ
-        self._kill_grace_seconds = kill_grace_seconds
+    def __init__(self, runtime: NodeRuntime) -> None:
+        self._runtime = runtime
 
     def run(self, cluster: EmulatedCluster, step: EmulatedStep, cancel: Event) -> StepOutcome:
         """Run ``step`` to its end; setting ``cancel`` kills it and makes the outcome CANCELLED."""
-        logs = StepLogs(self._work_root / cluster.id / "steps" / step.id)
+        logs = StepLogs(self._runtime.work_root / cluster.id / "steps" / step.id)
         logs.note(f"step {step.id} {step.name!r}: jar {step.jar}, args {shlex.join(step.args)}")
         outcome = self._run(cluster, step, logs, cancel)
         logs.note(f"step ended {outcome.state}: {outcome.failure or ''}")
-        logs.upload(self._s3, cluster.log_uri, cluster.id, step.id)
+        logs.upload(self._runtime.s3, cluster.log_uri, cluster.id, step.id)
         if outcome.failure and cluster.log_uri:
             log_file = step_log_uri(cluster.log_uri, cluster.id, step.id, "stderr")
             outcome = replace(outcome, failure={**outcome.failure, "LogFile": log_file})
@@ -76,7 +56,13 @@ class StepExecutor:
 
     def _run(self, cluster: EmulatedCluster, step: EmulatedStep, logs: StepLogs, cancel: Event) -> StepOutcome:
         try:
-            command = build_step_command(step.jar, list(step.args), environ=self._environ(cluster))
+            command = build_step_command(
+                step.jar,
+                list(step.args),
+                environ=self._runtime.environ(cluster),
+                configurations=cluster.requested_configurations,
+                node_path=self._runtime.node.node_path,
+            )
         except StepCommandError as error:
             return _failed("The step cannot run on the local endpoint", str(error))
         except NodeRoleMissingError as error:
@@ -98,24 +84,12 @@ class StepExecutor:
 
     def _run_process(self, command: StepCommand, logs: StepLogs, cancel: Event) -> int:
         with logs.stdout.open("wb") as stdout, logs.stderr.open("wb") as stderr:
-            process = subprocess.Popen(
+            return run_cancellable(
                 command.argv,
                 cwd=logs.folder,
                 env=command.env,
-                stdin=subprocess.DEVNULL,
                 stdout=stdout,
                 stderr=stderr,
-                start_new_session=True,
+                cancel=cancel,
+                grace=self._runtime.kill_grace_seconds,
             )
-            while True:
-                try:
-                    return process.wait(timeout=_POLL_SECONDS)
-                except subprocess.TimeoutExpired:
-                    if cancel.is_set():
-                        self._kill(process)
-
-    def _kill(self, process: subprocess.Popen[bytes]) -> None:
-        """Stop the step's whole process group: spark-submit's JVM, PySpark's daemon and its workers."""
-        started = time.monotonic()
-        stop_groups([process], self._kill_grace_seconds)
-        logger.info("killed process group %d in %.1f s", process.pid, time.monotonic() - started)

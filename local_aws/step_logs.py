@@ -11,6 +11,7 @@ import gzip
 import logging
 import re
 from collections import deque
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -60,19 +61,23 @@ class StepLogs:
 
     def upload(self, s3: BaseClient, log_uri: str | None, cluster_id: str, step_id: str) -> None:
         """Put the logs under ``log_uri`` gzip-compressed; a cluster without a LogUri keeps them locally."""
-        if not log_uri:
+        if log_uri:
+            upload_logs(s3, self.folder, LOG_NAMES, lambda name: step_log_uri(log_uri, cluster_id, step_id, name))
+
+
+def upload_logs(s3: BaseClient, folder: Path, names: Iterable[str], uri_of: Callable[[str], str]) -> None:
+    """Put each log file ``folder/<name>`` that exists at ``uri_of(name)``, gzip-compressed, as EMR archives logs."""
+    for name in names:
+        path = folder / name
+        if not path.exists():
+            continue
+        uri = uri_of(name)
+        match = S3_URI.match(uri)
+        if match is None:
+            logger.warning("%s is not an s3:// URI; the logs stay in %s", uri, folder)
             return
-        for name in LOG_NAMES:
-            path = self.folder / name
-            if not path.exists():
-                continue
-            uri = step_log_uri(log_uri, cluster_id, step_id, name)
-            match = S3_URI.match(uri)
-            if match is None:
-                logger.warning("LogUri %s is not an s3:// URI; step logs stay in %s", log_uri, self.folder)
-                return
-            try:
-                s3.put_object(Bucket=match["bucket"], Key=match["key"], Body=gzip.compress(path.read_bytes()))
-            except ClientError as error:
-                logger.warning("could not write %s (%s); step logs stay in %s", uri, error, self.folder)
-                return
+        try:
+            s3.put_object(Bucket=match["bucket"], Key=match["key"], Body=gzip.compress(path.read_bytes()))
+        except ClientError as error:
+            logger.warning("could not write %s (%s); the logs stay in %s", uri, error, folder)
+            return

@@ -2,9 +2,11 @@
 
 Steps go PENDING → RUNNING → COMPLETED, or FAILED, after which ActionOnFailure decides: CONTINUE goes
 on, CANCEL_AND_WAIT cancels the pending steps and the cluster waits, TERMINATE_CLUSTER (and the older
-TERMINATE_JOB_FLOW) cancels them and shuts the cluster down with errors. Clusters go STARTING → WAITING
-at once (bootstrap is not emulated), RUNNING while a step runs, WAITING between steps when kept alive,
-and TERMINATED when asked to, or when their steps are done and they are not kept alive.
+TERMINATE_JOB_FLOW) cancels them and shuts the cluster down with errors. Clusters go STARTING →
+BOOTSTRAPPING while their bootstrap actions run (local_aws.bootstrap_actions) → WAITING, RUNNING while a
+step runs, WAITING between steps when kept alive, and TERMINATED when asked to, or when their steps are
+done and they are not kept alive. A failed bootstrap action ends the cluster TERMINATED_WITH_ERRORS
+(BOOTSTRAP_FAILURE) and cancels its steps, none of which runs.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 
 from moto.core.utils import utcnow
 
+from local_aws.bootstrap_actions import BootstrapActions, BootstrapFailure
 from local_aws.emr_emulation import EmulatedCluster, EmulatedStep
 from local_aws.step_execution import StepExecutor, StepOutcome
 
@@ -42,19 +45,32 @@ _STEP_FAILURE = _Termination(
 )
 
 
+def _bootstrap_failure(failure: BootstrapFailure) -> _Termination:
+    return _Termination(
+        "TERMINATED_WITH_ERRORS", "BOOTSTRAP_FAILURE", failure.message, "Cancelled because the cluster failed to start"
+    )
+
+
+def _internal_error(error: Exception) -> _Termination:
+    message = f"The local endpoint failed to start the cluster: {error!r}"
+    return _Termination("TERMINATED_WITH_ERRORS", "INTERNAL_ERROR", message, "Cancelled because the cluster failed")
+
+
 class StepRunner:
     """Receives the emulated backend's hooks and runs every cluster's steps.
 
     :param executor: runs one step for real.
+    :param bootstrap: runs a cluster's bootstrap actions for real.
     """
 
-    def __init__(self, executor: StepExecutor) -> None:
+    def __init__(self, executor: StepExecutor, bootstrap: BootstrapActions) -> None:
         self._executor = executor
+        self._bootstrap_actions = bootstrap
         self._workers: dict[str, _ClusterWorker] = {}
         self._lock = threading.Lock()
 
     def cluster_created(self, cluster: EmulatedCluster) -> None:
-        worker = _ClusterWorker(cluster, self._executor)
+        worker = _ClusterWorker(cluster, self._executor, self._bootstrap_actions)
         with self._lock:
             self._workers[cluster.id] = worker
         worker.start()
@@ -84,10 +100,11 @@ class StepRunner:
 class _ClusterWorker(threading.Thread):
     """Drives one cluster; the only writer of its state and of its steps' states."""
 
-    def __init__(self, cluster: EmulatedCluster, executor: StepExecutor) -> None:
+    def __init__(self, cluster: EmulatedCluster, executor: StepExecutor, bootstrap: BootstrapActions) -> None:
         super().__init__(name=f"emr-{cluster.id}", daemon=True)
         self.cluster = cluster
         self._executor = executor
+        self._bootstrap_actions = bootstrap
         self._wakeup = threading.Condition()
         self._termination: _Termination | None = None
         self._cancel = threading.Event()
@@ -106,12 +123,30 @@ class _ClusterWorker(threading.Thread):
             self._wakeup.notify()
 
     def run(self) -> None:
-        with self._wakeup:
-            if self._termination is None:
-                self._set_cluster_state("WAITING", "Cluster ready to run steps.")
-        while (step := self._next_step()) is not None:
-            self._run_step(step)
+        if self._bootstrapped():
+            with self._wakeup:
+                if self._termination is None:
+                    self._set_cluster_state("WAITING", "Cluster ready to run steps.")
+            while (step := self._next_step()) is not None:
+                self._run_step(step)
         self._shut_down()
+
+    def _bootstrapped(self) -> bool:
+        """Run the bootstrap actions; False when one failed or the cluster is terminating."""
+        with self._wakeup:
+            if self._termination is not None:
+                return False
+            self._set_cluster_state("BOOTSTRAPPING", "Running bootstrap actions")
+        try:
+            failure = self._bootstrap_actions.run(self.cluster, self._cancel)
+        except Exception as error:  # a bug here must end the cluster, never leave it BOOTSTRAPPING
+            logger.exception("cluster %s: the bootstrap runner failed", self.cluster.id)
+            self.terminate(_internal_error(error))
+            return False
+        if failure is not None:
+            self.terminate(_bootstrap_failure(failure))
+        with self._wakeup:
+            return self._termination is None
 
     def _next_step(self) -> EmulatedStep | None:
         """Start the first PENDING step, waiting for one while the cluster is kept alive; None once it ends.

@@ -22,8 +22,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from botocore.client import BaseClient
+from botocore.exceptions import ClientError
 
 from fruits_airflow.checks import count_rows
 from fruits_airflow.paths import RunPaths
@@ -53,6 +55,7 @@ class DemoRun:
     clusters: dict[str, str]
     output_dir: Path | None = None
     n_rejected: int = 0
+    failure: dict[str, Any] | None = None
 
 
 def latest_run(env: dict[str, str]) -> tuple[str, str]:
@@ -86,6 +89,29 @@ def collect_outputs(s3: BaseClient, out_dir: Path, paths: RunPaths) -> tuple[Pat
     return target, count_rows(s3, BUCKET, paths.rejects_prefix)
 
 
+def read_failure(s3: BaseClient, paths: RunPaths) -> dict[str, Any] | None:
+    """The failed run's report that ``report_failure`` wrote (runs/<run key>/failure.json), if it did."""
+    try:
+        return json.loads(s3.get_object(Bucket=BUCKET, Key=paths.failure_key)["Body"].read())
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
+            return None
+        raise
+
+
+def failure_summary(run: DemoRun, tail_lines: int = 5) -> str:
+    """Why the run failed, from its failure report: EMR's reason, then the last lines of the logs that explain it."""
+    lines = [f"demo: error: DAG run {run.run_id} ended '{run.state}'; see {run.log_file}"]
+    if run.failure is None:
+        return "\n".join(lines)
+    lines.append(f"  {run.failure['summary']}")
+    for log in run.failure.get("logs") or []:
+        tail = [line for line in (log.get("tail") or "").splitlines() if line.strip()][-tail_lines:]
+        lines.append(f"  {log['name']} ({log['uri']}):")
+        lines.extend(f"    {line}" for line in tail or ["(not archived)"])
+    return "\n".join(lines)
+
+
 def summary(run: DemoRun, weights: str, seconds: float) -> str:
     output_dir = run.output_dir
     assert output_dir is not None, "only a successful run, whose outputs were copied, is summarized"
@@ -105,13 +131,24 @@ def summary(run: DemoRun, weights: str, seconds: float) -> str:
     )
 
 
-def run_demo(images: Path, out_dir: Path, state_dir: Path, weights: str, extra_variable: dict | None = None) -> DemoRun:
-    """Run the DAG once against a fresh embedded endpoint; the endpoint is stopped on the way out."""
+def run_demo(
+    images: Path,
+    out_dir: Path,
+    state_dir: Path,
+    weights: str,
+    extra_variable: dict | None = None,
+    node_dir: Path | None = None,
+) -> DemoRun:
+    """Run the DAG once against a fresh embedded endpoint; the endpoint is stopped on the way out.
+
+    ``node_dir`` is the endpoint's node (local_aws.node), where the bootstrap builds the venv; by
+    default ``<state dir>/aws/node``.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     airflow_home = state_dir / "airflow"
     airflow_home.mkdir(parents=True, exist_ok=True)
     log_file = out_dir / "airflow-dags-test.log"
-    with EmbeddedAws(port=0, region=REGION, state_dir=state_dir / "aws") as aws:
+    with EmbeddedAws(port=0, region=REGION, state_dir=state_dir / "aws", node_dir=node_dir) as aws:
         s3 = aws.client("s3")
         stack_variable = provision(s3, aws.client("emr"), aws.client("ec2"), aws.client("iam"), BUCKET, REGION)
         env = airflow_environment(airflow_home, aws.endpoint_url, images, {**stack_variable, **(extra_variable or {})})
@@ -124,8 +161,10 @@ def run_demo(images: Path, out_dir: Path, state_dir: Path, weights: str, extra_v
             cluster["Id"]: cluster["Status"]["State"] for cluster in aws.client("emr").list_clusters()["Clusters"]
         }
         paths = RunPaths.for_run(BUCKET, run_id, reprocess_all=False, weights=weights)
-        outputs = collect_outputs(s3, out_dir, paths) if state == "success" else None
-    return DemoRun(state, run_id, log_file, clusters, *(outputs or ()))
+        if state != "success":
+            return DemoRun(state, run_id, log_file, clusters, failure=read_failure(s3, paths))
+        output_dir, n_rejected = collect_outputs(s3, out_dir, paths)
+    return DemoRun(state, run_id, log_file, clusters, output_dir, n_rejected)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         print("demo: interrupted; every process it started is stopped", file=sys.stderr)
         return 130
     if run.state != "success" or run.output_dir is None:
-        print(f"demo: error: DAG run {run.run_id} ended '{run.state}'; see {run.log_file}", file=sys.stderr)
+        print(failure_summary(run), file=sys.stderr)
         return 1
     print(summary(run, weights, time.monotonic() - started))
     return 0

@@ -90,8 +90,8 @@ def test_the_pins_are_those_of_the_project_lock():
 
 def test_every_job_dependency_is_pinned_and_nothing_else():
     dependencies = lock_dependencies(REPO_ROOT / "requirements.txt")
-    needed, todo = set(), ["numpy", "pandas", "pyarrow", "pillow", "tensorflow-cpu", "ai-edge-litert", "matplotlib"]
-    todo.append("boto3")  # the executors GET the images themselves (fruits_spark.fetch)
+    roots = ["numpy", "pandas", "pyarrow", "pillow", "tensorflow-cpu", "ai-edge-litert", "matplotlib", "boto3"]
+    needed, todo = set(), roots
     while todo:
         package = todo.pop()
         if package not in needed:
@@ -132,7 +132,7 @@ def node(tmp_path: Path) -> dict[str, str]:
     s3_requirements.parent.mkdir(parents=True)
     shutil.copy(REQUIREMENTS, s3_requirements)
     return {
-        **os.environ,
+        **{name: value for name, value in os.environ.items() if name != "UV_CACHE_DIR"},
         "PATH": f"{fake_bin}:{os.environ['PATH']}",
         "FAKE_BIN": str(fake_bin),
         "FAKE_S3": str(tmp_path / "s3"),
@@ -204,6 +204,12 @@ def test_uv_caches_on_the_virtualenv_s_volume(node):
     bootstrap(node, REQUIREMENTS_URI)
 
     assert (Path(node["NODE"]) / "uv-cache-dir").read_text().strip() == f"{node['FRUITS_PIPELINE_HOME']}/uv-cache"
+
+
+def test_a_uv_cache_given_in_the_environment_is_used(node, tmp_path):
+    bootstrap({**node, "UV_CACHE_DIR": str(tmp_path / "machine-uv-cache")}, REQUIREMENTS_URI)
+
+    assert (Path(node["NODE"]) / "uv-cache-dir").read_text().strip() == str(tmp_path / "machine-uv-cache")
 
 
 def test_a_second_run_with_the_same_requirements_changes_nothing(node):

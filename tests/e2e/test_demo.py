@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,13 +17,13 @@ import pandas as pd
 import psutil
 import pytest
 
-from local_aws.s3_state import saved_keys
 from tests.suite import REPO_ROOT
 from tools.demo import BUCKET, DemoRun, run_demo
 from tools.process_tree import alive, descendants
 from tools.sample_images import generate
 
 N_GOOD = 16
+NOT_IN_A_CHECKOUT = (".git", ".venv", ".local-aws", ".*_cache", "__pycache__", "demo-output", "sample-images", "dist")
 
 
 @pytest.fixture(scope="module")
@@ -39,21 +41,22 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def first_demo(landing: Path, state_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
-    return run_demo(landing, tmp_path_factory.mktemp("out"), state_dir, weights="none")
+def first_demo(landing: Path, state_dir: Path, node_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    return run_demo(landing, tmp_path_factory.mktemp("out"), state_dir, weights="none", node_dir=node_dir)
 
 
-def saved_objects(state_dir: Path, prefix: str) -> list[tuple[str, int]]:
-    """Objects the endpoint saved to its state folder on stop: the S3 of the next demo."""
-    saved = saved_keys(state_dir / "aws" / "s3", BUCKET)
-    return sorted((key, path.stat().st_size) for key, path in saved.items() if key.startswith(prefix))
+def saved_objects(state_dir: Path, prefix: str) -> list[tuple[str, str]]:
+    """Objects the endpoint saved to its state folder on stop, with their MD5: the S3 of the next demo."""
+    manifest = json.loads((state_dir / "aws" / "s3" / "manifest.json").read_text())
+    keys = manifest["buckets"][BUCKET]["keys"]
+    return sorted((key, md5) for key, md5 in keys.items() if key.startswith(prefix))
 
 
 def step_stdout(state_dir: Path, run: DemoRun) -> str:
     (cluster_id,) = run.clusters
-    saved = saved_keys(state_dir / "aws" / "s3", BUCKET)
-    logs = [path for key, path in saved.items() if re.fullmatch(f"logs/{cluster_id}/steps/[^/]+/stdout.gz", key)]
-    return "\n".join(gzip.decompress(path.read_bytes()).decode() for path in logs)
+    objects = state_dir / "aws" / "s3" / "objects"
+    stdouts = [md5 for key, md5 in saved_objects(state_dir, f"logs/{cluster_id}/steps/") if key.endswith("/stdout.gz")]
+    return "\n".join(gzip.decompress((objects / md5).read_bytes()).decode() for md5 in stdouts)
 
 
 def test_the_run_succeeds_and_terminates_its_cluster(first_demo: DemoRun) -> None:
@@ -76,11 +79,11 @@ def test_the_empty_file_is_a_reject(first_demo: DemoRun) -> None:
 
 
 def test_a_second_demo_uploads_and_featurizes_nothing_new(
-    first_demo: DemoRun, landing: Path, state_dir: Path, tmp_path: Path
+    first_demo: DemoRun, landing: Path, state_dir: Path, node_dir: Path, tmp_path: Path
 ) -> None:
     features_before = saved_objects(state_dir, "features/none")
 
-    second = run_demo(landing, tmp_path, state_dir, weights="none")
+    second = run_demo(landing, tmp_path, state_dir, weights="none", node_dir=node_dir)
 
     assert second.state == "success", second.log_file.read_text()[-5000:]
     assert f"Uploaded 0 new or changed image(s) of {N_GOOD + 1}" in second.log_file.read_text()
@@ -88,10 +91,12 @@ def test_a_second_demo_uploads_and_featurizes_nothing_new(
     assert saved_objects(state_dir, "features/none") == features_before
 
 
-def test_a_failed_step_fails_the_run_reports_why_and_terminates_the_cluster(landing: Path, tmp_path: Path) -> None:
+def test_a_failed_step_fails_the_run_reports_why_and_terminates_the_cluster(
+    landing: Path, node_dir: Path, tmp_path: Path
+) -> None:
     missing_weights = f"s3://{BUCKET}/nowhere/mobilenet_v2.weights.h5"
 
-    failed = run_demo(landing, tmp_path / "out", tmp_path / "state", weights=missing_weights)
+    failed = run_demo(landing, tmp_path / "out", tmp_path / "state", weights=missing_weights, node_dir=node_dir)
 
     log = failed.log_file.read_text()
     assert failed.state == "failed"
@@ -101,6 +106,43 @@ def test_a_failed_step_fails_the_run_reports_why_and_terminates_the_cluster(land
     # The job's own error line, naming the URI it was given.
     assert f"extract_features: error: --weights {missing_weights} cannot be read" in log
     assert failed.output_dir is None
+
+
+def test_a_bootstrap_that_cannot_install_fails_the_run_before_any_step_and_the_demo_says_why(
+    landing: Path, tmp_path: Path, project_env: dict[str, str]
+) -> None:
+    # A checkout whose bootstrap requirements hold a line uv cannot parse; its own state, so a fresh node.
+    checkout = tmp_path / "checkout"
+    shutil.copytree(REPO_ROOT, checkout, ignore=shutil.ignore_patterns(*NOT_IN_A_CHECKOUT))
+    (checkout / ".venv").symlink_to(REPO_ROOT / ".venv")
+    requirements = checkout / "bootstrap" / "requirements.txt"
+    requirements.write_text(requirements.read_text() + "this is not a requirement!\n")
+    python_path = os.pathsep.join(str(checkout / folder) for folder in ("spark_jobs", "plugins", ""))
+    state, out = tmp_path / "state", tmp_path / "out"
+    command = ["-m", "tools.demo", "--images", str(landing), "--out", str(out), "--state-dir", str(state)]
+
+    demo = subprocess.run(
+        [sys.executable, *command, "--weights", "none"],
+        cwd=checkout,
+        env={**project_env, "PYTHONPATH": python_path},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+    assert demo.returncode == 1, demo.stderr[-3000:]
+    task_log = (out / "airflow-dags-test.log").read_text()
+    assert re.search(
+        r"TERMINATED_WITH_ERRORS before the run's steps completed: BOOTSTRAP_FAILURE: "
+        r"On the master instance \(i-\w+\), bootstrap action 1 returned a non-zero return code",
+        demo.stderr,
+    )
+    assert "error: Couldn't parse requirement in" in demo.stderr
+    assert "BOOTSTRAP_FAILURE" in task_log
+    assert "error: Couldn't parse requirement in" in task_log
+    logs = [key.split("/")[2:] for key, _ in saved_objects(state, "logs/")]
+    assert ["node", "bootstrap-actions", "1", "stderr.gz"] in [parts[:1] + parts[2:] for parts in logs]
+    assert not [parts for parts in logs if parts[0] == "steps"]
 
 
 def test_ctrl_c_during_a_step_stops_every_process_the_demo_started(

@@ -123,9 +123,9 @@ def node_role(aws: EmbeddedAws) -> str:
 
 @pytest.fixture
 def start_cluster(emr: BaseClient, bucket: str, node_role: str) -> Callable[..., Cluster]:
-    """Run a job flow logging to the test's bucket; its ``steps`` need distinct names."""
+    """Run a job flow logging to the test's bucket; its ``steps`` need distinct names; ``request`` adds to it."""
 
-    def start(steps: list[dict[str, Any]], *, keep_alive: bool = True) -> Cluster:
+    def start(steps: list[dict[str, Any]], *, keep_alive: bool = True, **request: Any) -> Cluster:
         response = emr.run_job_flow(
             Name="local-aws-test",
             ReleaseLabel="emr-7.5.0",
@@ -139,6 +139,7 @@ def start_cluster(emr: BaseClient, bucket: str, node_role: str) -> Callable[...,
             Steps=steps,
             JobFlowRole=node_role,
             ServiceRole="EMR_DefaultRole",
+            **request,
         )
         cluster_id = response["JobFlowId"]
         ids_by_name = {step["Name"]: step["Id"] for step in emr.list_steps(ClusterId=cluster_id)["Steps"]}

@@ -8,6 +8,9 @@ import os
 import pytest
 from botocore.exceptions import ClientError
 
+from fruits_airflow.run_failures import find_failure
+from fruits_airflow.triggers import poll
+
 # Steps reach the endpoint's S3 through its API, with boto3 as a job's own code would.
 PUT_ARG3_AT_ARG1_ARG2 = (
     "import boto3, sys; boto3.client('s3').put_object(Bucket=sys.argv[1], Key=sys.argv[2], Body=sys.argv[3])"
@@ -150,6 +153,27 @@ def test_terminate_job_flows_kills_the_running_step_and_cancels_pending_ones(
     pid = int(s3.get_object(Bucket=bucket, Key="pid.txt")["Body"].read())
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_a_cluster_terminated_from_outside_mid_step_fails_the_run_with_the_cluster_s_reason(
+    emr, start_cluster, python_step
+):
+    cluster = start_cluster([python_step("sleeper", SLEEP), python_step("pending", "pass")])
+    step_id = cluster.step_ids[0]
+    cluster.wait_for_step_state(step_id, "RUNNING")
+
+    emr.terminate_job_flows(JobFlowIds=[cluster.id])
+    cluster.wait_for_state("TERMINATED")
+
+    # What watch_steps's trigger and report_failure make of the endpoint's answers.
+    failure = find_failure(emr, cluster.id, cluster.step_ids)
+    assert poll(emr, cluster.id, cluster.step_ids[-1]) == "FAILED"
+    assert failure is not None
+    assert failure.cause == "cluster"
+    assert failure.summary() == (
+        f"EMR cluster {cluster.id} TERMINATED before the run's steps completed: "
+        "USER_REQUEST: Terminated by user request"
+    )
 
 
 def test_terminated_cluster_refuses_new_steps(start_cluster, python_step, emr):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import zipfile
 
 import pyarrow.parquet as pq
@@ -64,3 +65,54 @@ def test_spark_submit_step_reads_s3_input_and_writes_parquet_with_success_marker
             s3.download_file(bucket, key, str(tmp_path / "part.parquet"))
             values += pq.read_table(tmp_path / "part.parquet").column("value").to_pylist()
     assert sorted(values) == ["FRESH", "RIPE"]
+
+
+NODE_PYTHON_JOB = """
+import sys
+
+from pyspark.sql import SparkSession
+
+print("driver python:", sys.executable)
+spark = SparkSession.builder.appName("needs-numpy").getOrCreate()
+spark.sparkContext.parallelize([1], 1).map(lambda x: __import__("numpy").sqrt(x)).collect()
+"""
+
+
+def test_pyspark_runs_with_the_python_the_cluster_names_which_lacks_a_package_the_job_needs(
+    start_cluster, emr, s3, bucket
+):
+    # The bootstrap builds a bare virtualenv where the cluster's configuration names its Python: pyspark
+    # still runs in it (from Spark's own zip, as on EMR), and a job's import of numpy fails there.
+    s3.put_object(Bucket=bucket, Key="code/job.py", Body=NODE_PYTHON_JOB.encode())
+    s3.put_object(
+        Bucket=bucket,
+        Key="bootstrap/bare.sh",
+        Body=b'#!/bin/sh\nset -e\n[ -x "$FRUITS_PIPELINE_HOME/bare/bin/python" ] || '
+        b'python3.11 -m venv --without-pip "$FRUITS_PIPELINE_HOME/bare"\n',
+    )
+    node_python = "/mnt/fruits-pipeline/bare/bin/python"
+    cluster = start_cluster(
+        [
+            {
+                "Name": "needs-numpy",
+                "ActionOnFailure": "CONTINUE",
+                "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["spark-submit", f"s3://{bucket}/code/job.py"]},
+            }
+        ],
+        BootstrapActions=[{"Name": "bare", "ScriptBootstrapAction": {"Path": f"s3://{bucket}/bootstrap/bare.sh"}}],
+        Configurations=[
+            {
+                "Classification": "spark-env",
+                "Configurations": [{"Classification": "export", "Properties": {"PYSPARK_PYTHON": node_python}}],
+            }
+        ],
+    )
+
+    (step,) = cluster.wait_for_steps(timeout=180)
+
+    logs = f"logs/{cluster.id}/steps/{step['Id']}"
+    stdout = gzip.decompress(s3.get_object(Bucket=bucket, Key=f"{logs}/stdout.gz")["Body"].read()).decode()
+    stderr = gzip.decompress(s3.get_object(Bucket=bucket, Key=f"{logs}/stderr.gz")["Body"].read()).decode()
+    assert step["Status"]["State"] == "FAILED"
+    assert "/node/mnt/fruits-pipeline/bare/bin/python" in stdout
+    assert "ModuleNotFoundError: No module named 'numpy'" in stderr

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from fruits_airflow.cluster import NODE_PYTHON, SPARK_PYTHON_CONFIGURATIONS
 from local_aws.spark_submit import SPARK_SUBMIT_ENV
 from local_aws.step_command import StepCommandError, build_step_command
 
@@ -44,20 +45,83 @@ def test_spark_submit_keeps_application_arguments_that_look_like_its_options(spa
     assert command.argv[-5:] == ["s3://b/job.py", "--master", "not-spark's", "--deploy-mode", "x"]
 
 
-def test_cluster_interpreter_confs_are_dropped_and_others_kept(spark_submit):
-    command = build(
+def node_path(path: str) -> str:
+    return path.replace("/mnt/", "/state/node/mnt/", 1) if path.startswith("/mnt/") else path
+
+
+MAPPED_NODE_PYTHON = "/state/node/mnt/fruits-pipeline/venv/bin/python"
+
+
+def build_on_cluster(args: list[str], configurations=SPARK_PYTHON_CONFIGURATIONS, environ=None):
+    return build_step_command(
+        "command-runner.jar", args, environ=environ or {}, configurations=configurations, node_path=node_path
+    )
+
+
+def test_the_dag_s_cluster_runs_pyspark_with_the_venv_on_the_node(spark_submit):
+    command = build_on_cluster(["spark-submit", "s3://b/job.py"], environ={"PYSPARK_PYTHON": sys.executable})
+
+    assert command.env["PYSPARK_PYTHON"] == command.env["PYSPARK_DRIVER_PYTHON"] == MAPPED_NODE_PYTHON
+    assert command.argv[5:9] == [
+        "--conf",
+        f"spark.pyspark.python={MAPPED_NODE_PYTHON}",
+        "--conf",
+        f"spark.pyspark.driver.python={MAPPED_NODE_PYTHON}",
+    ]
+
+
+def test_a_driver_the_cluster_does_not_name_follows_the_cluster_s_python_not_the_endpoint_s(spark_submit):
+    command = build_on_cluster(
+        ["spark-submit", "s3://b/job.py"],
+        configurations=[
+            {
+                "Classification": "spark-env",
+                "Configurations": [{"Classification": "export", "Properties": {"PYSPARK_PYTHON": NODE_PYTHON}}],
+            }
+        ],
+        environ={"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable},
+    )
+
+    assert command.env["PYSPARK_PYTHON"] == MAPPED_NODE_PYTHON
+    assert "PYSPARK_DRIVER_PYTHON" not in command.env
+
+
+def test_the_cluster_s_spark_defaults_come_before_the_step_s_own_confs(spark_submit):
+    defaults = [{"Classification": "spark-defaults", "Properties": {"spark.executor.cores": "1"}}]
+
+    command = build_on_cluster(["spark-submit", "--conf", "spark.executor.cores=2", "s3://b/job.py"], defaults)
+
+    assert command.argv[5:] == ["--conf", "spark.executor.cores=1", "--conf", "spark.executor.cores=2", "s3://b/job.py"]
+
+
+def test_a_step_s_interpreter_confs_are_mapped_to_the_node_and_others_kept(spark_submit):
+    command = build_on_cluster(
         [
             "spark-submit",
             "--conf",
-            "spark.pyspark.python=/home/hadoop/venv/bin/python",
+            "spark.pyspark.driver.python=/mnt/other/bin/python",
             "--conf",
-            "spark.sql.shuffle.partitions=4",
+            "spark.pyspark.python=/usr/bin/python3",
+            "--conf",
+            "spark.eventLog.dir=/mnt/logs",
             "s3://b/job.py",
         ]
     )
 
-    assert "spark.pyspark.python=/home/hadoop/venv/bin/python" not in command.argv
-    assert command.argv[5:7] == ["--conf", "spark.sql.shuffle.partitions=4"]
+    assert command.argv[9:15] == [
+        "--conf",
+        "spark.pyspark.driver.python=/state/node/mnt/other/bin/python",
+        "--conf",
+        "spark.pyspark.python=/usr/bin/python3",
+        "--conf",
+        "spark.eventLog.dir=/mnt/logs",
+    ]
+
+
+def test_spark_home_is_the_project_spark_whatever_python_the_cluster_names(spark_submit):
+    command = build_on_cluster(["spark-submit", "s3://b/job.py"])
+
+    assert command.env["SPARK_HOME"] == str(spark_submit.parent.parent)
 
 
 def test_s3_uris_reach_the_step_unchanged_including_comma_lists_and_option_values(spark_submit):
@@ -76,7 +140,7 @@ def test_s3_uris_reach_the_step_unchanged_including_comma_lists_and_option_value
     assert command.argv[5:] == args
 
 
-def test_steps_do_not_inherit_pythonpath_and_spark_gets_this_interpreter(spark_submit):
+def test_steps_do_not_inherit_pythonpath_and_spark_without_configurations_gets_this_interpreter(spark_submit):
     command = build(["spark-submit", "s3://b/job.py"], environ={"PYTHONPATH": "/repo/spark_jobs", "HOME": "/root"})
 
     assert "PYTHONPATH" not in command.env

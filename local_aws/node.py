@@ -1,0 +1,134 @@
+"""The one node that stands for every EMR node here: its data volume, its commands, its environment.
+
+EMR runs a cluster's bootstrap actions on each node, then its steps with what they installed. Here a
+folder, ``<state dir>/node`` by default, is that node's disk: EMR's first data volume ``/mnt`` is
+``<node>/mnt``, so a virtualenv that a bootstrap action builds under ``/mnt`` is where the cluster's
+Configurations name its Python (``node_path``). The folder is shared by every cluster of the endpoint
+and kept between runs: a bootstrap action that is idempotent on a node (the project's script does
+nothing when its requirements are unchanged) is then quick from the second cluster on.
+
+Bootstrap actions run with the steps' environment (the endpoint's URL, region and credentials), and:
+
+- ``<node>/bin`` first on PATH, holding the stand-ins of local_aws.node_commands (sudo, dnf, yum, aws);
+- ``FRUITS_PIPELINE_HOME``, which the project's script reads for its home (``/mnt/fruits-pipeline``
+  on EMR), mapped like any ``/mnt`` path;
+- ``UV_CACHE_DIR``, this machine's uv cache, so that uv installs what it has already downloaded.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shlex
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from botocore.client import BaseClient
+
+import local_aws.node_commands as node_commands
+from local_aws.emr_emulation import EmulatedCluster
+
+NODE_DATA_VOLUME = PurePosixPath("/mnt")
+# The project's bootstrap script builds its virtualenv under ${FRUITS_PIPELINE_HOME:-/mnt/fruits-pipeline}.
+PIPELINE_HOME_VARIABLE = "FRUITS_PIPELINE_HOME"
+PIPELINE_HOME = NODE_DATA_VOLUME / "fruits-pipeline"
+_LOCK_POLL_SECONDS = 0.2
+
+
+class Node:
+    """The node's folder: ``mnt/`` (EMR's ``/mnt``) and ``bin/`` (the stand-ins), created on first use.
+
+    :param root: the folder; created if missing.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.absolute()
+        self.bin = self.root / "bin"
+        self.bin.mkdir(parents=True, exist_ok=True)
+        (self.root / "mnt").mkdir(exist_ok=True)
+        for name in node_commands.COMMANDS:
+            _write_stand_in(self.bin / name, name)
+
+    def node_path(self, path: str) -> str:
+        """Where a node's path is here: ``/mnt/...`` under the node's folder; any other path as it is."""
+        posix = PurePosixPath(path)
+        if posix == NODE_DATA_VOLUME or NODE_DATA_VOLUME in posix.parents:
+            return str(self.root / "mnt" / posix.relative_to(NODE_DATA_VOLUME))
+        return path
+
+    def bootstrap_environment(self, environ: Mapping[str, str]) -> dict[str, str]:
+        """The environment of a bootstrap action: ``environ`` without PYTHONPATH, plus the module docstring's."""
+        env = {name: value for name, value in environ.items() if name != "PYTHONPATH"}
+        env["PATH"] = os.pathsep.join([str(self.bin), env.get("PATH", os.defpath)])
+        env[PIPELINE_HOME_VARIABLE] = self.node_path(str(PIPELINE_HOME))
+        cache = uv_cache_dir(environ)
+        if cache:
+            env["UV_CACHE_DIR"] = cache
+        return env
+
+    @contextmanager
+    def bootstrapping(self, cancelled: threading.Event) -> Iterator[bool]:
+        """Hold the node for one cluster's bootstrap: clusters, and endpoints sharing the folder, take turns.
+
+        Yields True once the node is held, False if ``cancelled`` was set while waiting for it.
+        """
+        # flock treats each open() apart, so threads of this endpoint wait for each other too.
+        with (self.root / ".bootstrap.lock").open("w") as lock:
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if cancelled.wait(_LOCK_POLL_SECONDS):
+                        yield False
+                        return
+            try:
+                yield True
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@dataclass(frozen=True)
+class NodeRuntime:
+    """What the clusters' bootstrap actions and steps run with.
+
+    :param s3: a boto3 S3 client of the endpoint: bootstrap scripts come from it, logs go to it.
+    :param work_root: where each cluster keeps its local work folders and logs, ``<work root>/<cluster id>/``.
+    :param environ: the environment a cluster's actions and steps start from: the endpoint's URL and
+        region, and the credentials of the cluster's instance profile role.
+    :param node: the node they run on.
+    :param kill_grace_seconds: how long a cancelled command has between SIGTERM and SIGKILL.
+    """
+
+    s3: BaseClient
+    work_root: Path
+    environ: Callable[[EmulatedCluster], Mapping[str, str]]
+    node: Node
+    kill_grace_seconds: float = 10.0
+
+
+def uv_cache_dir(environ: Mapping[str, str]) -> str | None:
+    """This machine's uv cache: ``$UV_CACHE_DIR``, else what the endpoint's uv says; None without uv."""
+    if environ.get("UV_CACHE_DIR"):
+        return environ["UV_CACHE_DIR"]
+    uv = Path(sys.executable).parent / "uv"
+    if not uv.exists():
+        return None
+    try:
+        found = subprocess.run([str(uv), "cache", "dir"], capture_output=True, text=True, timeout=30, env=dict(environ))
+    except subprocess.TimeoutExpired:
+        return None
+    return found.stdout.strip() if found.returncode == 0 and found.stdout.strip() else None
+
+
+def _write_stand_in(path: Path, name: str) -> None:
+    script = Path(node_commands.__file__).absolute()
+    text = f'#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(str(script))} {name} "$@"\n'
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    path.chmod(0o755)
