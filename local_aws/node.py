@@ -30,8 +30,8 @@ from pathlib import Path, PurePosixPath
 
 from botocore.client import BaseClient
 
-import local_aws.node_commands as node_commands
 from local_aws.emr_emulation import EmulatedCluster
+from local_aws.node_commands import COMMANDS
 
 NODE_DATA_VOLUME = PurePosixPath("/mnt")
 # The project's bootstrap script builds its virtualenv under ${FRUITS_PIPELINE_HOME:-/mnt/fruits-pipeline}.
@@ -51,7 +51,7 @@ class Node:
         self.bin = self.root / "bin"
         self.bin.mkdir(parents=True, exist_ok=True)
         (self.root / "mnt").mkdir(exist_ok=True)
-        for name in node_commands.COMMANDS:
+        for name in COMMANDS:
             _write_stand_in(self.bin / name, name)
 
     def node_path(self, path: str) -> str:
@@ -127,7 +127,7 @@ def uv_cache_dir(environ: Mapping[str, str]) -> str | None:
 
 
 def _write_stand_in(path: Path, name: str) -> None:
-    script = Path(node_commands.__file__).absolute()
+    script = Path(__file__).with_name("node_commands.py").absolute()
     text = f'#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(str(script))} {name} "$@"\n'
     if not path.exists() or path.read_text() != text:
         path.write_text(text)

@@ -83,9 +83,12 @@ def read_log_tail(s3_client: BaseClient, uri: str, lines: int = STDERR_TAIL_LINE
 
 
 def wait_for(fetch: Callable[[], T], what: str, wait_seconds: float, sleep: Callable[[float], None] = time.sleep) -> T:
-    """Call ``fetch`` until it returns something truthy or ``wait_seconds`` have passed; its last result."""
+    """Call ``fetch`` until it finds something or ``wait_seconds`` have passed; its last result.
+
+    None and an empty list mean "not archived yet"; an empty log ("") is found: waiting would not fill it.
+    """
     deadline = time.monotonic() + wait_seconds
-    while not (result := fetch()) and time.monotonic() < deadline:
+    while (result := fetch()) in (None, []) and time.monotonic() < deadline:
         log.info("Waiting for EMR to archive %s", what)
         sleep(LOG_POLL_SECONDS)
     return result

@@ -146,9 +146,12 @@ def test_a_bootstrap_that_cannot_install_fails_the_run_before_any_step_and_the_d
 
 
 def test_ctrl_c_during_a_step_stops_every_process_the_demo_started(
-    landing: Path, tmp_path: Path, project_env: dict[str, str]
+    landing: Path, node_dir: Path, tmp_path: Path, project_env: dict[str, str]
 ) -> None:
     command = [sys.executable, "-m", "tools.demo", "--images", str(landing), "--out", str(tmp_path / "out")]
+    # The session's node, where the cluster's venv is already built, as a second `make demo` finds it.
+    (tmp_path / "state" / "aws").mkdir(parents=True)
+    (tmp_path / "state" / "aws" / "node").symlink_to(node_dir)
     # A session of its own, like a terminal's foreground job: Ctrl-C signals the whole group.
     stderr_file = tmp_path / "demo.stderr"
     with stderr_file.open("w") as sink:

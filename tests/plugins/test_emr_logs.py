@@ -74,3 +74,10 @@ def test_waiting_stops_at_the_first_result_and_gives_up_at_the_deadline():
     assert len(sleeps) == 2
     assert wait_for(lambda: None, "a log", 0, sleeps.append) is None
     assert len(sleeps) == 2
+
+
+def test_an_empty_log_is_found_at_once() -> None:
+    sleeps: list[float] = []
+
+    assert wait_for(lambda: "", "an empty log", 3600, sleeps.append) == ""
+    assert sleeps == []
