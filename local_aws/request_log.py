@@ -63,6 +63,11 @@ class RequestLog:
             return len(self._requests)
 
 
+def requests_under(requests: Iterable[Request], bucket: str, prefix: str) -> list[Request]:
+    """Path-style S3 requests about the objects under ``bucket/prefix``: the objects, and listings of it."""
+    return [r for r in requests if r.path.startswith(f"/{bucket}/{prefix}") or f"prefix={prefix}" in unquote(r.query)]
+
+
 def recorded(app: WsgiApp, log: RequestLog, latency_seconds: Callable[[], float]) -> WsgiApp:
     """``app`` with every request recorded in ``log``, each answered ``latency_seconds()`` late."""
 

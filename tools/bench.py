@@ -31,14 +31,12 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import unquote
 
 import numpy as np
 
-from local_aws.request_log import Request
+from local_aws.request_log import requests_under
 from tools.process_tree import ProcessTreeSampler
 from tools.sample_images import generate
 
@@ -207,7 +205,7 @@ def measure_s3(images: Path, work: Path, repeats: int) -> dict:
                 endpoint.latency_seconds = latency_ms / 1000
                 endpoint.requests.clear()
                 run = spark_submit("extract_features.py", common, work / f"s3-{repeat}-{latency_ms}ms.log", aws)
-                image_requests = _image_requests(endpoint.requests)
+                image_requests = requests_under(endpoint.requests, S3_BUCKET, "images")
                 phase_images, phase_s = featurize_phase(run.log)
                 figures = _run_figures(run) | {
                     "phase_images_per_s": phase_images / phase_s,
@@ -217,7 +215,7 @@ def measure_s3(images: Path, work: Path, repeats: int) -> dict:
                     endpoint.requests.clear()
                     spark_submit("extract_features.py", common, work / "s3-rerun.log", aws)
                     figures["rerun_image_object_requests"] = sum(
-                        1 for r in _image_requests(endpoint.requests) if r.path.endswith(".jpg")
+                        1 for r in requests_under(endpoint.requests, S3_BUCKET, "images") if r.path.endswith(".jpg")
                     )
                 runs[str(latency_ms)].append(figures)
                 print(f"s3 run {repeat + 1}/{repeats} at {latency_ms} ms: {json.dumps(figures)}", file=sys.stderr)
@@ -225,11 +223,6 @@ def measure_s3(images: Path, work: Path, repeats: int) -> dict:
         latency: {key: statistics.median(run[key] for run in rs) for key in rs[0]} for latency, rs in runs.items()
     }
     return {"runs": runs, "median": median}
-
-
-def _image_requests(requests: Iterable[Request]) -> list[Request]:
-    """Requests for image objects, and listings of the images' prefix."""
-    return [r for r in requests if r.path.startswith(f"/{S3_BUCKET}/images") or "prefix=images" in unquote(r.query)]
 
 
 def _run_figures(run: JobRun) -> dict:

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from local_aws import EmbeddedAws
+from local_aws.request_log import Request, requests_under
 from local_aws.s3_state import save
 
 BUCKET = "fruits-state"
@@ -91,3 +92,13 @@ def test_latency_delays_every_request() -> None:
 
 def _objects(aws: EmbeddedAws) -> list[dict]:
     return aws.client("s3").list_objects_v2(Bucket=BUCKET)["Contents"]
+
+
+def test_requests_under_a_prefix_are_its_objects_and_its_listings() -> None:
+    requests = [
+        Request("s3", "", "GET", "/b/images/Kiwi/k.jpg", "", 200),
+        Request("s3", "", "GET", "/b", "list-type=2&prefix=images%2F", 200),
+        Request("s3", "", "PUT", "/b/features/part-0.parquet", "", 200),
+    ]
+
+    assert requests_under(requests, "b", "images") == requests[:2]

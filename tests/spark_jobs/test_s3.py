@@ -15,7 +15,6 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote
 
 import numpy as np
 import pandas as pd
@@ -24,7 +23,7 @@ from botocore.client import BaseClient
 
 from fruits_spark.images import decode_image
 from local_aws import EmbeddedAws
-from local_aws.request_log import Request
+from local_aws.request_log import Request, requests_under
 from tests.suite import SPARK_JOBS_DIR
 
 BUCKET = "fruits-s3a"
@@ -42,9 +41,7 @@ class JobRun:
 
     def image_requests(self) -> list[Request]:
         """Requests about the images: their objects, and listings of their prefix."""
-        return [
-            r for r in self.requests if r.path.startswith(f"/{BUCKET}/images") or "prefix=images" in unquote(r.query)
-        ]
+        return requests_under(self.requests, BUCKET, "images")
 
 
 @pytest.fixture(scope="module")
