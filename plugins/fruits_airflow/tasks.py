@@ -22,10 +22,11 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from botocore.client import BaseClient
 from botocore.config import Config
 
-from fruits_airflow import artifacts, checks, cluster, run_failures, steps, upload
+from fruits_airflow import artifacts, checks, cluster, reuse, run_failures, steps, upload
 from fruits_airflow.aws_errors import access_denied_explained
 from fruits_airflow.config import AWS_CONN_ID, ConfigError, PipelineConfig, load_config, parse_config, require_eu_region
 from fruits_airflow.paths import RunPaths
+from fruits_contract import ManifestKeys, SummaryKeys
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +65,53 @@ def check_config() -> dict[str, Any]:
 
 @task
 @access_denied_explained()
-def upload_new_images(config: dict[str, Any]) -> int:
-    """Upload the landing folder's new or changed images; returns how many were uploaded."""
+def upload_new_images(config: dict[str, Any]) -> dict[str, int]:
+    """Make images/ the landing folder's mirror; returns ``uploaded``, ``removed`` and ``n_images``."""
     settings = parse_config(config)
     if settings.images_dir is None:
         log.info("No images_dir configured: the run uses the images already in s3://%s/images/", settings.bucket)
-        return 0
-    return upload.upload_new_images(s3_client(settings.region), Path(settings.images_dir), settings.bucket)
+        return dataclasses.asdict(upload.SyncResult(0, 0, 0))
+    try:
+        result = upload.upload_new_images(
+            s3_client(settings.region),
+            Path(settings.images_dir),
+            settings.bucket,
+            max_removal_share=settings.max_removal_share,
+        )
+    except (FileNotFoundError, upload.RemovalRefusedError) as error:
+        raise AirflowFailException(str(error)) from None
+    return dataclasses.asdict(result)
+
+
+@task
+@access_denied_explained()
+def find_reusable_run(
+    config: dict[str, Any], uploaded: dict[str, int], run_id: str | None = None, params: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Whether the last checked run's outputs still hold: same images in S3, same variance and weights."""
+    settings = parse_config(config)
+    decision = reuse.find_reusable_run(
+        s3_client(settings.region),
+        run_paths(settings, run_id, params),
+        variance=float(params["variance"]),
+        weights=run_weights(settings, params),
+        reprocess_all=params["reprocess_all"],
+    )
+    log.info("%s", decision.reason)
+    return decision.to_dict()
+
+
+@task.branch
+def create_cluster_or_reuse(found: dict[str, Any]) -> str:
+    """``create_cluster``, unless ``find_reusable_run`` found outputs that still hold: then ``reuse_outputs``."""
+    return "reuse_outputs" if found["reused_run_id"] else "create_cluster"
+
+
+@task
+def reuse_outputs(found: dict[str, Any]) -> str:
+    """Say which run's outputs this run reuses, instead of creating a cluster; returns that run's id."""
+    log.info("%s", found["reason"])
+    return found["reused_run_id"]
 
 
 @task
@@ -131,18 +172,55 @@ def plan_run(
     }
 
 
-@task
+@task(trigger_rule="none_failed_min_one_success")
 @access_denied_explained()
 def check_output(
-    config: dict[str, Any], run_id: str | None = None, params: dict[str, Any] | None = None
+    config: dict[str, Any],
+    uploaded: dict[str, int],
+    found: dict[str, Any],
+    run_id: str | None = None,
+    dag: Any = None,
+    params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Fail clearly unless the PCA has one row of k values per featurized image and the report is complete."""
+    """Check the PCA (this run's, or the reused run's) and write the run's summary; returns the summary.
+
+    Fails clearly unless the PCA has one row of k values per image with features and the report is
+    complete. Runs once the output is there, or once ``reuse_outputs`` chose another run's.
+    """
     settings = parse_config(config)
+    paths = run_paths(settings, run_id, params)
+    reused_key = found["reused_run_key"]
+    outputs = dataclasses.replace(paths, run_key=reused_key) if reused_key else paths
+    client = s3_client(settings.region)
     try:
-        summary = checks.check_output(s3_client(settings.region), run_paths(settings, run_id, params))
+        checked = checks.check_output(client, outputs)
     except checks.OutputCheckError as error:
         raise AirflowFailException(f"Run output check failed: {error}.") from error
-    return dataclasses.asdict(summary)
+    manifest = checked.manifest
+    summary = {
+        SummaryKeys.DAG_ID: dag.dag_id,
+        SummaryKeys.RUN_ID: run_id,
+        SummaryKeys.RUN_KEY: paths.run_key,
+        SummaryKeys.CLUSTER_CREATED: not reused_key,
+        SummaryKeys.REUSED_RUN_ID: found["reused_run_id"],
+        SummaryKeys.UPLOADED: uploaded["uploaded"],
+        SummaryKeys.REMOVED: uploaded["removed"],
+        SummaryKeys.FEATURIZED: 0 if reused_key else manifest[ManifestKeys.N_FEATURIZED],
+        SummaryKeys.REUSED: checked.n_features if reused_key else manifest[ManifestKeys.N_REUSED],
+        SummaryKeys.REJECTED: manifest[ManifestKeys.N_REJECTED],
+        SummaryKeys.N_IMAGES: checked.n_pca_rows,
+        SummaryKeys.K: checked.k,
+        SummaryKeys.VARIANCE: float(params["variance"]),
+        SummaryKeys.WEIGHTS: run_weights(settings, params),
+        SummaryKeys.IMAGES_DIGEST: manifest[ManifestKeys.IMAGES_DIGEST],
+        SummaryKeys.PCA: checked.pca_uri,
+        SummaryKeys.REPORT: checked.report_uri,
+        SummaryKeys.CHECKED_AT: datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    if reused_key:
+        log.info("Run %s reused run %s's outputs: %s", run_id, found["reused_run_id"], checked.pca_uri)
+    reuse.write_summary(client, paths, summary)
+    return summary
 
 
 @task

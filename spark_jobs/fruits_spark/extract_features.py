@@ -1,12 +1,15 @@
-"""Job 1: MobileNetV2 features for every new fruit image, appended to one incremental dataset.
+"""Job 1: MobileNetV2 features for every new or changed fruit image, appended to one incremental dataset.
 
     spark-submit --py-files fruits_spark.zip spark_jobs/extract_features.py \\
         --images s3://BUCKET/images/ --features s3://BUCKET/features/ [--rejects URI] \\
-        [--weights imagenet|none|URI] [--image-size 224]
+        [--weights imagenet|none|URI] [--image-size 224] [--manifest s3://BUCKET/runs/RUN/manifest.json]
 
-The features dataset holds one row per image path, ever: a rerun featurizes only the paths it has
-never seen (as features or as rejects). Files that cannot become features are recorded with a
-reason in the rejects dataset, so features + rejects always account for every input file.
+Each row carries the path, size and modification time of the file it was computed from: a rerun
+featurizes only the files whose path, size or modification time it has never seen (as features or
+as rejects): new files, moved ones, and files rewritten in place. The dataset only grows; readers
+keep its current rows (fruits_spark.listing). Files that cannot become features are recorded with a
+reason in the rejects dataset, so features + rejects always account for every input file. The
+manifest (fruits_contract.ManifestKeys) says what the run covered.
 """
 
 from __future__ import annotations
@@ -23,16 +26,18 @@ from pyspark import StorageLevel
 from pyspark.broadcast import Broadcast
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
+from pyspark.sql.types import ArrayType, FloatType, LongType, StringType, StructField, StructType
 
+from fruits_contract import ManifestKeys
 from fruits_spark.errors import JobInputError, run_cli
 from fruits_spark.fetch import fetch_failure, worker_fetcher
-from fruits_spark.images import Listing, is_image_path, label_of, reject_reason_from_listing
+from fruits_spark.images import Listing
 from fruits_spark.inference import cached_featurizer, featurize_contents
+from fruits_spark.listing import VERSION_COLUMNS, VERSIONS_SCHEMA, list_images, listing_digest
 from fruits_spark.model import IMAGENET, CompiledModel, compile_model, validate_image_size
 from fruits_spark.progress import logged_progress
 from fruits_spark.session import spark_session
-from fruits_spark.storage import HadoopFs, join_uri
+from fruits_spark.storage import HadoopFs, join_uri, parent_uri
 
 log = logging.getLogger("extract_features")
 
@@ -41,6 +46,8 @@ FEATURES_SCHEMA = StructType(
         StructField("path", StringType(), False),
         StructField("label", StringType(), False),
         StructField("features", ArrayType(FloatType(), False), False),
+        StructField("size", LongType(), False),
+        StructField("modified", LongType(), False),
     ]
 )
 REJECTS_SCHEMA = StructType(
@@ -48,9 +55,11 @@ REJECTS_SCHEMA = StructType(
         StructField("path", StringType(), False),
         StructField("label", StringType(), False),
         StructField("reason", StringType(), False),
+        StructField("size", LongType(), False),
+        StructField("modified", LongType(), False),
     ]
 )
-IMAGES_SCHEMA = StructType([StructField("path", StringType(), False), StructField("label", StringType(), False)])
+IMAGES_SCHEMA = VERSIONS_SCHEMA
 _UDF_RESULT = StructType([StructField("features", ArrayType(FloatType())), StructField("reason", StringType())])
 MODEL_METADATA_FILE = "_fruits_model.json"
 # Images per task, at most. Each PySpark task first spends 0.2-0.5 s re-reading every zip on the
@@ -58,6 +67,8 @@ MODEL_METADATA_FILE = "_fruits_model.json"
 # half their time starting: 32 images per task took 13.8 s for 2,048 images, against 8.9 s for 1,024.
 IMAGES_PER_PARTITION = 1024
 ROWS_PER_FEATURES_FILE = 20_000
+# What identifies the content features were computed from: path, size, modification time (ms).
+Version = tuple[str, int, int]
 
 
 @dataclass(frozen=True)
@@ -69,6 +80,7 @@ class ExtractConfig:
     rejects: str
     weights: str = IMAGENET
     image_size: int = 224
+    manifest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +100,7 @@ def parse_args(argv: Sequence[str]) -> ExtractConfig:
     parser.add_argument("--rejects", help="rejected files dataset (default: FEATURES + '_rejects')")
     parser.add_argument("--weights", default=IMAGENET, help="imagenet (default), none, or a weights file")
     parser.add_argument("--image-size", type=int, default=224, help="square model input size in pixels")
+    parser.add_argument("--manifest", help="where to write the run's manifest (JSON), e.g. runs/RUN/manifest.json")
     args = parser.parse_args(argv)
     for flag, value in (("--images", args.images), ("--features", args.features)):
         if not value.strip():
@@ -100,58 +113,44 @@ def parse_args(argv: Sequence[str]) -> ExtractConfig:
         rejects=(args.rejects or features + "_rejects").rstrip("/"),
         weights=args.weights,
         image_size=args.image_size,
+        manifest=args.manifest,
     )
 
 
 # --- extract -----------------------------------------------------------------------------------
 
 
-def list_images(fs: HadoopFs, images_uri: str) -> Listing:
-    """Every image file under ``images_uri`` (any depth, any case of extension); others ignored."""
-    try:
-        kind = fs.kind(images_uri)
-    except OSError as error:
-        raise JobInputError(f"--images {images_uri} cannot be read ({error}); check the URI and access to it") from None
-    if kind is None:
-        raise JobInputError(f"--images {images_uri} does not exist; pass the folder of <label>/<image> files")
-    if kind == "file":
-        raise JobInputError(f"--images {images_uri} is a file; pass the folder that holds the label folders")
-    to_read, rejected, labels = [], {}, {}
-    for entry in fs.list_files(images_uri):
-        if not is_image_path(entry.path):
-            continue
-        labels[entry.path] = label_of(entry.path)
-        reason = reject_reason_from_listing(entry.path, entry.size)
-        if reason is None:
-            to_read.append(entry.path)
-        else:
-            rejected[entry.path] = reason
-    if not labels:
-        raise JobInputError(f"--images {images_uri} holds no .jpg, .jpeg or .png files")
-    return Listing(to_read=sorted(to_read), rejected=rejected, labels=labels)
+def known_versions(spark: SparkSession, config: ExtractConfig) -> tuple[set[Version], set[Version]]:
+    """``(path, size, modified)`` of every row of the features and of the rejects dataset.
 
-
-def known_paths(spark: SparkSession, config: ExtractConfig) -> set[str]:
-    """Paths already in the features or rejects dataset: a rerun must not touch them again."""
-    known: set[str] = set()
+    Rows written before the datasets carried size and modification time match no listed file: their
+    images are featurized again, once.
+    """
+    known = []
     for uri, schema in ((config.features, FEATURES_SCHEMA), (config.rejects, REJECTS_SCHEMA)):
-        rows = spark.read.schema(schema).parquet(uri).select("path").collect()
-        known.update(row.path for row in rows)
-    return known
+        rows = spark.read.schema(schema).parquet(uri).select(*VERSION_COLUMNS).collect()
+        known.append({(row.path, row.size, row.modified) for row in rows})
+    return known[0], known[1]
 
 
-def unseen(listing: Listing, known: set[str]) -> Listing:
+def unseen(listing: Listing, known: set[Version]) -> Listing:
+    """The listed files whose current content has neither features nor a reject yet."""
+
+    def new(path: str) -> bool:
+        return (path, *listing.versions[path]) not in known
+
     return Listing(
-        to_read=[path for path in listing.to_read if path not in known],
-        rejected={path: reason for path, reason in listing.rejected.items() if path not in known},
-        labels={path: label for path, label in listing.labels.items() if path not in known},
+        to_read=[path for path in listing.to_read if new(path)],
+        rejected={path: reason for path, reason in listing.rejected.items() if new(path)},
+        labels={path: label for path, label in listing.labels.items() if new(path)},
+        versions={path: version for path, version in listing.versions.items() if new(path)},
     )
 
 
 def image_frame(spark: SparkSession, listing: Listing) -> DataFrame:
-    """``path, label`` of the files to read, spread evenly over the cores in partitions of at most
+    """``path, label, size, modified`` of the files to read, spread evenly over the cores in partitions of at most
     IMAGES_PER_PARTITION images; the executors fetch the files' bytes themselves (fruits_spark.fetch)."""
-    rows = [(path, listing.labels[path]) for path in listing.to_read]
+    rows = [(path, listing.labels[path], *listing.versions[path]) for path in listing.to_read]
     slots = spark.sparkContext.defaultParallelism
     partitions = slots * max(1, math.ceil(len(rows) / (slots * IMAGES_PER_PARTITION)))
     return spark.createDataFrame(spark.sparkContext.parallelize(rows, min(partitions, len(rows))), IMAGES_SCHEMA)
@@ -161,9 +160,9 @@ def image_frame(spark: SparkSession, listing: Listing) -> DataFrame:
 
 
 def featurize(images: DataFrame, model: Broadcast, fingerprint: str, num_threads: int) -> DataFrame:
-    """``path, label, features, reason``: features for decodable images, a reason for the rest.
+    """``path, label, size, modified, features, reason``: features for decodable images, a reason for the rest.
 
-    :param images: ``path, label`` of the files to featurize.
+    :param images: ``path, label, size, modified`` of the files to featurize.
     :param model: the broadcast TFLite bytes; each Python worker loads them once.
     """
 
@@ -174,7 +173,9 @@ def featurize(images: DataFrame, model: Broadcast, fingerprint: str, num_threads
             yield featurize_contents(contents, featurizer)
 
     result = featurize_batches(F.col("path"))
-    return images.select("path", "label", result["features"].alias("features"), result["reason"].alias("reason"))
+    return images.select(
+        "path", "label", "size", "modified", result["features"].alias("features"), result["reason"].alias("reason")
+    )
 
 
 # --- load --------------------------------------------------------------------------------------
@@ -208,7 +209,7 @@ def append(frame: DataFrame, uri: str, n_rows: int) -> None:
 
 
 def run(spark: SparkSession, config: ExtractConfig, model: CompiledModel | None = None) -> ExtractSummary:
-    """Featurize what is new under ``config.images``.
+    """Featurize the images under ``config.images`` that are new or changed, and write the manifest.
 
     :param model: a model compiled beforehand (tests share one); by default the run compiles the one
         ``config`` names, and only when there is something new to featurize.
@@ -217,17 +218,34 @@ def run(spark: SparkSession, config: ExtractConfig, model: CompiledModel | None 
     listing = list_images(fs, config.images)
     fs.ensure_writable_dir(config.features, "--features")
     fs.ensure_writable_dir(config.rejects, "--rejects")
-    known = known_paths(spark, config)
-    new = unseen(listing, known)
+    if config.manifest:
+        fs.ensure_writable_dir(parent_uri(config.manifest), "--manifest")
+    known_features, known_rejects = known_versions(spark, config)
+    new = unseen(listing, known_features | known_rejects)
     n_known = listing.n_inputs - new.n_inputs
-    log.info("%s: %d images, %d already done, %d new", config.images, listing.n_inputs, n_known, new.n_inputs)
+    log.info(
+        "%s: %d images, %d already done, %d new or changed", config.images, listing.n_inputs, n_known, new.n_inputs
+    )
+    n_featurized = n_rejected = 0
     if new.n_inputs == 0:
         log.info("nothing new to featurize; %s is unchanged", config.features)
-        return ExtractSummary(listing.n_inputs, n_known, 0, 0)
+    else:
+        n_featurized, n_rejected = featurize_new(spark, fs, config, new, model)
+    summary = ExtractSummary(listing.n_inputs, n_known, n_featurized, n_rejected)
+    if config.manifest:
+        write_manifest(fs, config, listing, summary, known_features, known_rejects)
+    return summary
 
+
+def featurize_new(
+    spark: SparkSession, fs: HadoopFs, config: ExtractConfig, new: Listing, model: CompiledModel | None
+) -> tuple[int, int]:
+    """Featurize ``new`` and append its features and rejects; returns how many of each."""
     model = model or compile_model(config.weights, config.image_size, fs)
     check_model_matches(fs, config, model)
-    result = spark.createDataFrame([], FEATURES_SCHEMA).withColumn("reason", F.lit(None).cast(StringType()))
+    result = spark.createDataFrame([], IMAGES_SCHEMA)
+    result = result.withColumn("features", F.lit(None).cast(ArrayType(FloatType())))
+    result = result.withColumn("reason", F.lit(None).cast(StringType()))
     if new.to_read:
         broadcast_model = spark.sparkContext.broadcast(model.tflite)
         num_threads = int(spark.sparkContext.getConf().get("spark.task.cpus", "1"))
@@ -242,14 +260,14 @@ def run(spark: SparkSession, config: ExtractConfig, model: CompiledModel | None 
                 raise
             raise JobInputError(f"--images {message}; check the access to it") from None
 
-    rejects = result.where(F.col("reason").isNotNull()).select("path", "label", "reason")
+    rejects = result.where(F.col("reason").isNotNull()).select(*REJECTS_SCHEMA.fieldNames())
     rejects = rejects.unionByName(
         spark.createDataFrame(
-            [(path, new.labels[path], reason) for path, reason in sorted(new.rejected.items())],
+            [(path, new.labels[path], reason, *new.versions[path]) for path, reason in sorted(new.rejected.items())],
             REJECTS_SCHEMA,
         )
     )
-    features = result.where(F.col("reason").isNull()).select("path", "label", "features")
+    features = result.where(F.col("reason").isNull()).select(*FEATURES_SCHEMA.fieldNames())
     n_rejected, n_featurized = rejects.count(), features.count()
     if n_featurized + n_rejected != new.n_inputs:
         raise RuntimeError(f"{new.n_inputs} new inputs but {n_featurized} features + {n_rejected} rejects")
@@ -262,7 +280,34 @@ def run(spark: SparkSession, config: ExtractConfig, model: CompiledModel | None 
     log.info(
         "featurized %d, rejected %d -> %s (rejects: %s)", n_featurized, n_rejected, config.features, config.rejects
     )
-    return ExtractSummary(listing.n_inputs, n_known, n_featurized, n_rejected)
+    return n_featurized, n_rejected
+
+
+def write_manifest(
+    fs: HadoopFs,
+    config: ExtractConfig,
+    listing: Listing,
+    summary: ExtractSummary,
+    known_features: set[Version],
+    known_rejects: set[Version],
+) -> None:
+    """The run's manifest (``fruits_contract.ManifestKeys``): what the DAG compares before its next cluster."""
+    current = {(path, *version) for path, version in listing.versions.items()}
+    n_reused = len(current & known_features)
+    n_rejected = len(current & known_rejects) + summary.n_rejected
+    manifest = {
+        ManifestKeys.IMAGES: config.images,
+        ManifestKeys.IMAGES_DIGEST: listing_digest(fs, config.images, listing),
+        ManifestKeys.N_IMAGES: listing.n_inputs,
+        ManifestKeys.N_FEATURIZED: summary.n_featurized,
+        ManifestKeys.N_REUSED: n_reused,
+        ManifestKeys.N_REJECTED: n_rejected,
+        ManifestKeys.N_FEATURES: n_reused + summary.n_featurized,
+        ManifestKeys.N_STALE_ROWS: len(known_features - current),
+        ManifestKeys.FEATURES: config.features,
+    }
+    fs.write_bytes(config.manifest, json.dumps(manifest, indent=2).encode())
+    log.info("manifest: %s", manifest)
 
 
 def main(argv: Sequence[str]) -> None:

@@ -18,6 +18,7 @@ def sources(tmp_path: Path) -> tuple[Path, Path]:
     (spark_jobs / "fruits_spark" / "__init__.py").write_text('"""Jobs."""\n')
     (spark_jobs / "fruits_spark" / "pca.py").write_text("K = 1\n")
     (spark_jobs / "fruits_spark" / "__pycache__" / "pca.cpython-311.pyc").write_bytes(b"cache")
+    (spark_jobs / "fruits_contract.py").write_text("SUMMARY_FILE = 'summary.json'\n")
     (spark_jobs / "extract_features.py").write_text("from fruits_spark import extract_features\n")
     (spark_jobs / "pca.py").write_text("from fruits_spark import pca\n")
     bootstrap = shutil.copytree(BOOTSTRAP_DIR, tmp_path / "bootstrap")
@@ -29,11 +30,11 @@ def build(tmp_path: Path, sources: tuple[Path, Path], out: str = "out") -> artif
     return build_spark_artifacts(tmp_path / out, spark_jobs, bootstrap)
 
 
-def test_the_zip_holds_the_package_without_caches(tmp_path, sources):
+def test_the_zip_holds_the_contract_and_the_package_without_caches(tmp_path, sources):
     built = build(tmp_path, sources)
 
     names = zipfile.ZipFile(built.py_files_zip).namelist()
-    assert names == ["fruits_spark/__init__.py", "fruits_spark/pca.py"]
+    assert names == ["fruits_contract.py", "fruits_spark/__init__.py", "fruits_spark/pca.py"]
 
 
 def test_the_same_code_gets_the_same_version(tmp_path, sources):
@@ -44,11 +45,12 @@ def test_the_same_code_gets_the_same_version(tmp_path, sources):
     "edit",
     [
         lambda jobs, boot: (jobs / "fruits_spark" / "pca.py").write_text("K = 2\n"),
+        lambda jobs, boot: (jobs / "fruits_contract.py").write_text("SUMMARY_FILE = 'report.json'\n"),
         lambda jobs, boot: (jobs / "pca.py").write_text("from fruits_spark import pca  # v2\n"),
         lambda jobs, boot: (boot / "install_python_deps.sh").write_text("#!/usr/bin/env bash\necho v2\n"),
         lambda jobs, boot: (boot / "requirements.txt").write_text("numpy==1.0\n"),
     ],
-    ids=["package", "entry_script", "bootstrap_script", "bootstrap_requirements"],
+    ids=["package", "contract", "entry_script", "bootstrap_script", "bootstrap_requirements"],
 )
 def test_a_code_change_gets_a_new_version(tmp_path, sources, edit):
     before = build(tmp_path, sources, "before").version
