@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from botocore.client import BaseClient
+from botocore.exceptions import ClientError
 
 from fruits_airflow.config import DEFAULT_MAX_REMOVAL_SHARE, VARIABLE_KEY
 from fruits_airflow.paths import IMAGES_PREFIX
@@ -151,11 +152,11 @@ def remove_objects(s3_client: BaseClient, bucket: str, keys: list[str]) -> None:
         )
         errors = response.get("Errors", [])
         if errors:
+            # DeleteObjects answers 200 and lists the keys it could not remove: raised as the error of
+            # the first, so that a denied one reads like any other denied call.
             first = errors[0]
-            raise PermissionError(
-                f"s3:DeleteObject failed for {len(errors)} image(s), e.g. s3://{bucket}/{first['Key']}: "
-                f"{first.get('Code')} {first.get('Message')}"
-            )
+            message = f"{first.get('Message')} ({len(errors)} key(s), e.g. s3://{bucket}/{first['Key']})"
+            raise ClientError({"Error": {"Code": first.get("Code"), "Message": message}}, "DeleteObjects")
         for key in batch:
             log.info("Removed s3://%s/%s: no longer in the landing folder", bucket, key)
 
