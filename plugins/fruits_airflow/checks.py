@@ -89,14 +89,6 @@ def _open(s3_client: BaseClient, bucket: str, key: str, size: int) -> Any:
     return pq.ParquetFile(io.BufferedReader(_S3RangeFile(s3_client, bucket, key, size), buffer_size=1 << 20))
 
 
-def count_rows(s3_client: BaseClient, bucket: str, prefix: str) -> int:
-    """Rows of a parquet dataset, from its footers alone."""
-    files = _parquet_files(s3_client, bucket, prefix)
-    if not files:
-        raise OutputCheckError(f"no parquet files under s3://{bucket}/{prefix}")
-    return sum(_open(s3_client, bucket, key, size).metadata.num_rows for key, size in files)
-
-
 def vector_lengths(
     s3_client: BaseClient, bucket: str, prefix: str, column: str = PCA_COLUMN
 ) -> tuple[int, set[int], int]:

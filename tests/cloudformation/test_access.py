@@ -128,7 +128,9 @@ def test_airflow_writes_the_run_s_failure_report_and_reads_the_bootstrap_logs(
 
 
 @REPROCESS_ALL
-def test_airflow_writes_the_run_s_summary_and_the_networks_latest(airflow, allows, object_arn, run_paths, reprocess_all):
+def test_airflow_writes_the_run_s_summary_and_the_networks_latest(
+    airflow, allows, object_arn, run_paths, reprocess_all
+):
     paths = run_paths(reprocess_all)
 
     assert allows(airflow, "s3:PutObject", object_arn(paths.summary_key))

@@ -43,8 +43,9 @@ def test_the_bucket_keeps_removed_images_restorable_then_expires_them(resources,
     assert resources["Bucket"]["VersioningConfiguration"] == {"Status": "Enabled"}
     noncurrent = rules["expire-noncurrent-versions"]
     assert noncurrent["Status"] == "Enabled" and "Prefix" not in noncurrent
-    assert noncurrent["NoncurrentVersionExpiration"]["NoncurrentDays"] == (
-        template["Parameters"]["NoncurrentVersionDays"]["Default"]
+    assert (
+        noncurrent["NoncurrentVersionExpiration"]["NoncurrentDays"]
+        == (template["Parameters"]["NoncurrentVersionDays"]["Default"])
     )
     assert rules["remove-expired-delete-markers"]["ExpiredObjectDeleteMarker"] is True
 

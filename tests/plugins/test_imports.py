@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import fruits_airflow
-from tests.suite import PLUGINS_DIR
+from tests.suite import PLUGINS_DIR, SPARK_JOBS_DIR
 
 MODULES = sorted(f"fruits_airflow.{module.name}" for module in pkgutil.iter_modules(fruits_airflow.__path__))
 
@@ -27,7 +27,8 @@ def test_every_plugin_module_imports_without_heavy_libraries():
         capture_output=True,
         text=True,
         check=True,
-        env={**os.environ, "PYTHONPATH": str(PLUGINS_DIR)},
+        # Airflow's path: the plugins, and spark_jobs/ for fruits_contract.
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(SPARK_JOBS_DIR), str(PLUGINS_DIR)])},
         timeout=120,
     )
     loaded = set(json.loads(result.stdout.strip().splitlines()[-1]))
