@@ -42,7 +42,8 @@ def test_the_bucket_keeps_removed_images_restorable_then_expires_them(resources,
 
     assert resources["Bucket"]["VersioningConfiguration"] == {"Status": "Enabled"}
     noncurrent = rules["expire-noncurrent-versions"]
-    assert noncurrent["Status"] == "Enabled" and "Prefix" not in noncurrent
+    assert noncurrent["Status"] == "Enabled"
+    assert "Prefix" not in noncurrent
     assert (
         noncurrent["NoncurrentVersionExpiration"]["NoncurrentDays"]
         == (template["Parameters"]["NoncurrentVersionDays"]["Default"])
