@@ -1,69 +1,134 @@
-"""What the Airflow side and the Spark jobs agree on, with the standard library alone.
+"""What the Airflow side and the Spark jobs agree on, in the one place both import.
 
-Both sides import it as ``fruits_contract``: the DAG's tasks from ``spark_jobs/`` on Airflow's path, the
-jobs from the ``--py-files`` zip. Written once here, never twice.
-
-The run's manifest (``runs/<run key>/manifest.json``, written by ``extract_features``) says which images
-the run covered and how their features were obtained; its ``images_digest`` is what the DAG compares
-with the images in S3, before creating a cluster, to tell whether anything changed since a successful
-run. The run's summary (``runs/<run key>/summary.json``, written by ``check_output`` once the output is
-checked) is the run's report: what the upload did, what was featurized or reused, where the outputs
-are. ``runs/_latest/<weights id>.json`` holds a copy of the newest checked summary for each network.
+The DAG builds the jobs' command lines, uploads only files the jobs will read, and checks the outputs
+the jobs write; each of those is an agreement, and a drift shows only when a cluster runs. So both
+sides take the names below from here. Standard library only: the Airflow side imports it without
+pyspark (``spark_jobs/`` is on its path), and the jobs get it inside their ``--py-files`` zip.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from typing import Final
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+# --- the images the jobs read ------------------------------------------------------------------
 
-MANIFEST_FILE = "manifest.json"
-SUMMARY_FILE = "summary.json"
+IMAGE_SUFFIXES: Final = (".jpg", ".jpeg", ".png")
+# Hadoop's input formats skip names starting with these, and so does Spark's file listing.
+HIDDEN_NAME_PREFIXES: Final = ("_", ".")
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a file name has an image suffix, in any case."""
+    return name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def is_hidden_name(name: str) -> bool:
+    """Whether Hadoop treats a file or folder name as hidden (never listed, never read)."""
+    return name.startswith(HIDDEN_NAME_PREFIXES)
+
+
+# --- the model's weights ------------------------------------------------------------------------
+
+IMAGENET_WEIGHTS: Final = "imagenet"
+RANDOM_WEIGHTS: Final = "none"
+DEFAULT_WEIGHTS: Final = IMAGENET_WEIGHTS
+
+# --- the PCA and its report ---------------------------------------------------------------------
+
+DEFAULT_VARIANCE: Final = 0.95
+PCA_COLUMN: Final = "pca_features"
+VARIANCE_REPORT: Final = "explained_variance.json"
+CSV_REPORT: Final = "pca_features.csv"
+CUMULATIVE_PLOT: Final = "cumulative_variance.png"
+SCATTER_PLOT: Final = "pca_scatter.png"
+REPORT_FILES: Final = (VARIANCE_REPORT, CSV_REPORT, CUMULATIVE_PLOT, SCATTER_PLOT)
+
+# --- the jobs' command lines --------------------------------------------------------------------
+
+EXTRACT_FEATURES_JOB: Final = "extract_features"
+PCA_JOB: Final = "pca"
+
+
+class Flag:
+    """The jobs' command-line flags: the DAG's steps pass them, each job's parser declares them."""
+
+    IMAGES: Final = "--images"
+    FEATURES: Final = "--features"
+    REJECTS: Final = "--rejects"
+    WEIGHTS: Final = "--weights"
+    OUTPUT: Final = "--output"
+    VARIANCE: Final = "--variance"
+    REPORT: Final = "--report"
+    MANIFEST: Final = "--manifest"
+
+
+def extract_features_argv(*, images: str, features: str, rejects: str, weights: str, manifest: str) -> list[str]:
+    """The arguments of ``extract_features.py`` for one run."""
+    return [
+        *(Flag.IMAGES, images, Flag.FEATURES, features, Flag.REJECTS, rejects, Flag.WEIGHTS, weights),
+        *(Flag.MANIFEST, manifest),
+    ]
+
+
+def pca_argv(*, features: str, output: str, variance: float, report: str, images: str, manifest: str) -> list[str]:
+    """The arguments of ``pca.py`` for one run; ``repr`` keeps every digit of the variance."""
+    return [
+        *(Flag.FEATURES, features, Flag.OUTPUT, output, Flag.VARIANCE, repr(float(variance)), Flag.REPORT, report),
+        *(Flag.IMAGES, images, Flag.MANIFEST, manifest),
+    ]
+
+
+# --- what a run covered, and its report ---------------------------------------------------------
+# The manifest (runs/<run key>/manifest.json, written by extract_features) says which images the run
+# covered and how their features were obtained; its images_digest is what the DAG compares with the
+# images in S3, before creating a cluster, to tell whether anything changed since a checked run. The
+# summary (runs/<run key>/summary.json, written by check_output once the output is checked) is the
+# run's report. runs/_latest/<weights id>.json holds the newest summary of a run that computed its
+# outputs, for each network.
+
+MANIFEST_FILE: Final = "manifest.json"
+SUMMARY_FILE: Final = "summary.json"
 # Run keys never start with "_" (fruits_airflow.paths.run_key), so no run's prefix can be this one.
-LATEST_RUNS_PREFIX = "runs/_latest/"
+LATEST_RUNS_PREFIX: Final = "runs/_latest/"
 
 
 class ManifestKeys:
     """The keys of ``manifest.json``."""
 
-    IMAGES = "images"  # the --images URI the run listed
-    IMAGES_DIGEST = "images_digest"  # images_digest() of that listing
-    N_IMAGES = "n_images"  # image files listed
-    N_FEATURIZED = "n_featurized"  # images new or changed since their last features: featurized by this run
-    N_REUSED = "n_reused"  # images whose features of the same content were already in the dataset
-    N_REJECTED = "n_rejected"  # listed images that cannot become features (this run's or earlier)
-    N_FEATURES = "n_features"  # listed images that have features: the rows of the run's PCA
-    N_STALE_ROWS = "n_stale_rows"  # rows of the features dataset no listed image has any more
-    FEATURES = "features"  # the --features dataset
+    IMAGES: Final = "images"  # the --images URI the run listed
+    IMAGES_DIGEST: Final = "images_digest"  # images_digest() of that listing
+    N_IMAGES: Final = "n_images"  # image files listed
+    N_FEATURIZED: Final = "n_featurized"  # images new or changed since their last features: featurized now
+    N_REUSED: Final = "n_reused"  # images whose features of the same content were already in the dataset
+    N_REJECTED: Final = "n_rejected"  # listed images that cannot become features (this run's or earlier)
+    N_FEATURES: Final = "n_features"  # listed images that have features: the rows of the run's PCA
+    N_STALE_ROWS: Final = "n_stale_rows"  # rows of the features dataset that no listed image has any more
+    FEATURES: Final = "features"  # the --features dataset
 
 
 class SummaryKeys:
     """The keys of ``summary.json``, the report of a run whose output was checked."""
 
-    DAG_ID = "dag_id"
-    RUN_ID = "run_id"
-    RUN_KEY = "run_key"
-    CLUSTER_CREATED = "cluster_created"  # false when the run reused another run's outputs
-    REUSED_RUN_ID = "reused_run_id"  # the run whose outputs this run reused, or null
-    UPLOADED = "uploaded"  # files the upload sent (new or changed)
-    REMOVED = "removed"  # objects the upload removed from images/ (gone from the landing folder)
-    FEATURIZED = "featurized"  # images featurized by this run's cluster (0 when reused)
-    REUSED = "reused"  # images whose features were reused (all of them when the outputs were)
-    REJECTED = "rejected"  # images that cannot become features
-    N_IMAGES = "n_images"  # rows of the PCA: one per image with features
-    K = "k"
-    VARIANCE = "variance"
-    WEIGHTS = "weights"
-    IMAGES_DIGEST = "images_digest"
-    PCA = "pca"  # the PCA output's URI (the reused run's when reused)
-    REPORT = "report"  # the report's URI (likewise)
-    CHECKED_AT = "checked_at"
-
-
-def is_image_name(name: str) -> bool:
-    """Whether a file name or key is an input image, by its suffix in any case."""
-    return name.lower().endswith(IMAGE_SUFFIXES)
+    DAG_ID: Final = "dag_id"
+    RUN_ID: Final = "run_id"
+    RUN_KEY: Final = "run_key"
+    CLUSTER_CREATED: Final = "cluster_created"  # false when the run reused another run's outputs
+    REUSED_RUN_ID: Final = "reused_run_id"  # the run whose outputs this run reused, or null
+    UPLOADED: Final = "uploaded"  # files the upload sent (new or changed)
+    REMOVED: Final = "removed"  # objects the upload removed from images/ (gone from the landing folder)
+    FEATURIZED: Final = "featurized"  # images featurized by this run's cluster (0 when reused)
+    REUSED: Final = "reused"  # images whose features were reused (all of them when the outputs were)
+    REJECTED: Final = "rejected"  # images that cannot become features
+    N_IMAGES: Final = "n_images"  # rows of the PCA: one per image with features
+    K: Final = "k"
+    VARIANCE: Final = "variance"
+    WEIGHTS: Final = "weights"
+    IMAGES_DIGEST: Final = "images_digest"
+    PCA: Final = "pca"  # the PCA output's URI (the reused run's when reused)
+    REPORT: Final = "report"  # the report's URI (likewise)
+    CHECKED_AT: Final = "checked_at"
 
 
 def images_digest(images: Iterable[tuple[str, int, int]]) -> str:

@@ -7,9 +7,11 @@
 2. points a private Airflow (``.airflow/``, SQLite) at it: only the ``aws_default`` connection's
    ``endpoint_url`` and the ``fruits_pipeline`` Variable differ from a run on AWS;
 3. runs ``airflow dags test fruits_pipeline``: upload, cluster, steps, sensors, check, teardown;
-4. copies the run's outputs to ``--out`` and prints a summary;
+4. copies the run's outputs (or, when nothing changed, those of the run it reused) to ``--out`` and
+   prints a summary from the run's ``summary.json``: images uploaded, removed, featurized and reused,
+   and the clusters created (``clusters: none`` when nothing changed);
 5. stops the endpoint, also on failure or Ctrl-C. S3 is kept in ``--state-dir``, so a second demo
-   uploads and featurizes nothing new.
+   over the same landing folder uploads nothing and creates no cluster.
 """
 
 from __future__ import annotations
@@ -25,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from botocore.client import BaseClient
-from botocore.exceptions import ClientError
+from fruits_contract import SummaryKeys
 
-from fruits_airflow.checks import count_rows
 from fruits_airflow.paths import RunPaths
+from fruits_airflow.s3_objects import list_objects, read_object
 from local_aws import EmbeddedAws
 from tools.local_airflow import (
     BUCKET,
@@ -54,7 +56,7 @@ class DemoRun:
     log_file: Path
     clusters: dict[str, str]
     output_dir: Path | None = None
-    n_rejected: int = 0
+    summary: dict[str, Any] | None = None
     failure: dict[str, Any] | None = None
 
 
@@ -74,29 +76,30 @@ def latest_run(env: dict[str, str]) -> tuple[str, str]:
 
 def download_prefix(s3: BaseClient, prefix: str, target: Path) -> None:
     """Copy every object under ``s3://BUCKET/prefix`` into ``target``."""
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
-        for item in page.get("Contents", []):
-            local = target / item["Key"][len(prefix) :]
-            local.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(BUCKET, item["Key"], str(local))
+    for obj in list_objects(s3, BUCKET, prefix):
+        local = target / obj.key[len(prefix) :]
+        local.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(BUCKET, obj.key, str(local))
 
 
-def collect_outputs(s3: BaseClient, out_dir: Path, paths: RunPaths) -> tuple[Path, int]:
-    """Copy the run's ``runs/<key>/`` to ``out_dir/<key>/``; also count the images it rejected."""
+def collect_outputs(s3: BaseClient, out_dir: Path, paths: RunPaths) -> tuple[Path, dict[str, Any]]:
+    """Copy the run's ``runs/<key>/`` to ``out_dir/<key>/``, with the reused run's pca/ and report/ if it
+    reused another run's outputs; returns the folder and the run's summary."""
     target = out_dir / paths.run_key
     shutil.rmtree(target, ignore_errors=True)
     download_prefix(s3, paths.run_prefix, target)
-    return target, count_rows(s3, BUCKET, paths.rejects_prefix)
+    run_summary = json.loads((target / paths.summary_key.removeprefix(paths.run_prefix)).read_text())
+    for name, uri in (("pca", run_summary[SummaryKeys.PCA]), ("report", run_summary[SummaryKeys.REPORT])):
+        prefix = uri.removeprefix(f"s3://{BUCKET}/")
+        if not prefix.startswith(paths.run_prefix):
+            download_prefix(s3, prefix, target / name)
+    return target, run_summary
 
 
 def read_failure(s3: BaseClient, paths: RunPaths) -> dict[str, Any] | None:
     """The failed run's report that ``report_failure`` wrote (runs/<run key>/failure.json), if it did."""
-    try:
-        return json.loads(s3.get_object(Bucket=BUCKET, Key=paths.failure_key)["Body"].read())
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
-            return None
-        raise
+    body = read_object(s3, BUCKET, paths.failure_key)
+    return None if body is None else json.loads(body)
 
 
 def failure_summary(run: DemoRun, tail_lines: int = 5) -> str:
@@ -115,18 +118,24 @@ def failure_summary(run: DemoRun, tail_lines: int = 5) -> str:
 def summary(run: DemoRun, weights: str, seconds: float) -> str:
     output_dir = run.output_dir
     assert output_dir is not None, "only a successful run, whose outputs were copied, is summarized"
+    assert run.summary is not None, "a successful run has a summary"
     report = json.loads((output_dir / "report" / "explained_variance.json").read_text())
-    k = report["k"]
+    k, done = report["k"], run.summary
     weights_note = "" if weights == "imagenet" else " (random: no ImageNet weights file in the Keras cache)"
+    reused = done[SummaryKeys.REUSED_RUN_ID]
+    clusters = ", ".join(f"{cluster} {state}" for cluster, state in sorted(run.clusters.items())) or "none"
     return "\n".join(
         [
             f"fruits_pipeline ran in {seconds:.0f} s with MobileNetV2 weights '{weights}'{weights_note}",
-            f"  images featurized: {report['n_images']}, rejected: {run.n_rejected}",
+            f"  images: uploaded {done[SummaryKeys.UPLOADED]}, removed {done[SummaryKeys.REMOVED]}, "
+            f"featurized {done[SummaryKeys.FEATURIZED]}, reused {done[SummaryKeys.REUSED]}, "
+            f"rejected {done[SummaryKeys.REJECTED]}; {done[SummaryKeys.N_IMAGES]} in the PCA",
+            *([f"  nothing changed: reused the outputs of run {reused}"] if reused else []),
             f"  PCA: k = {k} components keep {report['cumulative'][k - 1]:.1%} of the variance",
             f"  outputs: {output_dir}/ (pca/ parquet, report/ CSV and JSON)",
             f"  plots:   {output_dir}/report/cumulative_variance.png",
             f"           {output_dir}/report/pca_scatter.png",
-            "  clusters: " + ", ".join(f"{cluster} {state}" for cluster, state in sorted(run.clusters.items())),
+            f"  clusters: {clusters}",
         ]
     )
 
@@ -163,8 +172,8 @@ def run_demo(
         paths = RunPaths.for_run(BUCKET, run_id, reprocess_all=False, weights=weights)
         if state != "success":
             return DemoRun(state, run_id, log_file, clusters, failure=read_failure(s3, paths))
-        output_dir, n_rejected = collect_outputs(s3, out_dir, paths)
-    return DemoRun(state, run_id, log_file, clusters, output_dir, n_rejected)
+        output_dir, run_summary = collect_outputs(s3, out_dir, paths)
+    return DemoRun(state, run_id, log_file, clusters, output_dir, run_summary)
 
 
 def main(argv: list[str] | None = None) -> int:

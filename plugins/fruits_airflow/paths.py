@@ -26,7 +26,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from fruits_contract import LATEST_RUNS_PREFIX, MANIFEST_FILE, SUMMARY_FILE
+from fruits_contract import IMAGENET_WEIGHTS, LATEST_RUNS_PREFIX, MANIFEST_FILE, RANDOM_WEIGHTS, SUMMARY_FILE
 
 IMAGES_PREFIX = "images/"
 FEATURES_PREFIX = "features/"
@@ -58,7 +58,7 @@ def run_key(run_id: str) -> str:
 
 def weights_id(weights: str) -> str:
     """A folder name for the network that ``weights`` (a trigger-form value) builds."""
-    if weights in ("imagenet", "none"):
+    if weights in (IMAGENET_WEIGHTS, RANDOM_WEIGHTS):
         return weights
     return f"file-{hashlib.sha256(weights.encode()).hexdigest()[:10]}"
 

@@ -17,9 +17,9 @@ from typing import Any
 
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
+from fruits_contract import SummaryKeys, images_digest, is_image_name
 
 from fruits_airflow.paths import IMAGES_PREFIX, RunPaths
-from fruits_contract import SummaryKeys, images_digest, is_image_name
 
 log = logging.getLogger(__name__)
 

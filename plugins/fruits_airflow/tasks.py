@@ -21,12 +21,12 @@ from airflow.sdk import task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from botocore.client import BaseClient
 from botocore.config import Config
+from fruits_contract import ManifestKeys, SummaryKeys
 
-from fruits_airflow import artifacts, checks, cluster, reuse, run_failures, steps, upload
+from fruits_airflow import artifacts, cluster, output_check, reuse, run_failures, steps, upload
 from fruits_airflow.aws_errors import access_denied_explained
 from fruits_airflow.config import AWS_CONN_ID, ConfigError, PipelineConfig, load_config, parse_config, require_eu_region
 from fruits_airflow.paths import RunPaths
-from fruits_contract import ManifestKeys, SummaryKeys
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def stage_artifacts(config: dict[str, Any]) -> dict[str, Any]:
     settings = parse_config(config)
     with tempfile.TemporaryDirectory(prefix="fruits-artifacts-") as out_dir:
         built = artifacts.build_spark_artifacts(Path(out_dir))
-        staged = artifacts.stage_artifacts(s3_client(settings.region), settings.bucket, built)
+        staged = artifacts.upload_artifacts(s3_client(settings.region), settings.bucket, built)
     return dataclasses.asdict(staged)
 
 
@@ -154,7 +154,7 @@ def plan_run(
     dag: Any = None,
     params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Everything the EMR tasks need, computed once: the cluster request, the steps and the output key."""
+    """Everything the later tasks need, computed once: the cluster request, the steps and the run's paths."""
     settings = parse_config(config)
     staged_artifacts = artifacts.StagedArtifacts(**staged)
     paths = run_paths(settings, run_id, params)
@@ -169,6 +169,7 @@ def plan_run(
             paths, staged_artifacts, variance=params["variance"], weights=run_weights(settings, params)
         ),
         "pca_success_key": paths.pca_success_key,
+        "paths": dataclasses.asdict(paths),
     }
 
 
@@ -176,6 +177,7 @@ def plan_run(
 @access_denied_explained()
 def check_output(
     config: dict[str, Any],
+    paths: dict[str, Any],
     uploaded: dict[str, int],
     found: dict[str, Any],
     run_id: str | None = None,
@@ -186,15 +188,17 @@ def check_output(
 
     Fails clearly unless the PCA has one row of k values per image with features and the report is
     complete. Runs once the output is there, or once ``reuse_outputs`` chose another run's.
+
+    :param paths: the run's paths as ``plan_run`` published them.
     """
     settings = parse_config(config)
-    paths = run_paths(settings, run_id, params)
+    paths = RunPaths(**paths)
     reused_key = found["reused_run_key"]
     outputs = dataclasses.replace(paths, run_key=reused_key) if reused_key else paths
     client = s3_client(settings.region)
     try:
-        checked = checks.check_output(client, outputs)
-    except checks.OutputCheckError as error:
+        checked = output_check.verify_output(client, outputs)
+    except output_check.OutputCheckError as error:
         raise AirflowFailException(f"Run output check failed: {error}.") from error
     manifest = checked.manifest
     summary = {
@@ -227,11 +231,11 @@ def check_output(
 @access_denied_explained()
 def report_failure(
     config: dict[str, Any],
+    paths: dict[str, Any],
     job_flow_id: str | None,
     step_ids: list[str] | None,
     run_id: str | None = None,
     dag: Any = None,
-    params: dict[str, Any] | None = None,
 ) -> str:
     """Log why the run's steps or cluster failed, with the tails of the cluster's logs; write it as failure.json.
 
@@ -247,7 +251,7 @@ def report_failure(
     client = s3_client(settings.region)
     failure = run_failures.with_log_tails(client, failure)
     run_failures.log_failure(failure)
-    paths = run_paths(settings, run_id, params)
+    where = RunPaths(**paths)
     report = {
         "dag_id": dag.dag_id,
         "run_id": run_id,
@@ -256,9 +260,9 @@ def report_failure(
     }
     client.put_object(
         Bucket=settings.bucket,
-        Key=paths.failure_key,
+        Key=where.failure_key,
         Body=json.dumps(report, indent=2).encode(),
         ContentType="application/json",
     )
-    log.info("Failure report written to %s", paths.uri(paths.failure_key))
-    return paths.uri(paths.failure_key)
+    log.info("Failure report written to %s", where.uri(where.failure_key))
+    return where.uri(where.failure_key)

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from fruits_contract import images_digest
 
 from fruits_airflow import tasks
 from fruits_airflow.paths import RunPaths
 from fruits_airflow.reuse import images_in_s3
-from fruits_contract import images_digest
 
 FIRST = {"run_id": "scheduled__2026-01-01T00:00:00+00:00", "params": {"reprocess_all": False, "weights": "none"}}
 SECOND = {"run_id": "scheduled__2026-01-02T00:00:00+00:00", "params": {"reprocess_all": False, "weights": "none"}}
@@ -57,7 +58,8 @@ def decide(variable, run: dict, variance: float = 0.95, **params) -> dict:
 
 def check(variable, run: dict, found: dict, variance: float = 0.95) -> dict:
     run = {**run, "params": {**run["params"], "variance": variance}}
-    return tasks.check_output.function({**variable, "weights": "none"}, UPLOADED, found, **run, **DAG)
+    paths = dataclasses.asdict(paths_of(variable["bucket"], run))
+    return tasks.check_output.function({**variable, "weights": "none"}, paths, UPLOADED, found, **run, **DAG)
 
 
 @pytest.fixture

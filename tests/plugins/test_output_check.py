@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fruits_airflow.checks import OutputCheckError, check_output
+from fruits_airflow.output_check import OutputCheckError, verify_output
 from fruits_airflow.paths import RunPaths
 
 K = 7
@@ -65,7 +65,7 @@ def test_a_consistent_output_passes_with_its_counts(s3, paths):
     write_pca(s3, paths, [[K] * 4, [K]])
     write_report(s3, paths, n_images=5)
 
-    summary = check_output(s3, paths)
+    summary = verify_output(s3, paths)
 
     assert (summary.n_features, summary.n_pca_rows, summary.k) == (5, 5, K)
 
@@ -76,7 +76,7 @@ def test_fewer_pca_rows_than_featurized_images_fail(s3, paths):
     write_report(s3, paths, n_images=4)
 
     with pytest.raises(OutputCheckError, match=r"pca/ has 4 rows but .*manifest\.json counts 5 images with features"):
-        check_output(s3, paths)
+        verify_output(s3, paths)
 
 
 def test_vectors_of_the_wrong_length_fail(s3, paths):
@@ -85,7 +85,7 @@ def test_vectors_of_the_wrong_length_fail(s3, paths):
     write_report(s3, paths, n_images=3)
 
     with pytest.raises(OutputCheckError, match=rf"k={K} values .* found lengths \[{K - 1}, {K}\]"):
-        check_output(s3, paths)
+        verify_output(s3, paths)
 
 
 def test_a_missing_report_file_is_named(s3, paths):
@@ -94,7 +94,7 @@ def test_a_missing_report_file_is_named(s3, paths):
     write_report(s3, paths, n_images=3, skip="pca_scatter.png")
 
     with pytest.raises(OutputCheckError, match=r"report/ lacks pca_scatter\.png"):
-        check_output(s3, paths)
+        verify_output(s3, paths)
 
 
 def test_a_report_counting_other_images_fails(s3, paths):
@@ -103,7 +103,7 @@ def test_a_report_counting_other_images_fails(s3, paths):
     write_report(s3, paths, n_images=4)
 
     with pytest.raises(OutputCheckError, match=r"n_images=4, but .* has 3 rows"):
-        check_output(s3, paths)
+        verify_output(s3, paths)
 
 
 def test_no_pca_output_fails(s3, paths):
@@ -111,7 +111,7 @@ def test_no_pca_output_fails(s3, paths):
     write_report(s3, paths, n_images=3)
 
     with pytest.raises(OutputCheckError, match=r"no parquet files under .*/pca/"):
-        check_output(s3, paths)
+        verify_output(s3, paths)
 
 
 def test_the_count_comes_from_the_manifest_not_the_append_only_features(s3, paths):
@@ -121,7 +121,7 @@ def test_the_count_comes_from_the_manifest_not_the_append_only_features(s3, path
     write_pca(s3, paths, [[K] * 2])
     write_report(s3, paths, n_images=2)
 
-    summary = check_output(s3, paths)
+    summary = verify_output(s3, paths)
 
     assert summary.n_features == 2
     assert summary.manifest["n_featurized"] == 2
@@ -132,7 +132,7 @@ def test_a_missing_manifest_is_named(s3, paths):
     write_report(s3, paths, n_images=3)
 
     with pytest.raises(OutputCheckError, match=r"runs/manual__1/manifest\.json is missing"):
-        check_output(s3, paths)
+        verify_output(s3, paths)
 
 
 def test_a_manifest_without_a_count_fails(s3, paths):
@@ -141,4 +141,4 @@ def test_a_manifest_without_a_count_fails(s3, paths):
     write_report(s3, paths, n_images=3)
 
     with pytest.raises(OutputCheckError, match=r"manifest\.json has no integer 'n_features'"):
-        check_output(s3, paths)
+        verify_output(s3, paths)
