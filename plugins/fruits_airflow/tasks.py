@@ -192,9 +192,9 @@ def check_output(
     :param paths: the run's paths as ``plan_run`` published them.
     """
     settings = parse_config(config)
-    paths = RunPaths(**paths)
+    run = RunPaths(**paths)
     reused_key = found["reused_run_key"]
-    outputs = dataclasses.replace(paths, run_key=reused_key) if reused_key else paths
+    outputs = dataclasses.replace(run, run_key=reused_key) if reused_key else run
     client = s3_client(settings.region)
     try:
         checked = output_check.verify_output(client, outputs)
@@ -204,7 +204,7 @@ def check_output(
     summary = {
         SummaryKeys.DAG_ID: dag.dag_id,
         SummaryKeys.RUN_ID: run_id,
-        SummaryKeys.RUN_KEY: paths.run_key,
+        SummaryKeys.RUN_KEY: run.run_key,
         SummaryKeys.CLUSTER_CREATED: not reused_key,
         SummaryKeys.REUSED_RUN_ID: found["reused_run_id"],
         SummaryKeys.UPLOADED: uploaded["uploaded"],
@@ -223,7 +223,7 @@ def check_output(
     }
     if reused_key:
         log.info("Run %s reused run %s's outputs: %s", run_id, found["reused_run_id"], checked.pca_uri)
-    reuse.write_summary(client, paths, summary)
+    reuse.write_summary(client, run, summary)
     return summary
 
 

@@ -292,6 +292,7 @@ def write_manifest(
     known_rejects: set[Version],
 ) -> None:
     """The run's manifest (``fruits_contract.ManifestKeys``): what the DAG compares before its next cluster."""
+    assert config.manifest is not None, "written only when --manifest names a file"
     current = {(path, *version) for path, version in listing.versions.items()}
     n_reused = len(current & known_features)
     n_rejected = len(current & known_rejects) + summary.n_rejected
