@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from fruits_contract import images_digest
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from fruits_spark.errors import JobInputError
@@ -68,11 +69,15 @@ def versions_frame(spark: SparkSession, listing: Listing) -> DataFrame:
 
 
 def current_rows(dataset: DataFrame, listing: DataFrame) -> DataFrame:
-    """The rows of ``dataset`` that the listed images still match, one per image, labelled as listed now.
+    """The rows of ``dataset`` that the listed images still match, labelled as listed now.
+
+    extract_features appends one row per path, size and modification time, so each listed image has
+    at most one; the DAG's pca step checks their number against the manifest. The listing is
+    broadcast: no shuffle, so the rows keep the dataset's few partitions (a shuffle's 200 would cost
+    the PCA's fit a task each per pass).
 
     :param dataset: features (or rejects) rows with ``path, size, modified``; rows written before
         those columns existed have nulls there and are never current.
     :param listing: :func:`versions_frame` of the images listed now.
     """
-    matched = dataset.drop("label").join(listing, on=list(VERSION_COLUMNS), how="inner")
-    return matched.dropDuplicates(["path"])
+    return dataset.drop("label").join(F.broadcast(listing), on=list(VERSION_COLUMNS), how="inner")
