@@ -47,8 +47,9 @@ def test_the_same_code_gets_the_same_version(tmp_path, sources):
         lambda jobs, boot: (jobs / "pca.py").write_text("from fruits_spark import pca  # v2\n"),
         lambda jobs, boot: (boot / "install_python_deps.sh").write_text("#!/usr/bin/env bash\necho v2\n"),
         lambda jobs, boot: (boot / "requirements.txt").write_text("numpy==1.0\n"),
+        lambda jobs, boot: (boot / "requirements-primary.txt").write_text("numpy==1.0\n"),
     ],
-    ids=["package", "entry_script", "bootstrap_script", "bootstrap_requirements"],
+    ids=["package", "entry_script", "bootstrap_script", "bootstrap_requirements", "bootstrap_primary_requirements"],
 )
 def test_a_code_change_gets_a_new_version(tmp_path, sources, edit):
     before = build(tmp_path, sources, "before").version
@@ -73,6 +74,7 @@ def test_staging_puts_every_file_under_the_version_prefix(s3, bucket, tmp_path, 
     listed = sorted(obj["Key"] for obj in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"])
     assert listed == [
         f"{prefix}bootstrap/install_python_deps.sh",
+        f"{prefix}bootstrap/requirements-primary.txt",
         f"{prefix}bootstrap/requirements.txt",
         f"{prefix}extract_features.py",
         f"{prefix}fruits_spark.zip",
@@ -86,6 +88,7 @@ def test_staging_puts_every_file_under_the_version_prefix(s3, bucket, tmp_path, 
     }
     assert staged.bootstrap_script_uri == f"s3://{bucket}/{prefix}bootstrap/install_python_deps.sh"
     assert staged.bootstrap_requirements_uri == f"s3://{bucket}/{prefix}bootstrap/requirements.txt"
+    assert staged.bootstrap_primary_requirements_uri == f"s3://{bucket}/{prefix}bootstrap/requirements-primary.txt"
 
 
 @pytest.fixture
