@@ -3,6 +3,8 @@ file the project installs from is that lock's export, as `make lock` writes it, 
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import re
 import subprocess
 import sys
@@ -19,6 +21,7 @@ PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
 # adds matplotlib. The primary node adds TensorFlow, to compile the model when the cache misses it.
 EXECUTOR_PACKAGES = {"numpy", "pandas", "pyarrow", "pillow", "ai-edge-litert", "boto3", "matplotlib"}
 COMPILER_PACKAGES = {"tensorflow-cpu"}
+FIRST_PARTY = {"fruits_airflow", "fruits_spark", "fruits_contract", "fruits_pipeline", "local_aws", "tools", "tests"}
 
 
 def lock_exports() -> dict[str, str]:
@@ -113,3 +116,43 @@ def test_the_local_endpoint_has_the_airflow_side_moto_and_spark_but_no_job_libra
     assert airflow.items() <= endpoint.items()
     assert {"moto", "pyspark"} <= endpoint.keys()
     assert not {"tensorflow-cpu", "ai-edge-litert", "pytest"} & endpoint.keys()
+
+
+def third_party_imports(*paths: Path) -> set[str]:
+    """The top-level modules that the Python files at or under ``paths`` import, at the top or in functions."""
+    names: set[str] = set()
+    for root in paths:
+        for path in [root] if root.is_file() else root.rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    names.update(alias.name.split(".")[0] for alias in node.names)
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names.add(node.module.split(".")[0])
+    return names - set(sys.stdlib_module_names) - FIRST_PARTY
+
+
+def distributions_of(modules: set[str]) -> set[str]:
+    """The distributions (normalized names) that provide ``modules`` in this venv."""
+    provided = importlib.metadata.packages_distributions()
+    missing = sorted(module for module in modules if module not in provided)
+    assert missing == [], f"no distribution provides {missing}"
+    return {re.sub(r"[-_.]+", "-", name).lower() for module in modules for name in provided[module]}
+
+
+# What each environment runs: the Airflow image its DAG and plugins; the endpoint's image local_aws/ and
+# local-aws-init's provisioning; every node the jobs, whose Spark EMR provides and whose compile (TensorFlow,
+# Keras) only the primary runs.
+RUNS = {
+    "airflow": (["dags", "plugins"], set()),
+    "local-aws": (["dags", "plugins", "local_aws", "tools/local_provision.py", "tools/stack_template.py"], set()),
+    "primary": (["spark_jobs"], {"pyspark", "py4j"}),
+    "nodes": (["spark_jobs"], {"pyspark", "py4j", "tensorflow", "keras"}),
+}
+
+
+@pytest.mark.parametrize("group", sorted(RUNS))
+def test_what_an_environment_runs_imports_only_what_its_group_pins(group):
+    paths, provided_elsewhere = RUNS[group]
+    needed = distributions_of(third_party_imports(*(REPO_ROOT / path for path in paths)) - provided_elsewhere)
+
+    assert needed - locked(group).keys() == set()
