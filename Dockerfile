@@ -17,8 +17,9 @@
 # changes. The tag must name the lock's apache-airflow and Python 3.11 (tests/compose checks both).
 FROM apache/airflow:3.3.2-python3.11 AS airflow
 
-# PYTHONPATH is the Makefile's, at the mount points: the DAG imports fruits_airflow from plugins/, the compose
-# services run `python -m local_aws` and `python -m tools.local_provision` from /opt/airflow.
+# PYTHONPATH is the Makefile's, at the mount points: the DAG imports fruits_airflow from plugins/ and
+# fruits_contract (what it shares with the jobs) from spark_jobs/; the compose services run
+# `python -m local_aws` and `python -m tools.local_provision` from /opt/airflow.
 ENV PYTHONPATH=/opt/airflow/spark_jobs:/opt/airflow/plugins:/opt/airflow
 
 USER airflow

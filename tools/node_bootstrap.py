@@ -4,7 +4,7 @@
 
 Lean nodes (README: What one run costs): the primary node installs TensorFlow to compile the model when
 the cache misses it; core and task nodes do not. This stages ``bootstrap/`` in an embedded endpoint's S3
-as ``stage_artifacts`` does, then runs ``bootstrap/install_python_deps.sh`` with both requirements URIs on
+as ``upload_artifacts`` does, then runs ``bootstrap/install_python_deps.sh`` with both requirements URIs on
 a local_aws node of that role (a fresh folder unless ``--node`` names one), with a node role that may read
 the staged artifacts and nothing else. uv installs from this machine's cache, as the endpoint's node
 does. It prints one JSON line: the role, the exit code, the seconds, the venv's size and its packages.
@@ -22,7 +22,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from fruits_airflow.artifacts import BOOTSTRAP_DIR, BOOTSTRAP_SCRIPT, build_spark_artifacts, stage_artifacts
+from fruits_airflow.artifacts import BOOTSTRAP_DIR, BOOTSTRAP_SCRIPT, build_spark_artifacts, upload_artifacts
 from local_aws import EmbeddedAws
 from local_aws.iam_enforcement import node_credentials
 from local_aws.node import PIPELINE_HOME, Node
@@ -89,7 +89,7 @@ def bootstrap_node(node: Node, role: str, work_dir: Path) -> NodeBootstrap:
     with EmbeddedAws(port=0) as aws:
         s3 = aws.client("s3")
         s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": aws.region})
-        staged = stage_artifacts(s3, BUCKET, build_spark_artifacts(work_dir))
+        staged = upload_artifacts(s3, BUCKET, build_spark_artifacts(work_dir))
         environ = {
             **os.environ,
             "AWS_ENDPOINT_URL": aws.endpoint_url,
