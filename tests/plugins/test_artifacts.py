@@ -119,8 +119,8 @@ def test_staging_the_same_version_again_uploads_nothing(s3, bucket, tmp_path, so
 
     second = upload_artifacts(s3, bucket, build(tmp_path, sources, "b"))
 
-    assert uploads_of_first_run == 5
-    assert len(counted_uploads) == 5
+    assert uploads_of_first_run == 6
+    assert len(counted_uploads) == 6
     assert second == first
 
 
@@ -131,7 +131,7 @@ def test_staging_replaces_a_damaged_object(s3, bucket, tmp_path, sources, counte
 
     upload_artifacts(s3, bucket, built)
 
-    assert counted_uploads[5:] == [f"artifacts/{built.version}/pca.py"]
+    assert counted_uploads[len(built.files()) :] == [f"artifacts/{built.version}/pca.py"]
     body = s3.get_object(Bucket=bucket, Key=f"artifacts/{built.version}/pca.py")["Body"].read()
     assert body == (sources[0] / "pca.py").read_bytes()
 
@@ -143,4 +143,4 @@ def test_a_code_change_is_staged_under_a_new_prefix(s3, bucket, tmp_path, source
     second = upload_artifacts(s3, bucket, build(tmp_path, sources, "b"))
 
     assert second.prefix_uri != first.prefix_uri
-    assert s3.list_objects_v2(Bucket=bucket, Prefix=first.prefix_uri.split("/", 3)[3])["KeyCount"] == 5
+    assert s3.list_objects_v2(Bucket=bucket, Prefix=first.prefix_uri.split("/", 3)[3])["KeyCount"] == 6
