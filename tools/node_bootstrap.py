@@ -7,7 +7,8 @@ the cache misses it; core and task nodes do not. This stages ``bootstrap/`` in a
 as ``upload_artifacts`` does, then runs ``bootstrap/install_python_deps.sh`` with both requirements URIs on
 a local_aws node of that role (a fresh folder unless ``--node`` names one), with a node role that may read
 the staged artifacts and nothing else. uv installs from this machine's cache, as the endpoint's node
-does. It prints one JSON line: the role, the exit code, the seconds, the venv's size and its packages.
+does. It prints one JSON line: the role, the exit code, the seconds, the venv's size and its packages, and
+the machine's load average over the last minute when it ended (other work inflates the seconds).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class NodeBootstrap:
     :param venv_bytes: the size of the node's virtualenv (a file hard-linked twice counted once).
     :param packages: how many distributions the virtualenv holds.
     :param venv: where the virtualenv is on this machine.
+    :param load_average: the machine's load average over the last minute, when the script ended.
     :param stderr: the script's log.
     """
 
@@ -51,6 +53,7 @@ class NodeBootstrap:
     venv_bytes: int
     packages: int
     venv: str
+    load_average: float
     stderr: str
 
 
@@ -111,9 +114,12 @@ def bootstrap_node(node: Node, role: str, work_dir: Path) -> NodeBootstrap:
             text=True,
         )
         seconds = time.monotonic() - started
+        load_average = os.getloadavg()[0]
     venv = Path(node.node_path(str(PIPELINE_HOME / "venv")))
     size, packages = venv_size(venv) if venv.is_dir() else (0, 0)
-    return NodeBootstrap(role, result.returncode, round(seconds, 1), size, packages, str(venv), result.stderr)
+    return NodeBootstrap(
+        role, result.returncode, round(seconds, 1), size, packages, str(venv), round(load_average, 1), result.stderr
+    )
 
 
 def main() -> None:
