@@ -1,0 +1,58 @@
+"""What the Airflow side and the Spark jobs agree on, in the one place both import.
+
+The DAG builds the jobs' command lines, uploads only files the jobs will read, and checks the outputs
+the jobs write; each of those is an agreement, and a drift shows only when a cluster runs. So both
+sides take the names below from here. Standard library only: the Airflow side imports it without
+pyspark (``spark_jobs/`` is on its path), and the jobs get it inside their ``--py-files`` zip.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- the PCA's report: the separability check -------------------------------------------------
+
+SEPARABILITY_REPORT: Final = "separability.json"
+# A logistic regression on the PCA features, trained on all but a stratified hold-out of each label.
+SEPARABILITY_HOLDOUT: Final = 0.25
+SEPARABILITY_SEED: Final = 0
+
+
+class Separability:
+    """The keys of ``separability.json``: ``status`` is ``ok``, or ``skipped`` with a ``reason``."""
+
+    STATUS: Final = "status"
+    REASON: Final = "reason"
+    HOLDOUT: Final = "holdout_fraction"
+    N_TRAIN: Final = "n_train"
+    N_TEST: Final = "n_test"
+    ACCURACY: Final = "accuracy"
+    # one {label, n_test, correct, accuracy} per label; accuracy is null when none was held out
+    PER_LABEL: Final = "per_label"
+    MODEL: Final = "model"
+
+
+# --- a run's summary: s3://BUCKET/runs/<run key>/summary.json, the Assets' event extra -----------
+
+RUN_SUMMARY: Final = "summary.json"
+# The longest list of rejects a summary carries (its count is always complete).
+SUMMARY_MAX_REJECTS: Final = 500
+
+
+class Summary:
+    """The keys of a run's summary; readers take any of them as possibly absent (older runs)."""
+
+    DAG_ID: Final = "dag_id"
+    RUN_ID: Final = "run_id"
+    WEIGHTS: Final = "weights"
+    UPLOADED: Final = "uploaded"
+    REMOVED: Final = "removed"
+    FEATURIZED: Final = "featurized"
+    REUSED: Final = "reused"
+    REJECTED: Final = "rejected"
+    REJECTS: Final = "rejects"  # [{path, label, reason}], at most SUMMARY_MAX_REJECTS
+    K: Final = "k"
+    THRESHOLD: Final = "threshold"
+    VARIANCE_KEPT: Final = "variance_kept"
+    SEPARABILITY_ACCURACY: Final = "separability_accuracy"
+    OUTPUTS: Final = "outputs"  # {name: s3 URI}
