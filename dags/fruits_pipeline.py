@@ -79,7 +79,7 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Param, chain, dag
 
-from fruits_airflow import tasks
+from fruits_airflow import assets, tasks
 from fruits_airflow.config import AWS_CONN_ID, DEFAULT_VARIANCE, WEIGHTS_PATTERN
 from fruits_airflow.operators import (
     EmrAddStepsOperator,
@@ -199,9 +199,9 @@ def fruits_pipeline() -> None:
         execution_timeout=WAIT_FOR_OUTPUT_TIMEOUT + timedelta(minutes=5),
         **RETRY_WITH_BACKOFF,
     )
-    check_output = tasks.check_output.override(execution_timeout=timedelta(minutes=15), **RETRY_WITH_BACKOFF)(
-        check_config
-    )
+    check_output = tasks.check_output.override(
+        outlets=assets.OUTLETS, execution_timeout=timedelta(minutes=15), **RETRY_WITH_BACKOFF
+    )(check_config, upload_new_images)
     terminate_cluster = EmrTerminateJobFlowOperator(
         task_id="terminate_cluster",
         job_flow_id=create_cluster.output,

@@ -16,6 +16,10 @@ SEPARABILITY_REPORT: Final = "separability.json"
 # A logistic regression on the PCA features, trained on all but a stratified hold-out of each label.
 SEPARABILITY_HOLDOUT: Final = 0.25
 SEPARABILITY_SEED: Final = 0
+RANDOM_WEIGHTS_NOTE: Final = (
+    "A first sign only: with MobileNetV2's random weights (weights 'none') the features, and so this accuracy, "
+    "say little about the fruit; with ImageNet's they start to."
+)
 
 
 class Separability:

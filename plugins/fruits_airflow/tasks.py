@@ -22,7 +22,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from botocore.client import BaseClient
 from botocore.config import Config
 
-from fruits_airflow import artifacts, checks, cluster, run_failures, steps, upload
+from fruits_airflow import artifacts, assets, checks, cluster, run_failures, run_summary, steps, upload
 from fruits_airflow.aws_errors import access_denied_explained
 from fruits_airflow.config import AWS_CONN_ID, ConfigError, PipelineConfig, load_config, parse_config, require_eu_region
 from fruits_airflow.paths import RunPaths
@@ -134,15 +134,39 @@ def plan_run(
 @task
 @access_denied_explained()
 def check_output(
-    config: dict[str, Any], run_id: str | None = None, params: dict[str, Any] | None = None
+    config: dict[str, Any],
+    upload_result: Any = None,
+    run_id: str | None = None,
+    dag: Any = None,
+    params: dict[str, Any] | None = None,
+    outlet_events: Any = None,
 ) -> dict[str, Any]:
-    """Fail clearly unless the PCA has one row of k values per featurized image and the report is complete."""
+    """Fail clearly unless the PCA has one row of k values per featurized image and the report is complete.
+
+    Then write the run's summary beside its outputs (``summary.json``) and, when the DAG declares the
+    assets' aliases as outlets, emit the events of the features dataset and the run's PCA output with
+    that summary. Returns the summary without its list of rejects.
+    """
     settings = parse_config(config)
+    paths = run_paths(settings, run_id, params)
+    client = s3_client(settings.region)
     try:
-        summary = checks.check_output(s3_client(settings.region), run_paths(settings, run_id, params))
+        checked = checks.check_output(client, paths)
     except checks.OutputCheckError as error:
         raise AirflowFailException(f"Run output check failed: {error}.") from error
-    return dataclasses.asdict(summary)
+    summary = run_summary.build_summary(
+        client,
+        paths,
+        checked,
+        dag_id=dag.dag_id,
+        run_id=run_id,
+        weights=run_weights(settings, params),
+        upload_result=upload_result,
+    )
+    run_summary.write_summary(client, paths, summary)
+    if outlet_events is not None:
+        assets.add_events(outlet_events, paths, summary)
+    return run_summary.event_extra(summary)
 
 
 @task
