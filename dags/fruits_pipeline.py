@@ -26,7 +26,11 @@ landing folder ──upload_new_images──▶ s3://BUCKET/images/<label>/<file
    reason and without retries. `create_cluster` and `add_steps` are never retried: they are not
    idempotent.
 4. `wait_for_output` waits for the PCA's `_SUCCESS`; `check_output` checks one PCA row of k values per
-   featurized image and a complete report.
+   featurized image and a complete report, writes the run's summary to
+   `s3://BUCKET/runs/<run key>/summary.json`, and emits the run's assets through the aliases
+   `fruits_features` and `fruits_pca` (the features dataset and this run's PCA output, the summary in
+   each event's extra), on which a downstream DAG can be scheduled. The run's page has a **Report**
+   tab showing the summary, the PCA's figures and plots, or why the run failed.
 5. `terminate_cluster` is the teardown of `create_cluster`: it runs as soon as the steps are over,
    however they ended, and the run still fails when a step or the output check did; a failed
    termination fails the run too. If Airflow itself dies, the cluster ends after its idle timeout.

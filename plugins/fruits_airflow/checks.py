@@ -170,9 +170,9 @@ def check_output(s3_client: BaseClient, paths: RunPaths) -> OutputSummary:
 def read_rows(
     s3_client: BaseClient, bucket: str, prefix: str, columns: list[str], limit: int
 ) -> tuple[int, list[dict[str, Any]]]:
-    """All rows' count and the first ``limit`` rows (``columns`` only) of a small parquet dataset; (0, []) when absent."""
+    """The row count and the first ``limit`` rows (``columns`` only) of a parquet dataset; (0, []) when absent."""
     files = _parquet_files(s3_client, bucket, prefix)
-    total, rows = 0, []
+    total, rows = 0, list[dict[str, Any]]()
     for key, size in files:
         parquet = _open(s3_client, bucket, key, size)
         total += parquet.metadata.num_rows

@@ -79,7 +79,10 @@ def pca_section(summary: dict[str, Any], variance: dict[str, Any] | None) -> str
         [_cell("components kept (k)"), _cell(_number(k), numeric=True)],
         [_cell("variance threshold"), _cell(_percent(threshold), numeric=True)],
         [_cell("variance kept"), _cell(_percent(kept), numeric=True)],
-        [_cell("images x features"), _cell(f"{_number(variance.get('n_images'))} x {_number(variance.get('n_features'))}")],
+        [
+            _cell("images x features"),
+            _cell(f"{_number(variance.get('n_images'))} x {_number(variance.get('n_features'))}"),
+        ],
     ]
     return "<h2>PCA</h2>" + _table(["", ""], rows)
 
@@ -94,7 +97,8 @@ def separability_section(separability: dict[str, Any] | None, weights: Any) -> s
     overall = (
         f"<p>Accuracy on a stratified hold-out of {_percent(separability.get(Separability.HOLDOUT))} per label "
         f"({_number(separability.get(Separability.N_TEST))} images; trained on "
-        f"{_number(separability.get(Separability.N_TRAIN))}): <b>{_percent(separability.get(Separability.ACCURACY))}</b></p>"
+        f"{_number(separability.get(Separability.N_TRAIN))}): "
+        f"<b>{_percent(separability.get(Separability.ACCURACY))}</b></p>"
     )
     rows = [
         [
@@ -123,7 +127,9 @@ def rejects_section(summary: dict[str, Any]) -> str:
     total = summary.get(Summary.REJECTED)
     if not rejects:
         return f"<h2>Rejected images</h2><p>{'None.' if total == 0 else 'No list recorded.'}</p>"
-    shown = f" (the first {len(rejects)} of {_number(total)})" if isinstance(total, int) and total > len(rejects) else ""
+    shown = (
+        f" (the first {len(rejects)} of {_number(total)})" if isinstance(total, int) and total > len(rejects) else ""
+    )
     rows = [[_cell(_text(r.get("label"))), _cell(_text(r.get("path"))), _cell(_text(r.get("reason")))] for r in rejects]
     return f"<h2>Rejected images{shown}</h2>" + _table(["label", "path", "reason"], rows)
 
@@ -134,16 +140,20 @@ def locations_section(report: RunReport) -> str:
     return f"<h2>Outputs in S3</h2><ul>{items}</ul>"
 
 
+def _joined(*parts: Any) -> str | None:
+    return ": ".join(str(part) for part in parts if part) or None
+
+
 def failure_section(failure: dict[str, Any]) -> str:
     cluster = failure.get("cluster") or {}
     step = failure.get("failed_step") or {}
-    facts = [
-        ["cause", failure.get("cause")],
-        ["cluster", f"{cluster.get('id')} {cluster.get('state')}"],
-        ["cluster reason", ": ".join(str(part) for part in (cluster.get("reason_code"), cluster.get("reason_message")) if part) or None],
-        ["failed step", f"{step.get('name')} ({step.get('id')}) {step.get('state')}" if step else None],
-        ["step reason", ": ".join(str(part) for part in (step.get("reason"), step.get("message")) if part) or None],
-        ["reported at", failure.get("reported_at")],
+    facts: list[tuple[str, Any]] = [
+        ("cause", failure.get("cause")),
+        ("cluster", f"{cluster.get('id')} {cluster.get('state')}"),
+        ("cluster reason", _joined(cluster.get("reason_code"), cluster.get("reason_message"))),
+        ("failed step", f"{step.get('name')} ({step.get('id')}) {step.get('state')}" if step else None),
+        ("step reason", _joined(step.get("reason"), step.get("message"))),
+        ("reported at", failure.get("reported_at")),
     ]
     rows = [[_cell(escape(name)), _cell(_text(value))] for name, value in facts if value is not None]
     tails = "".join(

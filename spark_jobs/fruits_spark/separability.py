@@ -84,8 +84,10 @@ def separability(projected: DataFrame, fraction: float = SEPARABILITY_HOLDOUT) -
         standardization=False,
         maxIter=MAX_ITER,
     ).fit(train)
-    scored = model.transform(test).groupBy("label").agg(
-        F.count(F.lit(1)).alias("n_test"), F.sum((F.col("prediction") == F.col("y")).cast("int")).alias("correct")
+    scored = (
+        model.transform(test)
+        .groupBy("label")
+        .agg(F.count(F.lit(1)).alias("n_test"), F.sum((F.col("prediction") == F.col("y")).cast("int")).alias("correct"))
     )
     by_label = {row["label"]: (row["n_test"], row["correct"]) for row in scored.collect()}
     per_label = []

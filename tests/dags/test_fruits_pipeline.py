@@ -33,7 +33,7 @@ EXPECTED_UPSTREAM = {
     "add_steps": {"create_cluster", "plan_run"},
     "watch_steps": {"add_steps", "create_cluster", "plan_run"},
     "wait_for_output": {"watch_steps", "plan_run"},
-    "check_output": {"wait_for_output", "check_config"},
+    "check_output": {"wait_for_output", "check_config", "upload_new_images"},
     "terminate_cluster": {"watch_steps", "create_cluster", "plan_run"},
     "report_failure": {"terminate_cluster", "check_config", "create_cluster", "add_steps"},
 }
@@ -87,6 +87,14 @@ def test_the_doc_lists_every_variable_key(dag):
 
 def test_tasks_are_wired_in_the_pipelines_order(dag):
     assert {task.task_id: set(task.upstream_task_ids) for task in dag.tasks} == EXPECTED_UPSTREAM
+
+
+def test_the_output_check_declares_the_features_and_the_pca_as_asset_aliases(dag):
+    from airflow.sdk import AssetAlias
+
+    outlets = dag.get_task("check_output").outlets
+    assert outlets == [AssetAlias("fruits_features"), AssetAlias("fruits_pca")]
+    assert all(not task.outlets for task in dag.tasks if task.task_id != "check_output")
 
 
 def test_nothing_is_uploaded_or_created_before_the_config_is_checked(dag):

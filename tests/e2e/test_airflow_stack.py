@@ -38,7 +38,8 @@ from tools.sample_images import generate
 N_IMAGES = 8
 VARIANCE = 0.9
 STARTUP_TIMEOUT_S = 300
-RUN_TIMEOUT_S = 600
+# Unpausing queues the latest scheduled run too; being due earlier, it may run first: room for both.
+RUN_TIMEOUT_S = 1200
 ARTIFACTS = Path(os.environ.get("FRUITS_TEST_ARTIFACTS", REPO_ROOT / "test-artifacts"))
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
@@ -209,6 +210,47 @@ def test_the_dag_page_shows_the_successful_run(stack: Stack, triggered_run: dict
 
     assert header.is_displayed()
     assert f"/dags/{DAG_ID}/runs/" in browser.current_url
+    assert screenshot.stat().st_size > 10_000
+
+
+def test_the_run_s_asset_events_carry_its_summary(api: httpx.Client, triggered_run: dict) -> None:
+    events = api.get(
+        "/assets/events", params={"source_dag_id": DAG_ID, "source_run_id": triggered_run["dag_run_id"]}
+    ).raise_for_status()
+    by_uri = {event["uri"]: event["extra"] for event in events.json()["asset_events"]}
+    paths = RunPaths.for_run(BUCKET, triggered_run["dag_run_id"], reprocess_all=False, weights="none")
+
+    assert set(by_uri) == {paths.features_uri.rstrip("/"), paths.pca_uri.rstrip("/")}
+    for extra in by_uri.values():
+        assert extra["featurized"] == N_IMAGES
+        assert extra["threshold"] == VARIANCE
+        assert extra["run_id"] == triggered_run["dag_run_id"]
+
+
+def test_the_run_s_report_tab_shows_its_figures_and_plots(
+    stack: Stack, triggered_run: dict, browser: webdriver.Chrome
+) -> None:
+    # Logged in by the test above; the tab is the plugin's external view, in an iframe.
+    browser.get(f"{stack.url}/dags/{DAG_ID}/runs/{triggered_run['dag_run_id']}")
+    wait = WebDriverWait(browser, 60)
+    tab = wait.until(
+        expected_conditions.element_to_be_clickable((By.CSS_SELECTOR, "a[href$='/plugin/fruits_run_report']"))
+    )
+    tab.click()
+    frame = wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "iframe[title=Report]")))
+    browser.switch_to.frame(frame)
+    heading = wait.until(expected_conditions.visibility_of_element_located((By.XPATH, "//h2[text()='Images']")))
+    plots = browser.find_elements(By.CSS_SELECTOR, "img[src^='data:image/png']")
+    page = browser.find_element(By.TAG_NAME, "body").text
+    browser.switch_to.default_content()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    screenshot = ARTIFACTS / "airflow-ui-run-report.png"
+    browser.save_screenshot(str(screenshot))
+
+    assert heading.is_displayed()
+    assert len(plots) == 2
+    assert f"featurized (in the PCA) {N_IMAGES}" in page
+    assert "Separability" in page
     assert screenshot.stat().st_size > 10_000
 
 

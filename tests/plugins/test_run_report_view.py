@@ -104,7 +104,11 @@ def successful_run(s3, paths, network, pipeline_env) -> tuple[dict, OutletEventA
     for name, body in report.items():
         s3.put_object(Bucket=paths.bucket, Key=f"{paths.report_prefix}{name}", Body=body)
     events = OutletEventAccessors()
-    context = {"run_id": RUN_ID, "dag": type("Dag", (), {"dag_id": DAG_ID})(), "params": {"reprocess_all": False, "weights": "none"}}
+    context = {
+        "run_id": RUN_ID,
+        "dag": type("Dag", (), {"dag_id": DAG_ID})(),
+        "params": {"reprocess_all": False, "weights": "none"},
+    }
     returned = tasks.check_output.function({"bucket": paths.bucket, **network}, 3, outlet_events=events, **context)
     return returned, events
 
@@ -146,14 +150,17 @@ def test_a_successful_run_shows_counts_pca_separability_plots_rejects_and_locati
     for expected in ("uploaded", "featurized (in the PCA)", ">8<", ">3<", "93.0%", "90.0%", "50.0%", "not recorded"):
         assert expected in page, expected
     assert page.count("data:image/png;base64,") == 2
-    assert "empty file" in page and paths.pca_uri in page and "random weights" in page
+    assert "empty file" in page
+    assert paths.pca_uri in page
+    assert "random weights" in page
     assert response.headers["cache-control"] == "no-store"
 
 
 def test_labels_and_reasons_from_file_names_are_escaped(api_app, successful_run):
     page = get_report(api_app, token_of("VIEWER")).text
 
-    assert "<script>" not in page and "<img src=x" not in page
+    assert "<script>" not in page
+    assert "<img src=x" not in page
     assert "&lt;script&gt;alert(2)&lt;/script&gt;" in page
     assert "Apple &lt;Red&gt; 1" in page
 
@@ -163,14 +170,23 @@ def test_a_failed_run_shows_its_failure_summary_and_log_tails(api_app, s3, paths
         "summary": "EMR step extract_features (s-1) FAILED: the job's error",
         "cause": "step",
         "cluster": {"id": "j-1", "state": "TERMINATED", "reason_code": None, "reason_message": None},
-        "failed_step": {"id": "s-1", "name": "extract_features", "state": "FAILED", "reason": "Unknown", "message": None},
-        "logs": [{"name": "stdout of step extract_features", "uri": "s3://b/logs/x/stdout.gz", "tail": "error: <bad> input"}],
+        "failed_step": {
+            "id": "s-1",
+            "name": "extract_features",
+            "state": "FAILED",
+            "reason": "Unknown",
+            "message": None,
+        },
+        "logs": [
+            {"name": "stdout of step extract_features", "uri": "s3://b/logs/x/stdout.gz", "tail": "error: <bad> input"}
+        ],
     }
     s3.put_object(Bucket=paths.bucket, Key=paths.failure_key, Body=json.dumps(failure).encode())
 
     page = get_report(api_app, token_of("VIEWER")).text
 
-    assert "This run failed" in page and "EMR step extract_features (s-1) FAILED" in page
+    assert "This run failed" in page
+    assert "EMR step extract_features (s-1) FAILED" in page
     assert "<pre>error: &lt;bad&gt; input</pre>" in page
     assert "Images</h2>" not in page
 
@@ -192,3 +208,20 @@ def test_a_user_without_read_access_to_the_dag_gets_403(api_app, s3, pipeline_en
     response = get_report(api_app, token_of(None))
     assert response.status_code == 403
     assert "Nothing under" not in response.text
+
+
+@pytest.mark.parametrize(
+    ("upload_result", "expected"),
+    [
+        (5, {Summary.UPLOADED: 5}),
+        (
+            {"uploaded": 2, "removed": 1, "reused": "manual__1", "other": 0},
+            {"uploaded": 2, "removed": 1, "reused": "manual__1"},
+        ),
+        (None, {}),
+    ],
+)
+def test_the_summary_takes_the_upload_s_count_or_the_landing_sync_s_counts(upload_result, expected):
+    from fruits_airflow.run_summary import upload_counts
+
+    assert upload_counts(upload_result) == expected

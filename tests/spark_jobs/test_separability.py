@@ -31,7 +31,10 @@ def _blobs(seed: int = 7) -> list[tuple[str, str, list[float]]]:
     for index, (label, size) in enumerate(SIZES.items()):
         centre = rng.normal(scale=1.2, size=K)
         points = centre + rng.normal(size=(size, K))
-        rows += [(f"s3://b/images/{label}/{index}_{i}.jpg", label, p.astype(np.float32).tolist()) for i, p in enumerate(points)]
+        rows += [
+            (f"s3://b/images/{label}/{index}_{i}.jpg", label, p.astype(np.float32).tolist())
+            for i, p in enumerate(points)
+        ]
     return rows
 
 
