@@ -84,7 +84,7 @@ from datetime import UTC, datetime, timedelta
 from airflow.sdk import Param, chain, dag
 
 from fruits_airflow import assets, tasks
-from fruits_airflow.config import AWS_CONN_ID, DEFAULT_VARIANCE, WEIGHTS_PATTERN
+from fruits_airflow.config import WEIGHTS_PATTERN
 from fruits_airflow.operators import (
     EmrAddStepsOperator,
     EmrCreateJobFlowOperator,
@@ -92,6 +92,7 @@ from fruits_airflow.operators import (
     EmrTerminateJobFlowOperator,
     S3KeySensor,
 )
+from fruits_contract import DEFAULT_VARIANCE
 
 START_DATE = datetime(2025, 1, 1, tzinfo=UTC)
 TAGS = ["fruits", "emr", "spark", "pca"]
@@ -164,7 +165,6 @@ def fruits_pipeline() -> None:
         task_id="create_cluster",
         job_flow_overrides=plan_run["job_flow_overrides"],
         emr_conn_id=None,
-        aws_conn_id=AWS_CONN_ID,
         region_name=plan_run["region"],
         execution_timeout=timedelta(minutes=15),
         **NEVER_RETRY,
@@ -173,7 +173,6 @@ def fruits_pipeline() -> None:
         task_id="add_steps",
         job_flow_id=create_cluster.output,
         steps=plan_run["steps"],
-        aws_conn_id=AWS_CONN_ID,
         region_name=plan_run["region"],
         execution_timeout=timedelta(minutes=10),
         **NEVER_RETRY,
@@ -186,7 +185,6 @@ def fruits_pipeline() -> None:
         poke_interval=WATCH_STEPS_POKE_INTERVAL.total_seconds(),
         max_attempts=int(WATCH_STEPS_TIMEOUT / WATCH_STEPS_POKE_INTERVAL),
         timeout=WATCH_STEPS_TIMEOUT.total_seconds(),
-        aws_conn_id=AWS_CONN_ID,
         region_name=plan_run["region"],
         execution_timeout=WATCH_STEPS_TIMEOUT + timedelta(minutes=30),
         **RETRY_WITH_BACKOFF,
@@ -198,24 +196,22 @@ def fruits_pipeline() -> None:
         deferrable=True,
         poke_interval=30,
         timeout=WAIT_FOR_OUTPUT_TIMEOUT.total_seconds(),
-        aws_conn_id=AWS_CONN_ID,
         region_name=plan_run["region"],
         execution_timeout=WAIT_FOR_OUTPUT_TIMEOUT + timedelta(minutes=5),
         **RETRY_WITH_BACKOFF,
     )
     check_output = tasks.check_output.override(
         outlets=assets.OUTLETS, execution_timeout=timedelta(minutes=15), **RETRY_WITH_BACKOFF
-    )(check_config, upload_new_images)
+    )(check_config, plan_run["paths"], upload_new_images)
     terminate_cluster = EmrTerminateJobFlowOperator(
         task_id="terminate_cluster",
         job_flow_id=create_cluster.output,
-        aws_conn_id=AWS_CONN_ID,
         region_name=plan_run["region"],
         execution_timeout=timedelta(minutes=15),
         **RETRY_WITH_BACKOFF,
     ).as_teardown(setups=create_cluster, on_failure_fail_dagrun=True)
     report_failure = tasks.report_failure.override(execution_timeout=timedelta(minutes=15), **RETRY_WITH_BACKOFF)(
-        check_config, create_cluster.output, add_steps.output
+        check_config, plan_run["paths"], create_cluster.output, add_steps.output
     ).as_teardown(setups=create_cluster)
 
     chain(

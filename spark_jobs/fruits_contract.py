@@ -10,9 +10,42 @@ from __future__ import annotations
 
 from typing import Final
 
+# --- the images the jobs read ------------------------------------------------------------------
+
+IMAGE_SUFFIXES: Final = (".jpg", ".jpeg", ".png")
+# Hadoop's input formats skip names starting with these, and so does Spark's file listing.
+HIDDEN_NAME_PREFIXES: Final = ("_", ".")
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a file name has an image suffix, in any case."""
+    return name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def is_hidden_name(name: str) -> bool:
+    """Whether Hadoop treats a file or folder name as hidden (never listed, never read)."""
+    return name.startswith(HIDDEN_NAME_PREFIXES)
+
+
+# --- the model's weights ------------------------------------------------------------------------
+
+IMAGENET_WEIGHTS: Final = "imagenet"
+RANDOM_WEIGHTS: Final = "none"
+DEFAULT_WEIGHTS: Final = IMAGENET_WEIGHTS
+
+# --- the PCA and its report ---------------------------------------------------------------------
+
+DEFAULT_VARIANCE: Final = 0.95
+PCA_COLUMN: Final = "pca_features"
+VARIANCE_REPORT: Final = "explained_variance.json"
+CSV_REPORT: Final = "pca_features.csv"
+CUMULATIVE_PLOT: Final = "cumulative_variance.png"
+SCATTER_PLOT: Final = "pca_scatter.png"
+SEPARABILITY_REPORT: Final = "separability.json"
+REPORT_FILES: Final = (VARIANCE_REPORT, CSV_REPORT, CUMULATIVE_PLOT, SCATTER_PLOT, SEPARABILITY_REPORT)
+
 # --- the PCA's report: the separability check -------------------------------------------------
 
-SEPARABILITY_REPORT: Final = "separability.json"
 # A logistic regression on the PCA features, trained on all but a stratified hold-out of each label.
 SEPARABILITY_HOLDOUT: Final = 0.25
 SEPARABILITY_SEED: Final = 0
@@ -60,3 +93,31 @@ class Summary:
     VARIANCE_KEPT: Final = "variance_kept"
     SEPARABILITY_ACCURACY: Final = "separability_accuracy"
     OUTPUTS: Final = "outputs"  # {name: s3 URI}
+
+
+# --- the jobs' command lines --------------------------------------------------------------------
+
+EXTRACT_FEATURES_JOB: Final = "extract_features"
+PCA_JOB: Final = "pca"
+
+
+class Flag:
+    """The jobs' command-line flags: the DAG's steps pass them, each job's parser declares them."""
+
+    IMAGES: Final = "--images"
+    FEATURES: Final = "--features"
+    REJECTS: Final = "--rejects"
+    WEIGHTS: Final = "--weights"
+    OUTPUT: Final = "--output"
+    VARIANCE: Final = "--variance"
+    REPORT: Final = "--report"
+
+
+def extract_features_argv(*, images: str, features: str, rejects: str, weights: str) -> list[str]:
+    """The arguments of ``extract_features.py`` for one run."""
+    return [Flag.IMAGES, images, Flag.FEATURES, features, Flag.REJECTS, rejects, Flag.WEIGHTS, weights]
+
+
+def pca_argv(*, features: str, output: str, variance: float, report: str) -> list[str]:
+    """The arguments of ``pca.py`` for one run; ``repr`` keeps every digit of the variance."""
+    return [Flag.FEATURES, features, Flag.OUTPUT, output, Flag.VARIANCE, repr(float(variance)), Flag.REPORT, report]

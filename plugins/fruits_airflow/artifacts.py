@@ -5,7 +5,7 @@ hash names a version: two DAG runs on the same code stage the same artifacts, an
 always stages new ones. The bootstrap action and its requirements are part of the hash, since the
 cluster runs them too.
 
-``stage_artifacts`` uploads one version to ``s3://BUCKET/artifacts/<version>/``, the prefix the steps
+``upload_artifacts`` uploads one version to ``s3://BUCKET/artifacts/<version>/``, the prefix the steps
 and the bootstrap action read, so that a run always executes the code of the DAG version that started
 it.
 """
@@ -119,7 +119,7 @@ def build_spark_artifacts(
     return SparkArtifacts(py_files_zip, entry_scripts, digest.hexdigest()[:12], bootstrap_files)
 
 
-def stage_artifacts(s3_client: BaseClient, bucket: str, artifacts: SparkArtifacts) -> StagedArtifacts:
+def upload_artifacts(s3_client: BaseClient, bucket: str, artifacts: SparkArtifacts) -> StagedArtifacts:
     """Upload one version to ``s3://bucket/artifacts/<version>/``, skipping the files already there.
 
     The version is a content hash, so an object already at its key should hold the same bytes; its

@@ -17,10 +17,9 @@ from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
 from fruits_airflow.paths import RUNS_PREFIX, run_key
-from fruits_contract import RUN_SUMMARY, SEPARABILITY_REPORT
+from fruits_contract import CUMULATIVE_PLOT, RUN_SUMMARY, SCATTER_PLOT, SEPARABILITY_REPORT, VARIANCE_REPORT
 
-VARIANCE_REPORT = "explained_variance.json"
-PLOTS = ("cumulative_variance.png", "pca_scatter.png")
+PLOTS = (CUMULATIVE_PLOT, SCATTER_PLOT)
 FAILURE_REPORT = "failure.json"
 # A plot larger than this is not embedded in the page (the job's plots are about 50 to 150 kB).
 MAX_PLOT_BYTES = 5 * 1024 * 1024

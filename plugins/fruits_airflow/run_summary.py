@@ -14,13 +14,19 @@ from typing import Any
 
 from botocore.client import BaseClient
 
-from fruits_airflow.checks import OutputSummary, read_rows
+from fruits_airflow.output_check import OutputSummary, read_rows
 from fruits_airflow.paths import RunPaths
-from fruits_contract import RUN_SUMMARY, SEPARABILITY_REPORT, SUMMARY_MAX_REJECTS, Separability, Summary
+from fruits_contract import (
+    RUN_SUMMARY,
+    SEPARABILITY_REPORT,
+    SUMMARY_MAX_REJECTS,
+    VARIANCE_REPORT,
+    Separability,
+    Summary,
+)
 
 log = logging.getLogger(__name__)
 
-VARIANCE_REPORT = "explained_variance.json"
 # What the upload task may report besides its count, when it returns a dict (the landing sync's).
 UPLOAD_KEYS = (Summary.UPLOADED, Summary.REMOVED, Summary.REUSED, Summary.FEATURIZED)
 

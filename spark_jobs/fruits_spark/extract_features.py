@@ -25,6 +25,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
 
+from fruits_contract import EXTRACT_FEATURES_JOB, Flag
 from fruits_spark.errors import JobInputError, run_cli
 from fruits_spark.fetch import fetch_failure, worker_fetcher
 from fruits_spark.images import Listing, is_image_path, label_of, reject_reason_from_listing
@@ -82,14 +83,14 @@ class ExtractSummary:
 
 
 def parse_args(argv: Sequence[str]) -> ExtractConfig:
-    parser = argparse.ArgumentParser(prog="extract_features", description=__doc__.splitlines()[0])
-    parser.add_argument("--images", required=True, help="folder or s3:// prefix of <label>/<image> files")
-    parser.add_argument("--features", required=True, help="incremental features dataset (parquet)")
-    parser.add_argument("--rejects", help="rejected files dataset (default: FEATURES + '_rejects')")
-    parser.add_argument("--weights", default=IMAGENET, help="imagenet (default), none, or a weights file")
+    parser = argparse.ArgumentParser(prog=EXTRACT_FEATURES_JOB, description=__doc__.splitlines()[0])
+    parser.add_argument(Flag.IMAGES, required=True, help="folder or s3:// prefix of <label>/<image> files")
+    parser.add_argument(Flag.FEATURES, required=True, help="incremental features dataset (parquet)")
+    parser.add_argument(Flag.REJECTS, help="rejected files dataset (default: FEATURES + '_rejects')")
+    parser.add_argument(Flag.WEIGHTS, default=IMAGENET, help="imagenet (default), none, or a weights file")
     parser.add_argument("--image-size", type=int, default=224, help="square model input size in pixels")
     args = parser.parse_args(argv)
-    for flag, value in (("--images", args.images), ("--features", args.features)):
+    for flag, value in ((Flag.IMAGES, args.images), (Flag.FEATURES, args.features)):
         if not value.strip():
             raise JobInputError(f"{flag} is empty; pass a folder or s3:// prefix")
     validate_image_size(args.image_size)
@@ -272,4 +273,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 def cli(argv: Sequence[str] | None = None) -> None:
-    run_cli(main, argv, prog="extract_features")
+    run_cli(main, argv, prog=EXTRACT_FEATURES_JOB)

@@ -7,6 +7,7 @@ real ``check_output`` task, which writes the summary the view reads and emits th
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from collections.abc import Iterator
@@ -109,7 +110,8 @@ def successful_run(s3, paths, network, pipeline_env) -> tuple[dict, OutletEventA
         "dag": type("Dag", (), {"dag_id": DAG_ID})(),
         "params": {"reprocess_all": False, "weights": "none"},
     }
-    returned = tasks.check_output.function({"bucket": paths.bucket, **network}, 3, outlet_events=events, **context)
+    config = {"bucket": paths.bucket, **network}
+    returned = tasks.check_output.function(config, dataclasses.asdict(paths), 3, outlet_events=events, **context)
     return returned, events
 
 
