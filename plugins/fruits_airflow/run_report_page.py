@@ -84,7 +84,7 @@ def pca_section(summary: dict[str, Any], variance: dict[str, Any] | None) -> str
             _cell(f"{_number(variance.get('n_images'))} x {_number(variance.get('n_features'))}"),
         ],
     ]
-    return "<h2>PCA</h2>" + _table(["", ""], rows)
+    return "<h2>PCA</h2>" + _table(["figure", "value"], rows)
 
 
 def separability_section(separability: dict[str, Any] | None, weights: Any) -> str:
@@ -164,7 +164,7 @@ def failure_section(failure: dict[str, Any]) -> str:
     )
     return (
         f'<div class="failure"><h2>This run failed</h2><p><b>{_text(failure.get("summary"))}</b></p>'
-        + _table(["", ""], rows)
+        + _table(["what", "EMR says"], rows)
         + tails
         + "</div>"
     )
