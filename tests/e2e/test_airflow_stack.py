@@ -136,7 +136,9 @@ def triggered_run(api: httpx.Client) -> dict:
     still running when the Ctrl-C test stops the stack.
     """
     conf = {"weights": "none", "variance": VARIANCE, "reprocess_all": False}
-    created = api.post(f"/dags/{DAG_ID}/dagRuns", json={"logical_date": None, "conf": conf}).raise_for_status()
+    # Queued runs start in run_after order: due at the DAG's start date, this one goes before the scheduled run.
+    body = {"logical_date": None, "run_after": "2025-01-01T00:00:00+00:00", "conf": conf}
+    created = api.post(f"/dags/{DAG_ID}/dagRuns", json=body).raise_for_status()
     api.patch(f"/dags/{DAG_ID}", json={"is_paused": False}).raise_for_status()
     return wait_for_run(api, created.json()["dag_run_id"])
 
