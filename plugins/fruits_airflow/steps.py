@@ -60,6 +60,8 @@ def spark_steps(paths: RunPaths, artifacts: StagedArtifacts, *, variance: float,
                 paths.rejects_uri,
                 "--weights",
                 weights,
+                "--model-cache",
+                paths.model_cache_uri,
             ],
         ),
         _spark_step(
