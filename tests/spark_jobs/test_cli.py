@@ -5,35 +5,14 @@ Both jobs over S3, with Keras and numpy as oracles, are in test_s3.py; these run
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from fruits_airflow.artifacts import build_py_files_zip
 from tests.suite import SPARK_JOBS_DIR
-
-
-@pytest.fixture(scope="module")
-def spark_submit(spark_submit_executable: Path) -> Callable[..., subprocess.CompletedProcess]:
-    """Run a script with the venv's spark-submit on local[2], without the tests' PYTHONPATH."""
-
-    def run(
-        script: Path, *args: str, env: dict[str, str] | None = None, py_files: Path | None = None
-    ) -> subprocess.CompletedProcess:
-        command = [str(spark_submit_executable), "--master", "local[2]"]
-        if py_files is not None:
-            command += ["--py-files", str(py_files)]
-        base_env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-        return subprocess.run(
-            [*command, str(script), *args], env={**base_env, **(env or {})}, capture_output=True, text=True, timeout=600
-        )
-
-    return run
 
 
 def assert_one_error_line(result: subprocess.CompletedProcess, prefix: str) -> str:
