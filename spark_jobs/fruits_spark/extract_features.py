@@ -154,14 +154,22 @@ def list_images(fs: HadoopFs, images_uri: str) -> Listing:
     return Listing(to_read=sorted(to_read), rejected=rejected, labels=labels)
 
 
-def known_paths(spark: SparkSession, config: ExtractConfig) -> set[str]:
+def known_paths(spark: SparkSession, fs: HadoopFs, config: ExtractConfig) -> set[str]:
     """Paths already in the features or rejects dataset: a rerun must not touch them again.
 
-    One Spark job for both datasets, reading the ``path`` column alone.
+    One Spark job for both datasets, reading the ``path`` column alone; none at all when neither
+    holds a data file yet (a first run), which one listing each tells.
     """
-    features = spark.read.schema(FEATURES_SCHEMA).parquet(config.features).select("path")
-    rejects = spark.read.schema(REJECTS_SCHEMA).parquet(config.rejects).select("path")
+    datasets = ((config.features, FEATURES_SCHEMA), (config.rejects, REJECTS_SCHEMA))
+    if not any(_holds_data(fs, uri) for uri, _ in datasets):
+        return set()
+    features, rejects = (spark.read.schema(schema).parquet(uri).select("path") for uri, schema in datasets)
     return {row.path for row in features.union(rejects).collect()}
+
+
+def _holds_data(fs: HadoopFs, uri: str) -> bool:
+    """Whether any file under ``uri`` is one Spark's readers would read (not hidden by ``_`` or ``.``)."""
+    return any(not entry.path.rsplit("/", 1)[-1].startswith(("_", ".")) for entry in fs.list_files(uri))
 
 
 def unseen(listing: Listing, known: set[str]) -> Listing:
@@ -244,7 +252,7 @@ def run(spark: SparkSession, config: ExtractConfig, model: CompiledModel | None 
         fs.ensure_writable_dir(config.features, "--features")
         fs.ensure_writable_dir(config.rejects, "--rejects")
     with times.phase("known_paths"):
-        known = known_paths(spark, config)
+        known = known_paths(spark, fs, config)
     new = unseen(listing, known)
     n_known = listing.n_inputs - new.n_inputs
     log.info("%s: %d images, %d already done, %d new", config.images, listing.n_inputs, n_known, new.n_inputs)
