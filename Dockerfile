@@ -20,7 +20,8 @@ RUN mkdir -p /usr/share/man/man1 \
     && chown airflow:0 /opt/airflow/local-aws-state \
     && chmod g+rwx /opt/airflow/local-aws-state
 
-# PYTHONPATH is the Makefile's, at the mount points: the DAG imports fruits_airflow from plugins/, the compose
+# PYTHONPATH is the Makefile's, at the mount points: the DAG imports fruits_airflow from plugins/ and
+# fruits_contract (what it shares with the jobs) from spark_jobs/; the compose
 # services run `python -m local_aws` and `python -m tools.local_provision` from /opt/airflow. The step runner
 # uses the image's spark-submit (it looks for .venv/bin/spark-submit otherwise).
 ENV JAVA_HOME=/usr/lib/jvm/java-17 \

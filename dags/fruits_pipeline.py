@@ -78,9 +78,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Param, chain, dag
+from fruits_contract import DEFAULT_VARIANCE
 
 from fruits_airflow import tasks
-from fruits_airflow.config import AWS_CONN_ID, DEFAULT_VARIANCE, WEIGHTS_PATTERN
+from fruits_airflow.config import WEIGHTS_PATTERN
 from fruits_airflow.operators import (
     EmrAddStepsOperator,
     EmrCreateJobFlowOperator,
@@ -160,7 +161,6 @@ def fruits_pipeline() -> None:
         task_id="create_cluster",
         job_flow_overrides=plan_run["job_flow_overrides"],
         emr_conn_id=None,
-        aws_conn_id=AWS_CONN_ID,
         region_name=plan_run["region"],
         execution_timeout=timedelta(minutes=15),
         **NEVER_RETRY,
@@ -169,7 +169,6 @@ def fruits_pipeline() -> None:
         task_id="add_steps",
         job_flow_id=create_cluster.output,
         steps=plan_run["steps"],
-        aws_conn_id=AWS_CONN_ID,
         region_name=plan_run["region"],
         execution_timeout=timedelta(minutes=10),
         **NEVER_RETRY,
@@ -182,7 +181,6 @@ def fruits_pipeline() -> None:
         poke_interval=WATCH_STEPS_POKE_INTERVAL.total_seconds(),
         max_attempts=int(WATCH_STEPS_TIMEOUT / WATCH_STEPS_POKE_INTERVAL),
         timeout=WATCH_STEPS_TIMEOUT.total_seconds(),
-        aws_conn_id=AWS_CONN_ID,
         region_name=plan_run["region"],
         execution_timeout=WATCH_STEPS_TIMEOUT + timedelta(minutes=30),
         **RETRY_WITH_BACKOFF,
@@ -194,24 +192,22 @@ def fruits_pipeline() -> None:
         deferrable=True,
         poke_interval=30,
         timeout=WAIT_FOR_OUTPUT_TIMEOUT.total_seconds(),
-        aws_conn_id=AWS_CONN_ID,
         region_name=plan_run["region"],
         execution_timeout=WAIT_FOR_OUTPUT_TIMEOUT + timedelta(minutes=5),
         **RETRY_WITH_BACKOFF,
     )
     check_output = tasks.check_output.override(execution_timeout=timedelta(minutes=15), **RETRY_WITH_BACKOFF)(
-        check_config
+        check_config, plan_run["paths"]
     )
     terminate_cluster = EmrTerminateJobFlowOperator(
         task_id="terminate_cluster",
         job_flow_id=create_cluster.output,
-        aws_conn_id=AWS_CONN_ID,
         region_name=plan_run["region"],
         execution_timeout=timedelta(minutes=15),
         **RETRY_WITH_BACKOFF,
     ).as_teardown(setups=create_cluster, on_failure_fail_dagrun=True)
     report_failure = tasks.report_failure.override(execution_timeout=timedelta(minutes=15), **RETRY_WITH_BACKOFF)(
-        check_config, create_cluster.output, add_steps.output
+        check_config, plan_run["paths"], create_cluster.output, add_steps.output
     ).as_teardown(setups=create_cluster)
 
     chain(

@@ -1,15 +1,17 @@
 """The folders keep to their layers: no import runs back up, nothing imports in a circle, and Spark jobs
 know nothing of Airflow while nothing ships the local AWS tooling.
 
-Layers, from the top: tests, then tools, then the product (dags over plugins; spark_jobs; local_aws). A
-module may import its own layer and those its layer lists below; imports inside functions and under
-``TYPE_CHECKING`` count too: a circle that only type hints close is still a circle.
+Layers, from the top: tests, then tools, then the product (dags over plugins; spark_jobs; local_aws), and
+under both sides of the product the contract (spark_jobs/fruits_contract.py), which imports the standard
+library alone. A module may import its own layer and those its layer lists below; imports inside functions
+and under ``TYPE_CHECKING`` count too: a circle that only type hints close is still a circle.
 """
 
 from __future__ import annotations
 
 import ast
 import graphlib
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,13 +21,15 @@ from tests.suite import PLUGINS_DIR, REPO_ROOT, SPARK_JOBS_DIR
 
 # Each layer, and the first-party layers below it that it may import.
 LAYERS = {
-    "tests": {"tools", "dags", "plugins", "spark_jobs", "local_aws"},
-    "tools": {"plugins", "spark_jobs", "local_aws"},
-    "dags": {"plugins"},
-    "plugins": set(),
-    "spark_jobs": set(),
+    "tests": {"tools", "dags", "plugins", "spark_jobs", "local_aws", "contract"},
+    "tools": {"plugins", "spark_jobs", "local_aws", "contract"},
+    "dags": {"plugins", "contract"},
+    "plugins": {"contract"},
+    "spark_jobs": {"contract"},
     "local_aws": set(),
+    "contract": set(),
 }
+CONTRACT = SPARK_JOBS_DIR / "fruits_contract.py"
 # Where each layer's modules are imported from (dags/ and plugins/ are on Airflow's path, spark_jobs/ on
 # Spark's); the others are packages at the repository's root.
 IMPORT_ROOTS = {"dags": REPO_ROOT / "dags", "plugins": PLUGINS_DIR, "spark_jobs": SPARK_JOBS_DIR}
@@ -46,12 +50,12 @@ def tree_files() -> Iterator[Path]:
 
 
 def layer_of(path: Path) -> str:
-    return path.relative_to(REPO_ROOT).parts[0]
+    return "contract" if path == CONTRACT else path.relative_to(REPO_ROOT).parts[0]
 
 
 def module_name(path: Path) -> str:
     """The name the file is imported by, from its layer's import root."""
-    parts = path.relative_to(IMPORT_ROOTS.get(layer_of(path), REPO_ROOT)).with_suffix("").parts
+    parts = path.relative_to(IMPORT_ROOTS.get(path.relative_to(REPO_ROOT).parts[0], REPO_ROOT)).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -98,6 +102,10 @@ def test_spark_jobs_never_import_airflow(path):
 )
 def test_dags_and_plugins_never_import_spark_or_the_local_aws_tooling(path):
     assert imported_roots(path) & {"pyspark", "fruits_spark", "local_aws", "tensorflow", "PIL"} == set()
+
+
+def test_the_contract_imports_the_standard_library_alone():
+    assert imported_roots(CONTRACT) - {"__future__"} <= sys.stdlib_module_names
 
 
 def test_every_python_file_is_in_a_layer():

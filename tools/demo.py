@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from botocore.client import BaseClient
-from botocore.exceptions import ClientError
 
-from fruits_airflow.checks import count_rows
+from fruits_airflow.output_check import count_rows
 from fruits_airflow.paths import RunPaths
+from fruits_airflow.s3_objects import list_objects, read_object
 from fruits_spark.model_cache import default_cache_dir
 from local_aws import EmbeddedAws
 from tools.local_airflow import (
@@ -78,11 +78,10 @@ def latest_run(env: dict[str, str]) -> tuple[str, str]:
 
 def download_prefix(s3: BaseClient, prefix: str, target: Path) -> None:
     """Copy every object under ``s3://BUCKET/prefix`` into ``target``."""
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
-        for item in page.get("Contents", []):
-            local = target / item["Key"][len(prefix) :]
-            local.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(BUCKET, item["Key"], str(local))
+    for obj in list_objects(s3, BUCKET, prefix):
+        local = target / obj.key[len(prefix) :]
+        local.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(BUCKET, obj.key, str(local))
 
 
 def collect_outputs(s3: BaseClient, out_dir: Path, paths: RunPaths) -> tuple[Path, int]:
@@ -95,12 +94,8 @@ def collect_outputs(s3: BaseClient, out_dir: Path, paths: RunPaths) -> tuple[Pat
 
 def read_failure(s3: BaseClient, paths: RunPaths) -> dict[str, Any] | None:
     """The failed run's report that ``report_failure`` wrote (runs/<run key>/failure.json), if it did."""
-    try:
-        return json.loads(s3.get_object(Bucket=BUCKET, Key=paths.failure_key)["Body"].read())
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
-            return None
-        raise
+    body = read_object(s3, BUCKET, paths.failure_key)
+    return None if body is None else json.loads(body)
 
 
 def failure_summary(run: DemoRun, tail_lines: int = 5) -> str:

@@ -59,7 +59,8 @@ def airflow_environment(
     """The environment of a local Airflow whose only AWS is the embedded endpoint at ``endpoint_url``."""
     connection = local_connection(endpoint_url)
     variable = {"bucket": BUCKET, "images_dir": str(images), "region": REGION, **(extra_variable or {})}
-    python_path = os.pathsep.join([str(REPO_ROOT / "plugins"), str(REPO_ROOT)])
+    # fruits_contract, which the DAG and the plugins share with the jobs, lives in spark_jobs/.
+    python_path = os.pathsep.join([str(REPO_ROOT / "spark_jobs"), str(REPO_ROOT / "plugins"), str(REPO_ROOT)])
     return {
         **os.environ,
         "AIRFLOW_HOME": str(airflow_home),

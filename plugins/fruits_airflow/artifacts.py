@@ -5,7 +5,7 @@ hash names a version: two DAG runs on the same code stage the same artifacts, an
 always stages new ones. The bootstrap action and its requirements are part of the hash, since the
 cluster runs them too.
 
-``stage_artifacts`` uploads one version to ``s3://BUCKET/artifacts/<version>/``, the prefix the steps
+``upload_artifacts`` uploads one version to ``s3://BUCKET/artifacts/<version>/``, the prefix the steps
 and the bootstrap action read, so that a run always executes the code of the DAG version that started
 it.
 """
@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SPARK_JOBS_DIR = REPO_ROOT / "spark_jobs"
 PACKAGE_NAME = "fruits_spark"
+# The module the jobs share with the Airflow side; zipped beside the package.
+CONTRACT_MODULE = "fruits_contract.py"
 ENTRY_SCRIPTS = ("extract_features.py", "pca.py")
 BOOTSTRAP_DIR = REPO_ROOT / "bootstrap"
 BOOTSTRAP_SCRIPT = "install_python_deps.sh"
@@ -86,13 +88,13 @@ def _package_files(package_dir: Path) -> list[Path]:
 
 
 def build_py_files_zip(dest: Path, spark_jobs_dir: Path = SPARK_JOBS_DIR) -> Path:
-    """Zip the ``fruits_spark`` package so that ``import fruits_spark`` works from the zip."""
+    """Zip the ``fruits_spark`` package and the contract module, importable from the zip as they are here."""
     package_dir = spark_jobs_dir / PACKAGE_NAME
     if not (package_dir / "__init__.py").is_file():
         raise FileNotFoundError(f"no Python package at {package_dir}: is this a full checkout?")
     dest.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for path in _package_files(package_dir):
+        for path in [spark_jobs_dir / CONTRACT_MODULE, *_package_files(package_dir)]:
             info = zipfile.ZipInfo(str(path.relative_to(spark_jobs_dir)), date_time=_FIXED_TIMESTAMP)
             info.external_attr = 0o644 << 16
             info.compress_type = zipfile.ZIP_DEFLATED
@@ -117,7 +119,7 @@ def build_spark_artifacts(
     return SparkArtifacts(py_files_zip, entry_scripts, digest.hexdigest()[:12], bootstrap_files)
 
 
-def stage_artifacts(s3_client: BaseClient, bucket: str, artifacts: SparkArtifacts) -> StagedArtifacts:
+def upload_artifacts(s3_client: BaseClient, bucket: str, artifacts: SparkArtifacts) -> StagedArtifacts:
     """Upload one version to ``s3://bucket/artifacts/<version>/``, skipping the files already there.
 
     The version is a content hash, so an object already at its key should hold the same bytes; its

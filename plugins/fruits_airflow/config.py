@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from fruits_contract import DEFAULT_WEIGHTS, IMAGENET_WEIGHTS, RANDOM_WEIGHTS
+
 VARIABLE_KEY = "fruits_pipeline"
 AWS_CONN_ID = "aws_default"
 
@@ -40,11 +42,9 @@ DEFAULT_JOB_FLOW_ROLE = "fruits-pipeline-emr-instance-profile"
 DEFAULT_SECURITY_CONFIGURATION = "fruits-pipeline-imdsv2"
 DEFAULT_IDLE_TIMEOUT = 3600
 
-# Defaults of the DAG Params (the trigger form), kept here with the rest. A run that names no weights
-# (every scheduled run) takes the Variable's ``weights``, whose default is this.
-DEFAULT_VARIANCE = 0.95
-DEFAULT_WEIGHTS = "imagenet"
-WEIGHTS_PATTERN = r"imagenet|none|s3://\S+"
+# The trigger form's defaults are the jobs' own (fruits_contract). A run that names no weights (every
+# scheduled run) takes the Variable's ``weights``, whose default is DEFAULT_WEIGHTS.
+WEIGHTS_PATTERN = rf"{IMAGENET_WEIGHTS}|{RANDOM_WEIGHTS}|s3://\S+"
 
 _EU_REGION = re.compile(r"eu-[a-z]+-\d+")
 _PATTERNS: dict[str, tuple[re.Pattern[str], str]] = {

@@ -21,7 +21,8 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from botocore.client import BaseClient
-from botocore.exceptions import ClientError
+
+from fruits_airflow.s3_objects import list_objects, read_object
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +58,10 @@ def bootstrap_stderr_uris(s3_client: BaseClient, log_uri: str, cluster_id: str, 
     bucket, prefix = log_root(log_uri)
     nodes_prefix = f"{prefix}{cluster_id}/node/"
     last_action: dict[str, int] = {}
-    for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=nodes_prefix):
-        for item in page.get("Contents", []):
-            match item["Key"].removeprefix(nodes_prefix).split("/"):
-                case [instance, "bootstrap-actions", number, "stderr.gz"] if number.isdigit():
-                    last_action[instance] = max(int(number), last_action.get(instance, 0))
+    for obj in list_objects(s3_client, bucket, nodes_prefix):
+        match obj.key.removeprefix(nodes_prefix).split("/"):
+            case [instance, "bootstrap-actions", number, "stderr.gz"] if number.isdigit():
+                last_action[instance] = max(int(number), last_action.get(instance, 0))
     instances = sorted(last_action, key=lambda instance: (instance not in reason, instance))
     return [
         f"s3://{bucket}/{nodes_prefix}{instance}/bootstrap-actions/{last_action[instance]}/stderr.gz"
@@ -72,12 +72,9 @@ def bootstrap_stderr_uris(s3_client: BaseClient, log_uri: str, cluster_id: str, 
 def read_log_tail(s3_client: BaseClient, uri: str, lines: int = STDERR_TAIL_LINES) -> str | None:
     """The last ``lines`` lines of a gzipped log on S3, or None when it is not there (yet)."""
     bucket, _, key = uri.removeprefix("s3://").partition("/")
-    try:
-        body = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
-            return None
-        raise
+    body = read_object(s3_client, bucket, key)
+    if body is None:
+        return None
     text = gzip.decompress(body).decode("utf-8", errors="replace")
     return "\n".join(text.splitlines()[-lines:])
 

@@ -24,6 +24,8 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+from fruits_contract import IMAGENET_WEIGHTS, RANDOM_WEIGHTS
+
 IMAGES_PREFIX = "images/"
 FEATURES_PREFIX = "features/"
 REJECTS_PREFIX = "features_rejects/"
@@ -56,7 +58,7 @@ def run_key(run_id: str) -> str:
 
 def weights_id(weights: str) -> str:
     """A folder name for the network that ``weights`` (a trigger-form value) builds."""
-    if weights in ("imagenet", "none"):
+    if weights in (IMAGENET_WEIGHTS, RANDOM_WEIGHTS):
         return weights
     return f"file-{hashlib.sha256(weights.encode()).hexdigest()[:10]}"
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from fruits_contract import EXTRACT_FEATURES_JOB, PCA_JOB, extract_features_argv, pca_argv
+
 from fruits_airflow.artifacts import StagedArtifacts
 from fruits_airflow.paths import RunPaths
 
 ACTION_ON_FAILURE = "CANCEL_AND_WAIT"
-STEP_NAMES = ("extract_features", "pca")
 
 
 def _spark_step(name: str, artifacts: StagedArtifacts, arguments: list[str]) -> dict[str, Any]:
@@ -46,36 +47,21 @@ def spark_steps(paths: RunPaths, artifacts: StagedArtifacts, *, variance: float,
     :param variance: the share of variance the PCA keeps, in (0, 1].
     :param weights: ``imagenet``, ``none`` or a weights URI, passed to ``extract_features``.
     """
-    extract_features, pca = STEP_NAMES
     return [
         _spark_step(
-            extract_features,
+            EXTRACT_FEATURES_JOB,
             artifacts,
-            [
-                "--images",
-                paths.images_uri,
-                "--features",
-                paths.features_uri,
-                "--rejects",
-                paths.rejects_uri,
-                "--weights",
-                weights,
-                "--model-cache",
-                paths.model_cache_uri,
-            ],
+            extract_features_argv(
+                images=paths.images_uri,
+                features=paths.features_uri,
+                rejects=paths.rejects_uri,
+                weights=weights,
+                model_cache=paths.model_cache_uri,
+            ),
         ),
         _spark_step(
-            pca,
+            PCA_JOB,
             artifacts,
-            [
-                "--features",
-                paths.features_uri,
-                "--output",
-                paths.pca_uri,
-                "--variance",
-                repr(float(variance)),
-                "--report",
-                paths.report_uri,
-            ],
+            pca_argv(features=paths.features_uri, output=paths.pca_uri, variance=variance, report=paths.report_uri),
         ),
     ]

@@ -22,7 +22,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from botocore.client import BaseClient
 from botocore.config import Config
 
-from fruits_airflow import artifacts, checks, cluster, run_failures, steps, upload
+from fruits_airflow import artifacts, cluster, output_check, run_failures, steps, upload
 from fruits_airflow.aws_errors import access_denied_explained
 from fruits_airflow.config import AWS_CONN_ID, ConfigError, PipelineConfig, load_config, parse_config, require_eu_region
 from fruits_airflow.paths import RunPaths
@@ -80,7 +80,7 @@ def stage_artifacts(config: dict[str, Any]) -> dict[str, Any]:
     settings = parse_config(config)
     with tempfile.TemporaryDirectory(prefix="fruits-artifacts-") as out_dir:
         built = artifacts.build_spark_artifacts(Path(out_dir))
-        staged = artifacts.stage_artifacts(s3_client(settings.region), settings.bucket, built)
+        staged = artifacts.upload_artifacts(s3_client(settings.region), settings.bucket, built)
     return dataclasses.asdict(staged)
 
 
@@ -113,7 +113,7 @@ def plan_run(
     dag: Any = None,
     params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Everything the EMR tasks need, computed once: the cluster request, the steps and the output key."""
+    """Everything the later tasks need, computed once: the cluster request, the steps and the run's paths."""
     settings = parse_config(config)
     staged_artifacts = artifacts.StagedArtifacts(**staged)
     paths = run_paths(settings, run_id, params)
@@ -128,19 +128,21 @@ def plan_run(
             paths, staged_artifacts, variance=params["variance"], weights=run_weights(settings, params)
         ),
         "pca_success_key": paths.pca_success_key,
+        "paths": dataclasses.asdict(paths),
     }
 
 
 @task
 @access_denied_explained()
-def check_output(
-    config: dict[str, Any], run_id: str | None = None, params: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """Fail clearly unless the PCA has one row of k values per featurized image and the report is complete."""
+def check_output(config: dict[str, Any], paths: dict[str, Any]) -> dict[str, Any]:
+    """Fail clearly unless the PCA has one row of k values per featurized image and the report is complete.
+
+    :param paths: the run's paths as ``plan_run`` published them.
+    """
     settings = parse_config(config)
     try:
-        summary = checks.check_output(s3_client(settings.region), run_paths(settings, run_id, params))
-    except checks.OutputCheckError as error:
+        summary = output_check.verify_output(s3_client(settings.region), RunPaths(**paths))
+    except output_check.OutputCheckError as error:
         raise AirflowFailException(f"Run output check failed: {error}.") from error
     return dataclasses.asdict(summary)
 
@@ -149,11 +151,11 @@ def check_output(
 @access_denied_explained()
 def report_failure(
     config: dict[str, Any],
+    paths: dict[str, Any],
     job_flow_id: str | None,
     step_ids: list[str] | None,
     run_id: str | None = None,
     dag: Any = None,
-    params: dict[str, Any] | None = None,
 ) -> str:
     """Log why the run's steps or cluster failed, with the tails of the cluster's logs; write it as failure.json.
 
@@ -169,7 +171,7 @@ def report_failure(
     client = s3_client(settings.region)
     failure = run_failures.with_log_tails(client, failure)
     run_failures.log_failure(failure)
-    paths = run_paths(settings, run_id, params)
+    where = RunPaths(**paths)
     report = {
         "dag_id": dag.dag_id,
         "run_id": run_id,
@@ -178,9 +180,9 @@ def report_failure(
     }
     client.put_object(
         Bucket=settings.bucket,
-        Key=paths.failure_key,
+        Key=where.failure_key,
         Body=json.dumps(report, indent=2).encode(),
         ContentType="application/json",
     )
-    log.info("Failure report written to %s", paths.uri(paths.failure_key))
-    return paths.uri(paths.failure_key)
+    log.info("Failure report written to %s", where.uri(where.failure_key))
+    return where.uri(where.failure_key)

@@ -16,16 +16,16 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from botocore.client import BaseClient
+from fruits_contract import IMAGE_SUFFIXES, is_hidden_name, is_image_name
 
 from fruits_airflow.paths import IMAGES_PREFIX
-from fruits_airflow.s3_objects import same_content, upload_file
+from fruits_airflow.s3_objects import list_objects, same_content, upload_file
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 UPLOAD_WORKERS = 16
 
 
@@ -38,14 +38,15 @@ class LocalImage:
     size: int
 
 
-def _skip_reason(relative: Path) -> str | None:
+def skip_reason(relative: PurePath) -> str | None:
+    """Why a landing-folder file (``relative`` to the folder) is not uploaded, or None to upload it."""
     if len(relative.parts) != 2:
         return "not directly inside a label folder"
-    if relative.suffix.lower() not in IMAGE_SUFFIXES:
-        return f"not an image ({', '.join(sorted(IMAGE_SUFFIXES))})"
+    if not is_image_name(relative.name):
+        return f"not an image ({', '.join(IMAGE_SUFFIXES)})"
     if any(":" in part for part in relative.parts):
         return "':' in its path, which Hadoop rejects"
-    if any(part[0] in "._" for part in relative.parts):
+    if any(is_hidden_name(part) for part in relative.parts):
         return "a name starting with '.' or '_', which Hadoop hides"
     return None
 
@@ -60,7 +61,7 @@ def find_images(images_dir: Path) -> list[LocalImage]:
     images, skipped = [], 0
     for path in sorted(p for p in images_dir.rglob("*") if p.is_file()):
         relative = path.relative_to(images_dir)
-        reason = _skip_reason(relative)
+        reason = skip_reason(relative)
         if reason:
             skipped += 1
             log.warning("Skipping %s: %s", path, reason)
@@ -72,11 +73,7 @@ def find_images(images_dir: Path) -> list[LocalImage]:
 
 def list_uploaded(s3_client: BaseClient, bucket: str, prefix: str = IMAGES_PREFIX) -> dict[str, tuple[int, str]]:
     """Size and ETag of every object under ``prefix``, in one paginated listing."""
-    uploaded: dict[str, tuple[int, str]] = {}
-    for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            uploaded[obj["Key"]] = (obj["Size"], obj["ETag"])
-    return uploaded
+    return {obj.key: (obj.size, obj.etag) for obj in list_objects(s3_client, bucket, prefix)}
 
 
 class _Progress:

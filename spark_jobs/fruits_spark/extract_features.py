@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
 import pandas as pd
+from fruits_contract import EXTRACT_FEATURES_JOB, Flag
 from pyspark import StorageLevel
 from pyspark.broadcast import Broadcast
 from pyspark.sql import DataFrame, SparkSession
@@ -97,20 +98,24 @@ class ExtractSummary:
 
 
 def parse_args(argv: Sequence[str]) -> ExtractConfig:
-    parser = argparse.ArgumentParser(prog="extract_features", description=__doc__.splitlines()[0])
-    parser.add_argument("--images", required=True, help="folder or s3:// prefix of <label>/<image> files")
-    parser.add_argument("--features", required=True, help="incremental features dataset (parquet)")
-    parser.add_argument("--rejects", help="rejected files dataset (default: FEATURES + '_rejects')")
-    parser.add_argument("--weights", default=IMAGENET, help="imagenet (default), none, or a weights file")
+    parser = argparse.ArgumentParser(prog=EXTRACT_FEATURES_JOB, description=__doc__.splitlines()[0])
+    parser.add_argument(Flag.IMAGES, required=True, help="folder or s3:// prefix of <label>/<image> files")
+    parser.add_argument(Flag.FEATURES, required=True, help="incremental features dataset (parquet)")
+    parser.add_argument(Flag.REJECTS, help="rejected files dataset (default: FEATURES + '_rejects')")
+    parser.add_argument(Flag.WEIGHTS, default=IMAGENET, help="imagenet (default), none, or a weights file")
     parser.add_argument("--image-size", type=int, default=224, help="square model input size in pixels")
     parser.add_argument(
-        "--model-cache",
+        Flag.MODEL_CACHE,
         default=default_cache_dir(),
         help="folder or s3:// prefix of compiled models (default: $FRUITS_MODEL_CACHE, else a user cache folder)",
     )
     parser.add_argument("--summary-json", help="local file to write the run's counts and phase times to, as JSON")
     args = parser.parse_args(argv)
-    for flag, value in (("--images", args.images), ("--features", args.features), ("--model-cache", args.model_cache)):
+    for flag, value in (
+        (Flag.IMAGES, args.images),
+        (Flag.FEATURES, args.features),
+        (Flag.MODEL_CACHE, args.model_cache),
+    ):
         if not value.strip():
             raise JobInputError(f"{flag} is empty; pass a folder or s3:// prefix")
     validate_image_size(args.image_size)
@@ -343,4 +348,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 def cli(argv: Sequence[str] | None = None) -> None:
-    run_cli(main, argv, prog="extract_features")
+    run_cli(main, argv, prog=EXTRACT_FEATURES_JOB)

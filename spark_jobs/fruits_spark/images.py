@@ -11,9 +11,9 @@ import posixpath
 from dataclasses import dataclass
 
 import numpy as np
+from fruits_contract import is_hidden_name, is_image_name
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 # Larger files are rejected without being read: Spark's binary reader cannot hold > 2 GB in one row.
 MAX_FILE_BYTES = 256 * 1024 * 1024
 # A decompression-bomb guard well above any photo (a 100-megapixel camera is 1e8).
@@ -52,7 +52,7 @@ class Listing:
 
 
 def is_image_path(path: str) -> bool:
-    return path.lower().endswith(IMAGE_EXTENSIONS)
+    return is_image_name(path)
 
 
 def label_of(path: str) -> str:
@@ -67,7 +67,7 @@ def reject_reason_from_listing(path: str, size: int) -> str | None:
         return "empty file (0 bytes)"
     if size > MAX_FILE_BYTES:
         return f"file too large ({size} bytes > {MAX_FILE_BYTES})"
-    if name.startswith(("_", ".")):
+    if is_hidden_name(name):
         return "hidden file name (starts with '_' or '.'), which Spark does not read; rename it"
     return None
 

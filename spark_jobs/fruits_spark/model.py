@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from fruits_contract import IMAGENET_WEIGHTS, RANDOM_WEIGHTS
 
 from fruits_spark.errors import JobInputError
 
@@ -28,8 +29,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-IMAGENET = "imagenet"
-RANDOM = "none"
+IMAGENET = IMAGENET_WEIGHTS
+RANDOM = RANDOM_WEIGHTS
 # Fixed so every run with --weights none builds the same network and incremental features agree.
 RANDOM_WEIGHTS_SEED = 42
 FEATURE_LENGTH = 1280

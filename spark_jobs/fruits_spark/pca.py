@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from fruits_contract import DEFAULT_VARIANCE, PCA_COLUMN, PCA_JOB, Flag
 from pyspark import StorageLevel
 from pyspark.ml.feature import PCA, StandardScaler
 from pyspark.ml.functions import array_to_vector
@@ -34,7 +35,6 @@ from fruits_spark.storage import SUCCESS_MARKER, HadoopFs, join_uri, parent_uri
 
 log = logging.getLogger("pca")
 
-DEFAULT_VARIANCE = 0.95
 REQUIRED_COLUMNS = ("path", "label", "features")
 
 
@@ -50,13 +50,13 @@ class PcaConfig:
 
 
 def parse_args(argv: Sequence[str]) -> PcaConfig:
-    parser = argparse.ArgumentParser(prog="pca", description=__doc__.splitlines()[0])
-    parser.add_argument("--features", required=True, help="features dataset written by extract_features")
-    parser.add_argument("--output", required=True, help="where to write the PCA features (parquet)")
+    parser = argparse.ArgumentParser(prog=PCA_JOB, description=__doc__.splitlines()[0])
+    parser.add_argument(Flag.FEATURES, required=True, help="features dataset written by extract_features")
+    parser.add_argument(Flag.OUTPUT, required=True, help="where to write the PCA features (parquet)")
     target = parser.add_mutually_exclusive_group()
-    target.add_argument("--variance", type=float, help=f"variance to keep, in (0, 1] (default {DEFAULT_VARIANCE})")
+    target.add_argument(Flag.VARIANCE, type=float, help=f"variance to keep, in (0, 1] (default {DEFAULT_VARIANCE})")
     target.add_argument("--k", type=int, help="number of components to keep")
-    parser.add_argument("--report", help="report folder (default: 'report' beside --output)")
+    parser.add_argument(Flag.REPORT, help="report folder (default: 'report' beside --output)")
     args = parser.parse_args(argv)
     if args.variance is not None and not 0.0 < args.variance <= 1.0:
         raise JobInputError(f"--variance {args.variance} is out of range; pass a fraction in (0, 1], e.g. 0.95")
@@ -138,7 +138,7 @@ def fit_pca(scaled: DataFrame, n_images: int, n_features: int, config: PcaConfig
 
 def project(scaled: DataFrame, fit: PcaFit) -> DataFrame:
     """``path, label, pca_features``: the scaled vectors on the first k principal axes."""
-    return project_on(scaled, fit.components[:, : fit.k]).withColumnRenamed("projected", "pca_features")
+    return project_on(scaled, fit.components[:, : fit.k]).withColumnRenamed("projected", PCA_COLUMN)
 
 
 # --- the job -----------------------------------------------------------------------------------
@@ -175,4 +175,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 def cli(argv: Sequence[str] | None = None) -> None:
-    run_cli(main, argv, prog="pca")
+    run_cli(main, argv, prog=PCA_JOB)

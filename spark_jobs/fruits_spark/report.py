@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from fruits_contract import CSV_REPORT, CUMULATIVE_PLOT, PCA_COLUMN, SCATTER_PLOT, VARIANCE_REPORT
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -21,10 +22,6 @@ from fruits_spark.pca_fit import PcaFit
 from fruits_spark.projection import project_on
 from fruits_spark.storage import HadoopFs, join_uri
 
-VARIANCE_FILE = "explained_variance.json"
-CSV_FILE = "pca_features.csv"
-CUMULATIVE_PLOT = "cumulative_variance.png"
-SCATTER_PLOT = "pca_scatter.png"
 SCATTER_POINTS = 5_000
 LEGEND_MAX_LABELS = 20
 
@@ -93,12 +90,12 @@ def scatter_points(scaled: DataFrame, fit: PcaFit) -> pd.DataFrame:
 def write_csv(fs: HadoopFs, projected: DataFrame, k: int, report_uri: str) -> None:
     """One CSV file, written by one Spark task (no collect on the driver), then renamed into place."""
     staging = join_uri(report_uri, "_csv_staging")
-    columns = [F.col("pca_features")[i].alias(f"pc{i + 1}") for i in range(k)]
+    columns = [F.col(PCA_COLUMN)[i].alias(f"pc{i + 1}") for i in range(k)]
     projected.select("path", "label", *columns).coalesce(1).write.mode("overwrite").option("header", "true").csv(
         staging
     )
     part = next(entry.path for entry in fs.list_files(staging) if entry.path.rsplit("/", 1)[1].startswith("part-"))
-    target = join_uri(report_uri, CSV_FILE)
+    target = join_uri(report_uri, CSV_REPORT)
     fs.delete(target)
     fs.rename(part, target)
     fs.delete(staging, recursive=True)
@@ -108,10 +105,10 @@ def write_report(fs: HadoopFs, fit: PcaFit, projected: DataFrame, scaled: DataFr
     write_csv(fs, projected, fit.k, report_uri)
     with tempfile.TemporaryDirectory(prefix="fruits-report-") as tmp:
         local = Path(tmp)
-        (local / VARIANCE_FILE).write_text(json.dumps(variance_summary(fit), indent=2))
+        (local / VARIANCE_REPORT).write_text(json.dumps(variance_summary(fit), indent=2))
         plot_cumulative_variance(fit, local / CUMULATIVE_PLOT)
         plot_scatter(scatter_points(scaled, fit), local / SCATTER_PLOT)
-        for name in (VARIANCE_FILE, CUMULATIVE_PLOT, SCATTER_PLOT):
+        for name in (VARIANCE_REPORT, CUMULATIVE_PLOT, SCATTER_PLOT):
             # Written rather than copyFromLocalFile'd: S3A 3.3.4's copy of a single local file fails
             # ("Cannot get relative path"); the files are small.
             fs.write_bytes(join_uri(report_uri, name), (local / name).read_bytes())

@@ -42,7 +42,8 @@ from tools.stack_template import load_template
 ERROR_PATHS_ONLY = {"s3:AbortMultipartUpload", "elasticmapreduce:ListSteps"}
 AIRFLOW_ACTIONS = sorted({call.action for call in CALLS if call.policy == "AirflowPolicy"} - ERROR_PATHS_ONLY)
 POKE_SECONDS = 0.2
-SENSOR_TIMEOUT_SECONDS = 60
+# Generous: a passing run never waits for it, and the bootstrap alone can take a minute on a busy machine.
+SENSOR_TIMEOUT_SECONDS = 300
 
 
 @dataclass

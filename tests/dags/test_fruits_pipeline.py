@@ -15,7 +15,7 @@ from airflow.models.dagrun import DagRun
 from airflow.providers.amazon.aws.operators.emr import EmrAddStepsOperator, EmrCreateJobFlowOperator
 from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
 from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
-from airflow.sdk import TriggerRule
+from airflow.sdk import TriggerRule, XComArg
 from airflow.sdk.exceptions import ParamValidationError
 from airflow.utils.state import State, TaskInstanceState
 
@@ -33,9 +33,9 @@ EXPECTED_UPSTREAM = {
     "add_steps": {"create_cluster", "plan_run"},
     "watch_steps": {"add_steps", "create_cluster", "plan_run"},
     "wait_for_output": {"watch_steps", "plan_run"},
-    "check_output": {"wait_for_output", "check_config"},
+    "check_output": {"wait_for_output", "check_config", "plan_run"},
     "terminate_cluster": {"watch_steps", "create_cluster", "plan_run"},
-    "report_failure": {"terminate_cluster", "check_config", "create_cluster", "add_steps"},
+    "report_failure": {"terminate_cluster", "check_config", "plan_run", "create_cluster", "add_steps"},
 }
 RETRIED_WITH_BACKOFF = [
     "check_config",
@@ -190,6 +190,17 @@ def test_the_sensors_are_deferrable(dag):
     assert isinstance(wait_for_output, S3KeySensor)
     assert watch_steps.deferrable
     assert wait_for_output.deferrable
+
+
+@pytest.mark.parametrize(
+    "task_id", ["create_cluster", "add_steps", "watch_steps", "wait_for_output", "terminate_cluster"]
+)
+def test_every_aws_operator_uses_aws_default_in_the_runs_region(dag, task_id):
+    operator = dag.get_task(task_id)
+
+    assert operator.aws_conn_id == "aws_default"
+    assert isinstance(operator.region_name, XComArg)
+    assert (operator.region_name.operator.task_id, operator.region_name.key) == ("plan_run", "region")
 
 
 def test_watching_the_steps_lasts_long_enough_to_featurize_everything(dag):

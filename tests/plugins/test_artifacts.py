@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fruits_airflow import artifacts
-from fruits_airflow.artifacts import BOOTSTRAP_DIR, build_spark_artifacts, stage_artifacts
+from fruits_airflow.artifacts import BOOTSTRAP_DIR, build_spark_artifacts, upload_artifacts
 
 
 @pytest.fixture
@@ -18,6 +18,7 @@ def sources(tmp_path: Path) -> tuple[Path, Path]:
     (spark_jobs / "fruits_spark" / "__init__.py").write_text('"""Jobs."""\n')
     (spark_jobs / "fruits_spark" / "pca.py").write_text("K = 1\n")
     (spark_jobs / "fruits_spark" / "__pycache__" / "pca.cpython-311.pyc").write_bytes(b"cache")
+    (spark_jobs / "fruits_contract.py").write_text("PCA_COLUMN = 'pca_features'\n")
     (spark_jobs / "extract_features.py").write_text("from fruits_spark import extract_features\n")
     (spark_jobs / "pca.py").write_text("from fruits_spark import pca\n")
     bootstrap = shutil.copytree(BOOTSTRAP_DIR, tmp_path / "bootstrap")
@@ -29,11 +30,11 @@ def build(tmp_path: Path, sources: tuple[Path, Path], out: str = "out") -> artif
     return build_spark_artifacts(tmp_path / out, spark_jobs, bootstrap)
 
 
-def test_the_zip_holds_the_package_without_caches(tmp_path, sources):
+def test_the_zip_holds_the_contract_and_the_package_without_caches(tmp_path, sources):
     built = build(tmp_path, sources)
 
     names = zipfile.ZipFile(built.py_files_zip).namelist()
-    assert names == ["fruits_spark/__init__.py", "fruits_spark/pca.py"]
+    assert names == ["fruits_contract.py", "fruits_spark/__init__.py", "fruits_spark/pca.py"]
 
 
 def test_the_same_code_gets_the_same_version(tmp_path, sources):
@@ -44,11 +45,12 @@ def test_the_same_code_gets_the_same_version(tmp_path, sources):
     "edit",
     [
         lambda jobs, boot: (jobs / "fruits_spark" / "pca.py").write_text("K = 2\n"),
+        lambda jobs, boot: (jobs / "fruits_contract.py").write_text("PCA_COLUMN = 'pca'\n"),
         lambda jobs, boot: (jobs / "pca.py").write_text("from fruits_spark import pca  # v2\n"),
         lambda jobs, boot: (boot / "install_python_deps.sh").write_text("#!/usr/bin/env bash\necho v2\n"),
         lambda jobs, boot: (boot / "requirements.txt").write_text("numpy==1.0\n"),
     ],
-    ids=["package", "entry_script", "bootstrap_script", "bootstrap_requirements"],
+    ids=["package", "contract", "entry_script", "bootstrap_script", "bootstrap_requirements"],
 )
 def test_a_code_change_gets_a_new_version(tmp_path, sources, edit):
     before = build(tmp_path, sources, "before").version
@@ -67,7 +69,7 @@ def test_a_missing_entry_script_is_named(tmp_path, sources):
 def test_staging_puts_every_file_under_the_version_prefix(s3, bucket, tmp_path, sources):
     built = build(tmp_path, sources)
 
-    staged = stage_artifacts(s3, bucket, built)
+    staged = upload_artifacts(s3, bucket, built)
 
     prefix = f"artifacts/{built.version}/"
     listed = sorted(obj["Key"] for obj in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"])
@@ -102,10 +104,10 @@ def counted_uploads(monkeypatch) -> list[str]:
 
 
 def test_staging_the_same_version_again_uploads_nothing(s3, bucket, tmp_path, sources, counted_uploads):
-    first = stage_artifacts(s3, bucket, build(tmp_path, sources, "a"))
+    first = upload_artifacts(s3, bucket, build(tmp_path, sources, "a"))
     uploads_of_first_run = len(counted_uploads)
 
-    second = stage_artifacts(s3, bucket, build(tmp_path, sources, "b"))
+    second = upload_artifacts(s3, bucket, build(tmp_path, sources, "b"))
 
     assert uploads_of_first_run == 5
     assert len(counted_uploads) == 5
@@ -114,10 +116,10 @@ def test_staging_the_same_version_again_uploads_nothing(s3, bucket, tmp_path, so
 
 def test_staging_replaces_a_damaged_object(s3, bucket, tmp_path, sources, counted_uploads):
     built = build(tmp_path, sources)
-    stage_artifacts(s3, bucket, built)
+    upload_artifacts(s3, bucket, built)
     s3.put_object(Bucket=bucket, Key=f"artifacts/{built.version}/pca.py", Body=b"truncat")
 
-    stage_artifacts(s3, bucket, built)
+    upload_artifacts(s3, bucket, built)
 
     assert counted_uploads[5:] == [f"artifacts/{built.version}/pca.py"]
     body = s3.get_object(Bucket=bucket, Key=f"artifacts/{built.version}/pca.py")["Body"].read()
@@ -125,10 +127,10 @@ def test_staging_replaces_a_damaged_object(s3, bucket, tmp_path, sources, counte
 
 
 def test_a_code_change_is_staged_under_a_new_prefix(s3, bucket, tmp_path, sources):
-    first = stage_artifacts(s3, bucket, build(tmp_path, sources, "a"))
+    first = upload_artifacts(s3, bucket, build(tmp_path, sources, "a"))
     (sources[0] / "fruits_spark" / "pca.py").write_text("K = 3\n")
 
-    second = stage_artifacts(s3, bucket, build(tmp_path, sources, "b"))
+    second = upload_artifacts(s3, bucket, build(tmp_path, sources, "b"))
 
     assert second.prefix_uri != first.prefix_uri
     assert s3.list_objects_v2(Bucket=bucket, Prefix=first.prefix_uri.split("/", 3)[3])["KeyCount"] == 5

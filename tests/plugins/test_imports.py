@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import fruits_airflow
-from tests.suite import PLUGINS_DIR
+from tests.suite import PLUGINS_DIR, SPARK_JOBS_DIR
 
 MODULES = sorted(f"fruits_airflow.{module.name}" for module in pkgutil.iter_modules(fruits_airflow.__path__))
 
@@ -27,7 +27,7 @@ def test_every_plugin_module_imports_without_heavy_libraries():
         capture_output=True,
         text=True,
         check=True,
-        env={**os.environ, "PYTHONPATH": str(PLUGINS_DIR)},
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(PLUGINS_DIR), str(SPARK_JOBS_DIR)])},
         timeout=120,
     )
     loaded = set(json.loads(result.stdout.strip().splitlines()[-1]))

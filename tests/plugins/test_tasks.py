@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import logging
@@ -13,11 +14,7 @@ from fruits_airflow import tasks
 from fruits_airflow.config import parse_config
 from fruits_airflow.paths import RunPaths
 
-RUN_CONTEXT = {
-    "run_id": "manual__2026-01-01T00:00:00+00:00",
-    "dag": SimpleNamespace(dag_id="fruits_pipeline"),
-    "params": {"reprocess_all": False, "weights": None},
-}
+RUN_CONTEXT = {"run_id": "manual__2026-01-01T00:00:00+00:00", "dag": SimpleNamespace(dag_id="fruits_pipeline")}
 
 
 @pytest.fixture(autouse=True)
@@ -108,8 +105,13 @@ def test_a_run_that_names_no_weights_takes_the_variable_s(variable, form, variab
     assert tasks.run_weights(settings, {"weights": form, "reprocess_all": False}) == expected
 
 
+def published_paths(bucket: str) -> dict:
+    """The run's paths as plan_run publishes them."""
+    return dataclasses.asdict(RunPaths.for_run(bucket, RUN_CONTEXT["run_id"], reprocess_all=False, weights="imagenet"))
+
+
 def failure_key(bucket: str) -> str:
-    return RunPaths.for_run(bucket, RUN_CONTEXT["run_id"], reprocess_all=False, weights="imagenet").failure_key
+    return RunPaths(**published_paths(bucket)).failure_key
 
 
 def test_a_bootstrap_failure_is_reported_with_its_stderr_tail_in_failure_json(emr_run, s3, bucket, network, caplog):
@@ -125,7 +127,7 @@ def test_a_bootstrap_failure_is_reported_with_its_stderr_tail_in_failure_json(em
 
     with caplog.at_level(logging.ERROR):
         uri = tasks.report_failure.function(
-            {"bucket": bucket, **network}, emr_run.cluster_id, emr_run.step_ids, **RUN_CONTEXT
+            {"bucket": bucket, **network}, published_paths(bucket), emr_run.cluster_id, emr_run.step_ids, **RUN_CONTEXT
         )
 
     assert uri == f"s3://{bucket}/{failure_key(bucket)}"
@@ -143,13 +145,28 @@ def test_a_bootstrap_failure_is_reported_with_its_stderr_tail_in_failure_json(em
 
 def test_a_run_whose_cluster_was_never_created_reports_nothing(s3, bucket):
     with pytest.raises(AirflowSkipException, match="No cluster was started"):
-        tasks.report_failure.function(None, None, None, **RUN_CONTEXT)
+        tasks.report_failure.function(None, None, None, None, **RUN_CONTEXT)
 
 
 def test_a_run_with_no_failure_on_emr_writes_no_report(emr_run, s3, bucket, network):
     with pytest.raises(AirflowSkipException, match="no failed step"):
         tasks.report_failure.function(
-            {"bucket": bucket, **network}, emr_run.cluster_id, emr_run.step_ids, **RUN_CONTEXT
+            {"bucket": bucket, **network}, published_paths(bucket), emr_run.cluster_id, emr_run.step_ids, **RUN_CONTEXT
         )
 
     assert s3.list_objects_v2(Bucket=bucket, Prefix="runs/")["KeyCount"] == 0
+
+
+def test_plan_run_publishes_the_paths_its_steps_use_and_they_survive_xcom(bucket, network, staged_artifacts):
+    planned = tasks.plan_run.function(
+        {"bucket": bucket, **network},
+        dataclasses.asdict(staged_artifacts),
+        params={"variance": 0.9, "weights": "none", "reprocess_all": True},
+        **RUN_CONTEXT,
+    )
+
+    paths = RunPaths(**json.loads(json.dumps(planned["paths"])))
+    extract_args = planned["steps"][0]["HadoopJarStep"]["Args"]
+    assert (paths.own_features, paths.weights_id) == (True, "none")
+    assert paths.features_uri in extract_args
+    assert paths.pca_success_key == planned["pca_success_key"]

@@ -35,7 +35,7 @@ def iam(aws):
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     """The command line, with the PYTHONPATH that the Makefile and the Docker image set."""
-    python_path = os.pathsep.join([str(REPO_ROOT / "plugins"), str(REPO_ROOT)])
+    python_path = os.pathsep.join([str(REPO_ROOT / "spark_jobs"), str(REPO_ROOT / "plugins"), str(REPO_ROOT)])
     return subprocess.run(
         [sys.executable, "-m", "tools.local_provision", *args],
         capture_output=True,

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fruits_airflow.checks import OutputCheckError, check_output, count_rows
+from fruits_airflow.output_check import OutputCheckError, count_rows, verify_output
 from fruits_airflow.paths import RunPaths
 
 K = 7
@@ -69,7 +69,7 @@ def test_a_consistent_output_passes_with_its_counts(s3, paths):
     write_pca(s3, paths, [[K] * 4, [K]])
     write_report(s3, paths, n_images=5)
 
-    summary = check_output(s3, paths)
+    summary = verify_output(s3, paths)
 
     assert (summary.n_features, summary.n_pca_rows, summary.k) == (5, 5, K)
 
@@ -86,7 +86,7 @@ def test_fewer_pca_rows_than_featurized_images_fail(s3, paths):
     write_report(s3, paths, n_images=4)
 
     with pytest.raises(OutputCheckError, match=r"pca/ has 4 rows but .*features/imagenet/ has 5 featurized images"):
-        check_output(s3, paths)
+        verify_output(s3, paths)
 
 
 def test_vectors_of_the_wrong_length_fail(s3, paths):
@@ -95,7 +95,7 @@ def test_vectors_of_the_wrong_length_fail(s3, paths):
     write_report(s3, paths, n_images=3)
 
     with pytest.raises(OutputCheckError, match=rf"k={K} values .* found lengths \[{K - 1}, {K}\]"):
-        check_output(s3, paths)
+        verify_output(s3, paths)
 
 
 def test_a_missing_report_file_is_named(s3, paths):
@@ -104,7 +104,7 @@ def test_a_missing_report_file_is_named(s3, paths):
     write_report(s3, paths, n_images=3, skip="pca_scatter.png")
 
     with pytest.raises(OutputCheckError, match=r"report/ lacks pca_scatter\.png"):
-        check_output(s3, paths)
+        verify_output(s3, paths)
 
 
 def test_a_report_counting_other_images_fails(s3, paths):
@@ -113,7 +113,7 @@ def test_a_report_counting_other_images_fails(s3, paths):
     write_report(s3, paths, n_images=4)
 
     with pytest.raises(OutputCheckError, match=r"n_images=4, but .* has 3 rows"):
-        check_output(s3, paths)
+        verify_output(s3, paths)
 
 
 def test_no_pca_output_fails(s3, paths):
@@ -121,7 +121,7 @@ def test_no_pca_output_fails(s3, paths):
     write_report(s3, paths, n_images=3)
 
     with pytest.raises(OutputCheckError, match=r"no parquet files under .*/pca/"):
-        check_output(s3, paths)
+        verify_output(s3, paths)
 
 
 def test_a_run_with_its_own_features_is_checked_against_them(s3, bucket):
@@ -132,7 +132,7 @@ def test_a_run_with_its_own_features_is_checked_against_them(s3, bucket):
     write_pca(s3, own, [[K] * 2])
     write_report(s3, own, n_images=2)
 
-    assert check_output(s3, own).n_features == 2
+    assert verify_output(s3, own).n_features == 2
 
 
 def test_counting_rows_reads_the_footers_not_the_features(s3, paths, monkeypatch):

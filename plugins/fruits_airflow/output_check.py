@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from botocore.client import BaseClient
+from fruits_contract import PCA_COLUMN, REPORT_FILES, VARIANCE_REPORT, is_hidden_name
 
 from fruits_airflow.paths import RunPaths
+from fruits_airflow.s3_objects import list_objects
 
 log = logging.getLogger(__name__)
-
-REPORT_FILES = ("explained_variance.json", "pca_features.csv", "cumulative_variance.png", "pca_scatter.png")
-PCA_COLUMN = "pca_features"
 
 
 class OutputCheckError(Exception):
@@ -70,13 +69,11 @@ class _S3RangeFile(io.RawIOBase):
 
 def _parquet_files(s3_client: BaseClient, bucket: str, prefix: str) -> list[tuple[str, int]]:
     """The data files of a Spark parquet dataset: keys ending in .parquet, none hidden (``_``, ``.``)."""
-    files = []
-    for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            name = obj["Key"].rsplit("/", 1)[-1]
-            if obj["Key"].endswith(".parquet") and name[0] not in "._":
-                files.append((obj["Key"], obj["Size"]))
-    return files
+    return [
+        (obj.key, obj.size)
+        for obj in list_objects(s3_client, bucket, prefix)
+        if obj.key.endswith(".parquet") and not is_hidden_name(obj.key.rsplit("/", 1)[-1])
+    ]
 
 
 def _open(s3_client: BaseClient, bucket: str, key: str, size: int) -> Any:
@@ -119,21 +116,19 @@ def vector_lengths(
 
 def _read_report(s3_client: BaseClient, paths: RunPaths) -> dict[str, Any]:
     listed = {
-        obj["Key"].removeprefix(paths.report_prefix)
-        for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=paths.bucket, Prefix=paths.report_prefix)
-        for obj in page.get("Contents", [])
+        obj.key.removeprefix(paths.report_prefix) for obj in list_objects(s3_client, paths.bucket, paths.report_prefix)
     }
     missing = [name for name in REPORT_FILES if name not in listed]
     if missing:
         raise OutputCheckError(f"the report at {paths.report_uri} lacks {', '.join(missing)}")
-    body = s3_client.get_object(Bucket=paths.bucket, Key=f"{paths.report_prefix}{REPORT_FILES[0]}")["Body"].read()
+    body = s3_client.get_object(Bucket=paths.bucket, Key=f"{paths.report_prefix}{VARIANCE_REPORT}")["Body"].read()
     report = json.loads(body)
     if not isinstance(report.get("k"), int) or report["k"] < 1:
-        raise OutputCheckError(f"{paths.report_uri}{REPORT_FILES[0]} has no positive integer 'k': {report.get('k')!r}")
+        raise OutputCheckError(f"{paths.report_uri}{VARIANCE_REPORT} has no positive integer 'k': {report.get('k')!r}")
     return report
 
 
-def check_output(s3_client: BaseClient, paths: RunPaths) -> OutputSummary:
+def verify_output(s3_client: BaseClient, paths: RunPaths) -> OutputSummary:
     """Compare the run's PCA output with the features it was computed from and with its report.
 
     :raises OutputCheckError: naming the first inconsistency and the S3 location to look at.
@@ -153,7 +148,7 @@ def check_output(s3_client: BaseClient, paths: RunPaths) -> OutputSummary:
         )
     if report.get("n_images") != n_pca_rows:
         raise OutputCheckError(
-            f"{paths.report_uri}{REPORT_FILES[0]} says n_images={report.get('n_images')}, "
+            f"{paths.report_uri}{VARIANCE_REPORT} says n_images={report.get('n_images')}, "
             f"but {paths.pca_uri} has {n_pca_rows} rows"
         )
     summary = OutputSummary(n_features, n_pca_rows, k, paths.pca_uri, paths.report_uri)

@@ -1,0 +1,77 @@
+"""What the Airflow side and the Spark jobs agree on, in the one place both import.
+
+The DAG builds the jobs' command lines, uploads only files the jobs will read, and checks the outputs
+the jobs write; each of those is an agreement, and a drift shows only when a cluster runs. So both
+sides take the names below from here. Standard library only: the Airflow side imports it without
+pyspark (``spark_jobs/`` is on its path), and the jobs get it inside their ``--py-files`` zip.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- the images the jobs read ------------------------------------------------------------------
+
+IMAGE_SUFFIXES: Final = (".jpg", ".jpeg", ".png")
+# Hadoop's input formats skip names starting with these, and so does Spark's file listing.
+HIDDEN_NAME_PREFIXES: Final = ("_", ".")
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a file name has an image suffix, in any case."""
+    return name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def is_hidden_name(name: str) -> bool:
+    """Whether Hadoop treats a file or folder name as hidden (never listed, never read)."""
+    return name.startswith(HIDDEN_NAME_PREFIXES)
+
+
+# --- the model's weights ------------------------------------------------------------------------
+
+IMAGENET_WEIGHTS: Final = "imagenet"
+RANDOM_WEIGHTS: Final = "none"
+DEFAULT_WEIGHTS: Final = IMAGENET_WEIGHTS
+
+# --- the PCA and its report ---------------------------------------------------------------------
+
+DEFAULT_VARIANCE: Final = 0.95
+PCA_COLUMN: Final = "pca_features"
+VARIANCE_REPORT: Final = "explained_variance.json"
+CSV_REPORT: Final = "pca_features.csv"
+CUMULATIVE_PLOT: Final = "cumulative_variance.png"
+SCATTER_PLOT: Final = "pca_scatter.png"
+REPORT_FILES: Final = (VARIANCE_REPORT, CSV_REPORT, CUMULATIVE_PLOT, SCATTER_PLOT)
+
+# --- the jobs' command lines --------------------------------------------------------------------
+
+EXTRACT_FEATURES_JOB: Final = "extract_features"
+PCA_JOB: Final = "pca"
+
+
+class Flag:
+    """The jobs' command-line flags: the DAG's steps pass them, each job's parser declares them."""
+
+    IMAGES: Final = "--images"
+    FEATURES: Final = "--features"
+    REJECTS: Final = "--rejects"
+    WEIGHTS: Final = "--weights"
+    OUTPUT: Final = "--output"
+    VARIANCE: Final = "--variance"
+    REPORT: Final = "--report"
+    # The compiled-model cache: a folder or s3:// prefix (fruits_spark.model_cache); the DAG's runs share
+    # s3://BUCKET/artifacts/models/.
+    MODEL_CACHE: Final = "--model-cache"
+
+
+def extract_features_argv(*, images: str, features: str, rejects: str, weights: str, model_cache: str) -> list[str]:
+    """The arguments of ``extract_features.py`` for one run."""
+    return [
+        *(Flag.IMAGES, images, Flag.FEATURES, features, Flag.REJECTS, rejects),
+        *(Flag.WEIGHTS, weights, Flag.MODEL_CACHE, model_cache),
+    ]
+
+
+def pca_argv(*, features: str, output: str, variance: float, report: str) -> list[str]:
+    """The arguments of ``pca.py`` for one run; ``repr`` keeps every digit of the variance."""
+    return [Flag.FEATURES, features, Flag.OUTPUT, output, Flag.VARIANCE, repr(float(variance)), Flag.REPORT, report]
