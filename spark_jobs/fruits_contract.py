@@ -62,6 +62,8 @@ class Flag:
     # The compiled-model cache: a folder or s3:// prefix (fruits_spark.model_cache); the DAG's runs share
     # s3://BUCKET/artifacts/models/.
     MODEL_CACHE: Final = "--model-cache"
+    # A local file for the run's counts and phase times as JSON (fruits_spark.summary), for tools.
+    SUMMARY_JSON: Final = "--summary-json"
 
 
 def extract_features_argv(*, images: str, features: str, rejects: str, weights: str, model_cache: str) -> list[str]:

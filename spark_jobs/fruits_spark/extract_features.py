@@ -109,7 +109,7 @@ def parse_args(argv: Sequence[str]) -> ExtractConfig:
         default=default_cache_dir(),
         help="folder or s3:// prefix of compiled models (default: $FRUITS_MODEL_CACHE, else a user cache folder)",
     )
-    parser.add_argument("--summary-json", help="local file to write the run's counts and phase times to, as JSON")
+    parser.add_argument(Flag.SUMMARY_JSON, help="local file to write the run's counts and phase times to, as JSON")
     args = parser.parse_args(argv)
     for flag, value in (
         (Flag.IMAGES, args.images),

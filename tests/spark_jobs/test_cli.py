@@ -5,6 +5,7 @@ Both jobs over S3, with Keras and numpy as oracles, are in test_s3.py; these run
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -39,12 +40,17 @@ def test_pca_runs_from_the_py_files_zip_alone(
     shutil.copy(SPARK_JOBS_DIR / "pca.py", staged / "pca.py")
     py_files = build_py_files_zip(staged / "fruits_spark.zip")
 
-    result = spark_submit(
-        staged / "pca.py", "--features", str(features), "--output", str(tmp_path / "pca"), "--k", "4", py_files=py_files
-    )
+    summary = tmp_path / "summary.json"
+    args = ("--features", str(features), "--output", str(tmp_path / "pca"), "--k", "4", "--summary-json", str(summary))
+
+    result = spark_submit(staged / "pca.py", *args, py_files=py_files)
 
     assert result.returncode == 0, result.stderr[-3000:]
-    assert {len(v) for v in pd.read_parquet(tmp_path / "pca")["pca_features"]} == {4}
+    rows = pd.read_parquet(tmp_path / "pca")
+    assert {len(v) for v in rows["pca_features"]} == {4}
+    document = json.loads(summary.read_text())
+    assert (document["k"], document["n_images"], document["n_features"]) == (4, len(rows), 1280)
+    assert document["seconds"]["total"] >= document["seconds"]["run"] > 0
 
 
 def test_missing_images_is_one_error_line_and_no_output(spark_submit, tmp_path: Path) -> None:
