@@ -76,7 +76,7 @@ class ExtractConfig:
     rejects: str
     weights: str = IMAGENET
     image_size: int = 224
-    model_cache: str = ""
+    model_cache: str = field(default_factory=default_cache_dir)
     summary_json: str | None = None
 
 
