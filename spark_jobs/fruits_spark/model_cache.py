@@ -142,7 +142,12 @@ class HadoopStore:
 
     def read(self, name: str) -> bytes | None:
         uri = f"{self.uri}/{name}"
-        return self._fs.read_bytes(uri) if self._fs.exists(uri) else None
+        try:
+            return self._fs.read_bytes(uri) if self._fs.exists(uri) else None
+        except OSError:
+            raise
+        except Exception as error:  # py4j's Py4JJavaError around the JVM's IOException (access denied...)
+            raise OSError(str(error).strip().splitlines()[0]) from None
 
     def write(self, name: str, data: bytes) -> None:
         self._fs.write_bytes(f"{self.uri}/{name}", data)
@@ -241,6 +246,9 @@ def load_or_compile(
         cached = read_entry(store, key, weights)
     except UnusableEntryError as reason:
         log.warning("model cache entry %s is unusable: %s; compiling it again", location, reason)
+        cached = None
+    except OSError as error:  # an unreachable or forbidden cache costs a compile, not the run
+        log.warning("model cache entry %s cannot be read (%s); compiling the model", location, error)
         cached = None
     if cached is not None:
         log.info("model from cache: %s (fingerprint %s)", location, cached.fingerprint)
