@@ -43,9 +43,17 @@ browser: ## install Debian's chromium and chromedriver for the UI test (once)
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	fi
 
-lock: ## regenerate requirements.txt from requirements.in
-	@test -x $(BIN)/uv || $(PYTHON) -m pip install --quiet uv
-	$(if $(wildcard $(BIN)/uv),$(BIN)/uv,uv) pip compile --quiet --python-version 3.11 requirements.in -o requirements.txt
+# pyproject.toml's dependency groups say what each place needs; uv.lock pins them together; each place's
+# requirements file is exported from it (tests/test_lock.py checks that they agree). Never edit those by hand.
+LOCK_EXPORTS := dev:requirements.txt airflow:requirements-airflow.txt local-aws:requirements-local-aws.txt \
+	nodes:bootstrap/requirements.txt primary:bootstrap/requirements-primary.txt
+
+lock: install ## resolve pyproject.toml's groups into uv.lock and export each environment's requirements file
+	$(BIN)/uv lock --quiet
+	@for export in $(LOCK_EXPORTS); do \
+		$(BIN)/uv export --quiet --frozen --no-hashes --no-emit-project --only-group "$${export%%:*}" \
+			--output-file "$${export#*:}" || exit 1; \
+	done
 
 lint: install ## ruff (with Airflow's AIR rules) check and format check, and mypy
 	$(BIN)/ruff check .

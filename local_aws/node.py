@@ -12,12 +12,16 @@ Bootstrap actions run with the steps' environment (the endpoint's URL, region an
 - ``<node>/bin`` first on PATH, holding the stand-ins of local_aws.node_commands (sudo, dnf, yum, aws);
 - ``FRUITS_PIPELINE_HOME``, which the project's script reads for its home (``/mnt/fruits-pipeline``
   on EMR), mapped like any ``/mnt`` path;
+- ``FRUITS_PIPELINE_INSTANCE_JSON``, where the script reads EMR's ``/mnt/var/lib/info/instance.json``,
+  mapped too: the node writes it as EMR does, ``"isMaster": true`` since it is the primary node, where the
+  steps' driver runs (a node made with ``primary=False`` is a core node, for tests of the core branch);
 - ``UV_CACHE_DIR``, this machine's uv cache, so that uv installs what it has already downloaded.
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shlex
 import subprocess
@@ -37,22 +41,30 @@ NODE_DATA_VOLUME = PurePosixPath("/mnt")
 # The project's bootstrap script builds its virtualenv under ${FRUITS_PIPELINE_HOME:-/mnt/fruits-pipeline}.
 PIPELINE_HOME_VARIABLE = "FRUITS_PIPELINE_HOME"
 PIPELINE_HOME = NODE_DATA_VOLUME / "fruits-pipeline"
+# EMR's description of the node, which bootstrap actions read to tell the primary from the others.
+INSTANCE_JSON = NODE_DATA_VOLUME / "var" / "lib" / "info" / "instance.json"
+INSTANCE_JSON_VARIABLE = "FRUITS_PIPELINE_INSTANCE_JSON"
 _LOCK_POLL_SECONDS = 0.2
 
 
 class Node:
-    """The node's folder: ``mnt/`` (EMR's ``/mnt``) and ``bin/`` (the stand-ins), created on first use.
+    """The node's folder: ``mnt/`` (EMR's ``/mnt``, with its ``instance.json``) and ``bin/`` (the stand-ins),
+    created on first use.
 
     :param root: the folder; created if missing.
+    :param primary: whether the node is the primary one (EMR's ``isMaster``), as the endpoint's node is.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, primary: bool = True) -> None:
         self.root = root.absolute()
         self.bin = self.root / "bin"
         self.bin.mkdir(parents=True, exist_ok=True)
         (self.root / "mnt").mkdir(exist_ok=True)
         for name in COMMANDS:
             _write_stand_in(self.bin / name, name)
+        instance = Path(self.node_path(str(INSTANCE_JSON)))
+        instance.parent.mkdir(parents=True, exist_ok=True)
+        instance.write_text(json.dumps(instance_description(primary=primary)))
 
     def node_path(self, path: str) -> str:
         """Where a node's path is here: ``/mnt/...`` under the node's folder; any other path as it is."""
@@ -66,6 +78,7 @@ class Node:
         env = {name: value for name, value in environ.items() if name != "PYTHONPATH"}
         env["PATH"] = os.pathsep.join([str(self.bin), env.get("PATH", os.defpath)])
         env[PIPELINE_HOME_VARIABLE] = self.node_path(str(PIPELINE_HOME))
+        env[INSTANCE_JSON_VARIABLE] = self.node_path(str(INSTANCE_JSON))
         cache = uv_cache_dir(environ)
         if cache:
             env["UV_CACHE_DIR"] = cache
@@ -110,6 +123,20 @@ class NodeRuntime:
     environ: Callable[[EmulatedCluster], Mapping[str, str]]
     node: Node
     kill_grace_seconds: float = 10.0
+
+
+def instance_description(*, primary: bool) -> dict[str, object]:
+    """EMR's ``instance.json`` of a primary node (NameNode, ResourceManager) or of a core node (DataNode,
+    NodeManager); the instance group's id is left out, as nothing here reads it."""
+    return {
+        "isMaster": primary,
+        "isRunningNameNode": primary,
+        "isRunningDataNode": not primary,
+        "isRunningJobTracker": False,
+        "isRunningTaskTracker": False,
+        "isRunningResourceManager": primary,
+        "isRunningNodeManager": not primary,
+    }
 
 
 def uv_cache_dir(environ: Mapping[str, str]) -> str | None:

@@ -35,6 +35,8 @@ ENTRY_SCRIPTS = ("extract_features.py", "pca.py")
 BOOTSTRAP_DIR = REPO_ROOT / "bootstrap"
 BOOTSTRAP_SCRIPT = "install_python_deps.sh"
 BOOTSTRAP_REQUIREMENTS = "requirements.txt"
+# The primary node's: the same pins plus TensorFlow, which only the driver needs (to compile the model).
+BOOTSTRAP_PRIMARY_REQUIREMENTS = "requirements-primary.txt"
 _FIXED_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
 
 
@@ -68,7 +70,9 @@ class StagedArtifacts:
     :param py_files_uri: the ``--py-files`` zip.
     :param scripts: the entry scripts' URIs by file name (``extract_features.py``, ``pca.py``).
     :param bootstrap_script_uri: the bootstrap action.
-    :param bootstrap_requirements_uri: the pinned requirements the bootstrap action installs.
+    :param bootstrap_requirements_uri: the pinned requirements the bootstrap action installs on core and
+        task nodes.
+    :param bootstrap_primary_requirements_uri: those it installs on the primary node (TensorFlow too).
     """
 
     version: str
@@ -77,6 +81,7 @@ class StagedArtifacts:
     scripts: dict[str, str]
     bootstrap_script_uri: str
     bootstrap_requirements_uri: str
+    bootstrap_primary_requirements_uri: str
 
 
 def _package_files(package_dir: Path) -> list[Path]:
@@ -108,7 +113,10 @@ def build_spark_artifacts(
     """Build the zip into ``out_dir`` and hash it together with the entry scripts and the bootstrap."""
     py_files_zip = build_py_files_zip(out_dir / f"{PACKAGE_NAME}.zip", spark_jobs_dir)
     entry_scripts = {name: spark_jobs_dir / name for name in ENTRY_SCRIPTS}
-    bootstrap_files = {name: bootstrap_dir / name for name in (BOOTSTRAP_SCRIPT, BOOTSTRAP_REQUIREMENTS)}
+    bootstrap_files = {
+        name: bootstrap_dir / name
+        for name in (BOOTSTRAP_SCRIPT, BOOTSTRAP_REQUIREMENTS, BOOTSTRAP_PRIMARY_REQUIREMENTS)
+    }
     missing = [str(path) for path in (*entry_scripts.values(), *bootstrap_files.values()) if not path.is_file()]
     if missing:
         raise FileNotFoundError(f"missing artifact files {', '.join(missing)}: is this a full checkout?")
@@ -149,6 +157,7 @@ def upload_artifacts(s3_client: BaseClient, bucket: str, artifacts: SparkArtifac
         scripts={name: f"{prefix_uri}{name}" for name in artifacts.entry_scripts},
         bootstrap_script_uri=f"{prefix_uri}bootstrap/{BOOTSTRAP_SCRIPT}",
         bootstrap_requirements_uri=f"{prefix_uri}bootstrap/{BOOTSTRAP_REQUIREMENTS}",
+        bootstrap_primary_requirements_uri=f"{prefix_uri}bootstrap/{BOOTSTRAP_PRIMARY_REQUIREMENTS}",
     )
 
 

@@ -113,7 +113,7 @@ def job_flow_overrides(
                 "Name": "install_python_deps",
                 "ScriptBootstrapAction": {
                     "Path": artifacts.bootstrap_script_uri,
-                    "Args": [artifacts.bootstrap_requirements_uri],
+                    "Args": [artifacts.bootstrap_requirements_uri, artifacts.bootstrap_primary_requirements_uri],
                 },
             }
         ],

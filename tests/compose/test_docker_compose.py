@@ -108,9 +108,23 @@ def test_every_build_has_its_context_and_dockerfile(compose):
         assert (context / dockerfile).is_file()
 
 
-def test_every_service_built_here_runs_the_same_image(compose):
-    images = {service.get("image") for service in compose.services.values() if "build" in service}
-    assert images == {"fruits-pipeline-airflow:local"}
+def test_airflow_runs_the_airflow_stage_and_the_endpoint_its_own(compose):
+    built = {name: service for name, service in compose.services.items() if "build" in service}
+    images = {name: (service["image"], service["build"]["target"]) for name, service in built.items()}
+
+    assert images == {
+        **{name: ("fruits-pipeline-airflow:local", "airflow") for name in compose.airflow_services()},
+        "local-aws": ("fruits-pipeline-local-aws:local", "local-aws"),
+        "local-aws-init": ("fruits-pipeline-local-aws:local", "local-aws"),
+    }
+
+
+def test_every_build_target_is_a_stage_of_the_dockerfile(compose):
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    stage_names = set(re.findall(r"^FROM \S+ AS (\S+)$", dockerfile, flags=re.MULTILINE))
+    targets = {service["build"]["target"] for service in compose.services.values() if "build" in service}
+
+    assert targets == stage_names
 
 
 def test_the_airflow_services_are_the_expected_ones(compose):

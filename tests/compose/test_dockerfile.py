@@ -1,5 +1,7 @@
-"""The Dockerfile of docker-compose.yaml, checked without Docker: the base image is the lock's Airflow, the
-build context lets in what it copies, and its environment points at the paths the compose file mounts."""
+"""The Dockerfile of docker-compose.yaml, checked without Docker: the base image is the lock's Airflow, each
+stage installs its environment's export of the lock (the Airflow side alone: no Spark, no TensorFlow; the
+endpoint's: moto, Spark and Java), the build context lets in what it copies, and the environment points at
+the paths the compose file mounts."""
 
 from __future__ import annotations
 
@@ -26,6 +28,22 @@ def instructions(text: str) -> list[tuple[str, str]]:
             keyword, _, arguments = line.strip().partition(" ")
             pairs.append((keyword.upper(), arguments.strip()))
     return pairs
+
+
+def stages(text: str) -> dict[str, list[tuple[str, str]]]:
+    """Each stage's instructions by its name (``FROM image AS name``), its ``FROM`` first."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] = []
+    for keyword, arguments in instructions(text):
+        if keyword == "FROM":
+            current = []
+            found[arguments.split()[-1]] = current
+        current.append((keyword, arguments))
+    return found
+
+
+def runs_of(stage: list[tuple[str, str]]) -> str:
+    return " ".join(arguments for keyword, arguments in stage if keyword == "RUN")
 
 
 def environment(text: str) -> dict[str, str]:
@@ -72,16 +90,35 @@ def dockerignore() -> list[str]:
 
 
 def test_base_image_is_the_official_airflow_of_the_lock_on_python_311(dockerfile):
-    lock = (REPO_ROOT / "requirements.txt").read_text()
+    lock = (REPO_ROOT / "requirements-airflow.txt").read_text()
     locked_airflow = re.search(r"^apache-airflow==(\S+)$", lock, re.MULTILINE)[1]
-    (base,) = [arguments for keyword, arguments in instructions(dockerfile) if keyword == "FROM"]
-    assert base == f"apache/airflow:{locked_airflow}-python3.11"
+    assert [stage[0][1] for stage in stages(dockerfile).values()] == [
+        f"apache/airflow:{locked_airflow}-python3.11 AS airflow",
+        "airflow AS local-aws",
+    ]
 
 
-def test_image_installs_the_lock(dockerfile):
-    runs = [arguments for keyword, arguments in instructions(dockerfile) if keyword == "RUN"]
-    assert "requirements.txt" in copied_sources(dockerfile)
-    assert any(re.search(r"pip install .*--requirement \S*/requirements\.txt", run) for run in runs)
+@pytest.mark.parametrize(
+    ("stage", "requirements"),
+    [("airflow", "requirements-airflow.txt"), ("local-aws", "requirements-local-aws.txt")],
+)
+def test_each_stage_installs_its_export_of_the_lock(dockerfile, stage, requirements):
+    instructions_of_stage = stages(dockerfile)[stage]
+    copied = [arguments for keyword, arguments in instructions_of_stage if keyword == "COPY"]
+
+    assert any(shlex.split(arguments)[-2] == requirements for arguments in copied)
+    assert re.search(
+        rf"pip install .*--no-deps --requirement \S*/{re.escape(requirements)}", runs_of(instructions_of_stage)
+    )
+
+
+def test_the_airflow_stage_installs_neither_spark_nor_tensorflow_nor_java(dockerfile):
+    airflow = stages(dockerfile)["airflow"]
+    pins = (REPO_ROOT / "requirements-airflow.txt").read_text()
+
+    assert not re.search(r"^(pyspark|tensorflow-cpu|keras|moto)==", pins, re.MULTILINE)
+    assert "openjdk" not in runs_of(airflow)
+    assert "JAVA_HOME" not in " ".join(arguments for keyword, arguments in airflow if keyword == "ENV")
 
 
 def test_every_copied_source_exists(dockerfile):
@@ -104,8 +141,8 @@ def test_dockerignore_keeps_the_venv_and_local_state_out(dockerignore):
     assert ignored(".local-aws/s3/fruits-demo/images/a.jpg", dockerignore)
 
 
-def test_java_17_is_installed_and_java_home_names_it(dockerfile):
-    runs = " ".join(arguments for keyword, arguments in instructions(dockerfile) if keyword == "RUN")
+def test_java_17_is_installed_for_the_endpoint_and_java_home_names_it(dockerfile):
+    runs = runs_of(stages(dockerfile)["local-aws"])
     java_home = environment(dockerfile)["JAVA_HOME"]
     assert "openjdk-17-jre-headless" in runs
     assert re.search(rf"ln -s .* {re.escape(java_home)}\b", runs)
@@ -125,8 +162,8 @@ def test_pythonpath_holds_the_mounted_project_folders(dockerfile, compose):
     assert {mounts.get(folder) for folder in folders} == {"./plugins", "./spark_jobs"}
 
 
-def test_image_gets_the_s3a_connector_through_make_install_s_script(dockerfile):
-    runs = " ".join(arguments for keyword, arguments in instructions(dockerfile) if keyword == "RUN")
+def test_the_endpoint_s_image_gets_the_s3a_connector_through_make_install_s_script(dockerfile):
+    runs = runs_of(stages(dockerfile)["local-aws"])
 
     assert "install-s3a-jars.sh" in runs
     assert "spark-defaults.conf" in runs

@@ -58,6 +58,9 @@ def plan(dag, variable):
         },
         "bootstrap_script_uri": f"s3://{BUCKET}/artifacts/0123456789ab/bootstrap/install_python_deps.sh",
         "bootstrap_requirements_uri": f"s3://{BUCKET}/artifacts/0123456789ab/bootstrap/requirements.txt",
+        "bootstrap_primary_requirements_uri": (
+            f"s3://{BUCKET}/artifacts/0123456789ab/bootstrap/requirements-primary.txt"
+        ),
     }
     params = {key: dag.params[key] for key in dag.params}
     plan_run = dag.get_task("plan_run").python_callable

@@ -125,11 +125,12 @@ def test_a_failed_step_fails_the_run_reports_why_and_terminates_the_cluster(
 def test_a_bootstrap_that_cannot_install_fails_the_run_before_any_step_and_the_demo_says_why(
     landing: Path, tmp_path: Path, project_env: dict[str, str]
 ) -> None:
-    # A checkout whose bootstrap requirements hold a line uv cannot parse; its own state, so a fresh node.
+    # A checkout whose primary node's bootstrap requirements (the endpoint's node is the primary) hold a line
+    # uv cannot parse; its own state, so a fresh node.
     checkout = tmp_path / "checkout"
     shutil.copytree(REPO_ROOT, checkout, ignore=shutil.ignore_patterns(*NOT_IN_A_CHECKOUT))
     (checkout / ".venv").symlink_to(REPO_ROOT / ".venv")
-    requirements = checkout / "bootstrap" / "requirements.txt"
+    requirements = checkout / "bootstrap" / "requirements-primary.txt"
     requirements.write_text(requirements.read_text() + "this is not a requirement!\n")
     python_path = os.pathsep.join(str(checkout / folder) for folder in ("spark_jobs", "plugins", ""))
     state, out = tmp_path / "state", tmp_path / "out"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fruits_airflow.cluster import NODE_VENV
-from local_aws.node import PIPELINE_HOME_VARIABLE, Node
+from local_aws.node import INSTANCE_JSON_VARIABLE, PIPELINE_HOME_VARIABLE, Node
 
 
 @pytest.fixture
@@ -43,6 +44,22 @@ def test_the_project_s_venv_is_built_where_the_cluster_s_configuration_names_it(
     home = node.bootstrap_environment({})[PIPELINE_HOME_VARIABLE]
 
     assert node.node_path(NODE_VENV) == f"{home}/venv"
+
+
+def test_the_node_says_it_is_the_primary_where_emr_says_it_and_bootstrap_actions_read_it(node):
+    path = node.bootstrap_environment({})[INSTANCE_JSON_VARIABLE]
+
+    assert path == node.node_path("/mnt/var/lib/info/instance.json")
+    assert json.loads(Path(path).read_text())["isMaster"] is True
+
+
+def test_a_core_node_says_it_is_not_the_primary(tmp_path):
+    core = Node(tmp_path / "core", primary=False)
+
+    description = json.loads(Path(core.bootstrap_environment({})[INSTANCE_JSON_VARIABLE]).read_text())
+
+    assert description["isMaster"] is False
+    assert description["isRunningDataNode"] is True
 
 
 def test_dnf_installs_only_what_the_machine_already_has(run):

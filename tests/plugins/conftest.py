@@ -123,6 +123,7 @@ def staged_artifacts() -> StagedArtifacts:
         scripts={"extract_features.py": f"{prefix}extract_features.py", "pca.py": f"{prefix}pca.py"},
         bootstrap_script_uri=f"{prefix}bootstrap/install_python_deps.sh",
         bootstrap_requirements_uri=f"{prefix}bootstrap/requirements.txt",
+        bootstrap_primary_requirements_uri=f"{prefix}bootstrap/requirements-primary.txt",
     )
 
 

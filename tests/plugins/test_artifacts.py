@@ -49,8 +49,16 @@ def test_the_same_code_gets_the_same_version(tmp_path, sources):
         lambda jobs, boot: (jobs / "pca.py").write_text("from fruits_spark import pca  # v2\n"),
         lambda jobs, boot: (boot / "install_python_deps.sh").write_text("#!/usr/bin/env bash\necho v2\n"),
         lambda jobs, boot: (boot / "requirements.txt").write_text("numpy==1.0\n"),
+        lambda jobs, boot: (boot / "requirements-primary.txt").write_text("numpy==1.0\n"),
     ],
-    ids=["package", "contract", "entry_script", "bootstrap_script", "bootstrap_requirements"],
+    ids=[
+        "package",
+        "contract",
+        "entry_script",
+        "bootstrap_script",
+        "bootstrap_requirements",
+        "bootstrap_primary_requirements",
+    ],
 )
 def test_a_code_change_gets_a_new_version(tmp_path, sources, edit):
     before = build(tmp_path, sources, "before").version
@@ -75,6 +83,7 @@ def test_staging_puts_every_file_under_the_version_prefix(s3, bucket, tmp_path, 
     listed = sorted(obj["Key"] for obj in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"])
     assert listed == [
         f"{prefix}bootstrap/install_python_deps.sh",
+        f"{prefix}bootstrap/requirements-primary.txt",
         f"{prefix}bootstrap/requirements.txt",
         f"{prefix}extract_features.py",
         f"{prefix}fruits_spark.zip",
@@ -88,6 +97,7 @@ def test_staging_puts_every_file_under_the_version_prefix(s3, bucket, tmp_path, 
     }
     assert staged.bootstrap_script_uri == f"s3://{bucket}/{prefix}bootstrap/install_python_deps.sh"
     assert staged.bootstrap_requirements_uri == f"s3://{bucket}/{prefix}bootstrap/requirements.txt"
+    assert staged.bootstrap_primary_requirements_uri == f"s3://{bucket}/{prefix}bootstrap/requirements-primary.txt"
 
 
 @pytest.fixture
@@ -109,8 +119,8 @@ def test_staging_the_same_version_again_uploads_nothing(s3, bucket, tmp_path, so
 
     second = upload_artifacts(s3, bucket, build(tmp_path, sources, "b"))
 
-    assert uploads_of_first_run == 5
-    assert len(counted_uploads) == 5
+    assert uploads_of_first_run == 6
+    assert len(counted_uploads) == 6
     assert second == first
 
 
@@ -121,7 +131,7 @@ def test_staging_replaces_a_damaged_object(s3, bucket, tmp_path, sources, counte
 
     upload_artifacts(s3, bucket, built)
 
-    assert counted_uploads[5:] == [f"artifacts/{built.version}/pca.py"]
+    assert counted_uploads[len(built.files()) :] == [f"artifacts/{built.version}/pca.py"]
     body = s3.get_object(Bucket=bucket, Key=f"artifacts/{built.version}/pca.py")["Body"].read()
     assert body == (sources[0] / "pca.py").read_bytes()
 
@@ -133,4 +143,4 @@ def test_a_code_change_is_staged_under_a_new_prefix(s3, bucket, tmp_path, source
     second = upload_artifacts(s3, bucket, build(tmp_path, sources, "b"))
 
     assert second.prefix_uri != first.prefix_uri
-    assert s3.list_objects_v2(Bucket=bucket, Prefix=first.prefix_uri.split("/", 3)[3])["KeyCount"] == 5
+    assert s3.list_objects_v2(Bucket=bucket, Prefix=first.prefix_uri.split("/", 3)[3])["KeyCount"] == 6

@@ -65,12 +65,12 @@ def test_the_cluster_runs_spark_on_emr_7_and_logs_under_the_bucket(request_for):
     assert job_flow["LogUri"] == "s3://fruits-test-bucket/logs/"
 
 
-def test_the_bootstrap_action_installs_the_staged_requirements(request_for, staged_artifacts):
+def test_the_bootstrap_action_installs_the_staged_requirements_the_primary_s_second(request_for, staged_artifacts):
     (action,) = request_for()["BootstrapActions"]
 
     assert action["ScriptBootstrapAction"] == {
         "Path": staged_artifacts.bootstrap_script_uri,
-        "Args": [staged_artifacts.bootstrap_requirements_uri],
+        "Args": [staged_artifacts.bootstrap_requirements_uri, staged_artifacts.bootstrap_primary_requirements_uri],
     }
 
 

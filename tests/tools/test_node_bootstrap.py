@@ -1,0 +1,74 @@
+"""Lean nodes, for real: the bootstrap action on an emulated core node installs no TensorFlow and gives the
+executors everything they import; on the primary node it adds TensorFlow for the driver's compile."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from local_aws.node import Node
+from tests.suite import SPARK_JOBS_DIR
+from tools.node_bootstrap import NodeBootstrap, bootstrap_node
+
+# What spark-submit puts on an executor's PYTHONPATH: Spark's own Python, and the jobs' --py-files.
+SPARK_PYTHON = sorted(
+    (Path(sys.executable).parents[1] / "lib").glob("python3.11/site-packages/pyspark/python/lib/*.zip")
+)
+EXECUTOR_CODE = (
+    "import sys, ai_edge_litert.interpreter, boto3, fruits_spark.extract_features, fruits_spark.inference; "
+    "print(sorted(name for name in sys.modules if name.split('.')[0] in ('tensorflow', 'keras')))"
+)
+
+
+def run_bootstrap(tmp_path: Path, role: str) -> NodeBootstrap:
+    node = Node(tmp_path / "node", primary=role == "primary")
+    work_dir = tmp_path / "work"
+    work_dir.mkdir()
+    return bootstrap_node(node, role, work_dir)
+
+
+def distributions(venv: str) -> set[str]:
+    found = Path(venv).glob("lib/python3.11/site-packages/*.dist-info")
+    return {path.name.split("-")[0].lower().replace("_", "-") for path in found}
+
+
+@pytest.fixture(scope="module")
+def core(tmp_path_factory: pytest.TempPathFactory) -> NodeBootstrap:
+    return run_bootstrap(tmp_path_factory.mktemp("core"), "core")
+
+
+def test_a_core_node_s_bootstrap_succeeds_as_a_core_node(core):
+    assert core.exit_code == 0, core.stderr
+    assert "on the core/task node" in core.stderr
+
+
+def test_a_core_node_gets_no_tensorflow(core):
+    assert not {"tensorflow-cpu", "tensorflow", "keras"} & distributions(core.venv)
+
+
+def test_a_core_node_s_venv_imports_the_executors_code_without_tensorflow(core):
+    assert len(SPARK_PYTHON) == 2, SPARK_PYTHON
+    pythonpath = os.pathsep.join([str(SPARK_JOBS_DIR), *map(str, SPARK_PYTHON)])
+
+    result = subprocess.run(
+        [f"{core.venv}/bin/python", "-c", EXECUTOR_CODE],
+        env={**os.environ, "PYTHONPATH": pythonpath},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_the_primary_node_gets_tensorflow_for_the_driver_s_compile(tmp_path):
+    primary = run_bootstrap(tmp_path, "primary")
+
+    assert primary.exit_code == 0, primary.stderr
+    assert "on the primary node" in primary.stderr
+    assert {"tensorflow-cpu", "keras", "ai-edge-litert"} <= distributions(primary.venv)
