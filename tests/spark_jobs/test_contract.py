@@ -24,6 +24,7 @@ ARTIFACTS = StagedArtifacts(
     scripts={name: f"{PREFIX}{name}" for name in ENTRY_SCRIPTS},
     bootstrap_script_uri=f"{PREFIX}bootstrap/install_python_deps.sh",
     bootstrap_requirements_uri=f"{PREFIX}bootstrap/requirements.txt",
+    bootstrap_primary_requirements_uri=f"{PREFIX}bootstrap/requirements-primary.txt",
 )
 
 
