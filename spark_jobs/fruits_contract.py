@@ -111,11 +111,19 @@ class Flag:
     OUTPUT: Final = "--output"
     VARIANCE: Final = "--variance"
     REPORT: Final = "--report"
+    # The compiled-model cache: a folder or s3:// prefix (fruits_spark.model_cache); the DAG's runs share
+    # s3://BUCKET/artifacts/models/.
+    MODEL_CACHE: Final = "--model-cache"
+    # A local file for the run's counts and phase times as JSON (fruits_spark.summary), for tools.
+    SUMMARY_JSON: Final = "--summary-json"
 
 
-def extract_features_argv(*, images: str, features: str, rejects: str, weights: str) -> list[str]:
+def extract_features_argv(*, images: str, features: str, rejects: str, weights: str, model_cache: str) -> list[str]:
     """The arguments of ``extract_features.py`` for one run."""
-    return [Flag.IMAGES, images, Flag.FEATURES, features, Flag.REJECTS, rejects, Flag.WEIGHTS, weights]
+    return [
+        *(Flag.IMAGES, images, Flag.FEATURES, features, Flag.REJECTS, rejects),
+        *(Flag.WEIGHTS, weights, Flag.MODEL_CACHE, model_cache),
+    ]
 
 
 def pca_argv(*, features: str, output: str, variance: float, report: str) -> list[str]:

@@ -9,7 +9,9 @@
 3. runs ``airflow dags test fruits_pipeline``: upload, cluster, steps, sensors, check, teardown;
 4. copies the run's outputs to ``--out`` and prints a summary;
 5. stops the endpoint, also on failure or Ctrl-C. S3 is kept in ``--state-dir``, so a second demo
-   uploads and featurizes nothing new.
+   uploads and featurizes nothing new. The compiled models go both ways between the bucket's
+   ``artifacts/models/`` and the local model cache (``$FRUITS_MODEL_CACHE``, else
+   ``~/.cache/fruits-pipeline/models``), so a model is compiled once per machine.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from botocore.client import BaseClient
 from fruits_airflow.output_check import count_rows
 from fruits_airflow.paths import RunPaths
 from fruits_airflow.s3_objects import list_objects, read_object
+from fruits_spark.model_cache import default_cache_dir
 from local_aws import EmbeddedAws
 from tools.local_airflow import (
     BUCKET,
@@ -41,6 +44,7 @@ from tools.local_airflow import (
     migrate,
 )
 from tools.local_provision import provision
+from tools.model_cache_sync import download_models, upload_models
 
 log = logging.getLogger("demo")
 
@@ -148,9 +152,12 @@ def run_demo(
         stack_variable = provision(s3, aws.client("emr"), aws.client("ec2"), aws.client("iam"), BUCKET, REGION)
         env = airflow_environment(airflow_home, aws.endpoint_url, images, {**stack_variable, **(extra_variable or {})})
         migrate(env)
+        models = Path(default_cache_dir())
+        upload_models(s3, BUCKET, models)
         log.info("running the DAG; its log: %s", log_file)
         conf = json.dumps({"weights": weights})
         airflow(env, "dags", "test", DAG_ID, "--conf", conf, log_file=log_file)
+        download_models(s3, BUCKET, models)
         run_id, state = latest_run(env)
         clusters = {
             cluster["Id"]: cluster["Status"]["State"] for cluster in aws.client("emr").list_clusters()["Clusters"]

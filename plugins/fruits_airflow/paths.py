@@ -9,6 +9,7 @@ s3://BUCKET/runs/<run key>/report/       this run's explained variance, CSV and 
 s3://BUCKET/runs/<run key>/failure.json  why this run's EMR work failed, when it did
 s3://BUCKET/logs/                        the clusters' LogUri
 s3://BUCKET/artifacts/<version>/         the Spark jobs and bootstrap of one code version
+s3://BUCKET/artifacts/models/            compiled models, written by extract_features, shared by every run
 ```
 
 Each network has its own incremental dataset, named by its weights (``imagenet``, ``none``, or
@@ -31,6 +32,8 @@ REJECTS_PREFIX = "features_rejects/"
 RUNS_PREFIX = "runs/"
 LOGS_PREFIX = "logs/"
 ARTIFACTS_PREFIX = "artifacts/"
+# Beside the code versions (12 hex digits each), never one of them.
+MODELS_PREFIX = f"{ARTIFACTS_PREFIX}models/"
 
 _HADOOP_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -132,6 +135,11 @@ class RunPaths:
     def failure_key(self) -> str:
         """The failure report of a run whose steps or cluster failed (``run_failures.RunFailure.to_dict``)."""
         return f"{self.run_prefix}failure.json"
+
+    @property
+    def model_cache_uri(self) -> str:
+        """The compiled-model cache of the steps' ``--model-cache``: one for every run and network."""
+        return self.uri(MODELS_PREFIX)
 
     @property
     def logs_uri(self) -> str:

@@ -51,7 +51,11 @@ def spark_steps(paths: RunPaths, artifacts: StagedArtifacts, *, variance: float,
             EXTRACT_FEATURES_JOB,
             artifacts,
             extract_features_argv(
-                images=paths.images_uri, features=paths.features_uri, rejects=paths.rejects_uri, weights=weights
+                images=paths.images_uri,
+                features=paths.features_uri,
+                rejects=paths.rejects_uri,
+                weights=weights,
+                model_cache=paths.model_cache_uri,
             ),
         ),
         _spark_step(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ from fruits_spark.projection import project_on
 from fruits_spark.report import write_report
 from fruits_spark.session import spark_session
 from fruits_spark.storage import SUCCESS_MARKER, HadoopFs, join_uri, parent_uri
+from fruits_spark.summary import write_summary
 
 log = logging.getLogger("pca")
 
@@ -47,6 +49,7 @@ class PcaConfig:
     report: str
     variance: float | None = DEFAULT_VARIANCE
     k: int | None = None
+    summary_json: str | None = None
 
 
 def parse_args(argv: Sequence[str]) -> PcaConfig:
@@ -57,6 +60,7 @@ def parse_args(argv: Sequence[str]) -> PcaConfig:
     target.add_argument(Flag.VARIANCE, type=float, help=f"variance to keep, in (0, 1] (default {DEFAULT_VARIANCE})")
     target.add_argument("--k", type=int, help="number of components to keep")
     parser.add_argument(Flag.REPORT, help="report folder (default: 'report' beside --output)")
+    parser.add_argument(Flag.SUMMARY_JSON, help="local file to write the run's figures and times to, as JSON")
     args = parser.parse_args(argv)
     if args.variance is not None and not 0.0 < args.variance <= 1.0:
         raise JobInputError(f"--variance {args.variance} is out of range; pass a fraction in (0, 1], e.g. 0.95")
@@ -67,7 +71,7 @@ def parse_args(argv: Sequence[str]) -> PcaConfig:
     if report == output or report.startswith(output + "/"):
         raise JobInputError(f"--report {report} is inside --output {output}; pass a folder beside it")
     variance = args.variance if args.variance is not None or args.k is not None else DEFAULT_VARIANCE
-    return PcaConfig(args.features.rstrip("/"), output, report, variance, args.k)
+    return PcaConfig(args.features.rstrip("/"), output, report, variance, args.k, args.summary_json)
 
 
 # --- extract -----------------------------------------------------------------------------------
@@ -169,9 +173,29 @@ def run(spark: SparkSession, config: PcaConfig) -> PcaFit:
 
 
 def main(argv: Sequence[str]) -> None:
+    started = time.monotonic()
     config = parse_args(argv)
     with spark_session("pca") as spark:
-        run(spark, config)
+        session_started = time.monotonic()
+        fit = run(spark, config)
+        stopping = time.monotonic()
+    if config.summary_json:
+        summary = {
+            "job": PCA_JOB,
+            "features": config.features,
+            "output": config.output,
+            "n_images": fit.n_images,
+            "n_features": fit.n_features,
+            "k": fit.k,
+            "cumulative_variance": float(fit.cumulative[fit.k - 1]),
+            "seconds": {
+                "session_start": round(session_started - started, 3),
+                "run": round(stopping - session_started, 3),
+                "session_stop": round(time.monotonic() - stopping, 3),
+                "total": round(time.monotonic() - started, 3),
+            },
+        }
+        write_summary(config.summary_json, summary)
 
 
 def cli(argv: Sequence[str] | None = None) -> None:

@@ -24,6 +24,7 @@ ARTIFACTS = StagedArtifacts(
     scripts={name: f"{PREFIX}{name}" for name in ENTRY_SCRIPTS},
     bootstrap_script_uri=f"{PREFIX}bootstrap/install_python_deps.sh",
     bootstrap_requirements_uri=f"{PREFIX}bootstrap/requirements.txt",
+    bootstrap_primary_requirements_uri=f"{PREFIX}bootstrap/requirements-primary.txt",
 )
 
 
@@ -50,6 +51,7 @@ def test_extract_features_parses_the_steps_arguments_into_the_runs_paths(weights
     assert (config.images, config.weights) == (paths.images_uri, weights)
     assert config.features == paths.features_uri.rstrip("/")
     assert config.rejects == paths.rejects_uri.rstrip("/")
+    assert config.model_cache == paths.model_cache_uri == "s3://fruits-contract/artifacts/models/"
 
 
 @pytest.mark.parametrize("variance", [0.95, 0.5, 1.0, 0.123456789012345])
