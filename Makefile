@@ -89,7 +89,7 @@ airflow: install ## the Airflow 3 UI on 127.0.0.1:$(PORT), on the embedded AWS e
 	@if [ "$(IMAGES)" = "$(SAMPLE_IMAGES)" ]; then $(MAKE) --no-print-directory sample-images; fi
 	$(BIN)/python -m tools.airflow_stack --images "$(IMAGES)" --port $(PORT)
 
-bench: install ## measure feature extraction on this machine: table + .bench/results.json (~5 minutes)
+bench: install ## the job against the usual approach, and its parts: table + .bench/results.json (~15 minutes)
 	$(BIN)/python -m tools.bench
 
 clean: ## remove generated files (keeps .venv)

@@ -34,9 +34,13 @@ landing folder ──upload_new_images──▶ s3://BUCKET/images/<label>/<file
    instances, terminated from outside), it fails at once, with EMR's reason and without retries.
    `create_cluster` and `add_steps` are never retried: they are not idempotent.
 4. `wait_for_output` waits for the PCA's `_SUCCESS`; `check_output` checks one PCA row of k values per
-   image with features (the manifest's count) and a complete report, then writes the run's summary,
-   `s3://BUCKET/runs/<run key>/summary.json`: uploaded, removed, featurized, reused, rejected, whether
-   a cluster was created or which run's outputs were reused (keys: `fruits_contract.SummaryKeys`).
+   image with features (the manifest's count) and a complete report (the reused run's, when reusing),
+   writes the run's summary to `s3://BUCKET/runs/<run key>/summary.json` (uploaded, removed,
+   featurized, reused, rejected, whether a cluster was created or which run's outputs were reused; keys:
+   `fruits_contract.Summary`), and in both cases emits the run's assets through the aliases
+   `fruits_features` and `fruits_pca` (the features dataset and the PCA output, the summary in each
+   event's extra), on which a downstream DAG can be scheduled. The run's page has a **Report** tab
+   showing the summary, the PCA's figures and plots, or why the run failed.
 5. `terminate_cluster` is the teardown of `create_cluster`: it runs as soon as the steps are over,
    however they ended, and the run still fails when a step or the output check did; a failed
    termination fails the run too. If Airflow itself dies, the cluster ends after its idle timeout.
@@ -89,9 +93,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Param, chain, dag
-from fruits_contract import DEFAULT_VARIANCE
 
-from fruits_airflow import tasks
+from fruits_airflow import assets, tasks
 from fruits_airflow.config import WEIGHTS_PATTERN
 from fruits_airflow.operators import (
     EmrAddStepsOperator,
@@ -100,6 +103,7 @@ from fruits_airflow.operators import (
     EmrTerminateJobFlowOperator,
     S3KeySensor,
 )
+from fruits_contract import DEFAULT_VARIANCE
 
 START_DATE = datetime(2025, 1, 1, tzinfo=UTC)
 TAGS = ["fruits", "emr", "spark", "pca"]
@@ -214,9 +218,9 @@ def fruits_pipeline() -> None:
         execution_timeout=WAIT_FOR_OUTPUT_TIMEOUT + timedelta(minutes=5),
         **RETRY_WITH_BACKOFF,
     )
-    check_output = tasks.check_output.override(execution_timeout=timedelta(minutes=15), **RETRY_WITH_BACKOFF)(
-        check_config, plan_run["paths"], upload_new_images, find_reusable_run
-    )
+    check_output = tasks.check_output.override(
+        outlets=assets.OUTLETS, execution_timeout=timedelta(minutes=15), **RETRY_WITH_BACKOFF
+    )(check_config, plan_run["paths"], upload_new_images, find_reusable_run)
     terminate_cluster = EmrTerminateJobFlowOperator(
         task_id="terminate_cluster",
         job_flow_id=create_cluster.output,

@@ -43,7 +43,65 @@ VARIANCE_REPORT: Final = "explained_variance.json"
 CSV_REPORT: Final = "pca_features.csv"
 CUMULATIVE_PLOT: Final = "cumulative_variance.png"
 SCATTER_PLOT: Final = "pca_scatter.png"
-REPORT_FILES: Final = (VARIANCE_REPORT, CSV_REPORT, CUMULATIVE_PLOT, SCATTER_PLOT)
+SEPARABILITY_REPORT: Final = "separability.json"
+REPORT_FILES: Final = (VARIANCE_REPORT, CSV_REPORT, CUMULATIVE_PLOT, SCATTER_PLOT, SEPARABILITY_REPORT)
+
+# --- the PCA's report: the separability check -------------------------------------------------
+
+# A logistic regression on the PCA features, trained on all but a stratified hold-out of each label.
+SEPARABILITY_HOLDOUT: Final = 0.25
+SEPARABILITY_SEED: Final = 0
+RANDOM_WEIGHTS_NOTE: Final = (
+    "A first sign only: with MobileNetV2's random weights (weights 'none') the features, and so this accuracy, "
+    "say little about the fruit; with ImageNet's they start to."
+)
+
+
+class Separability:
+    """The keys of ``separability.json``: ``status`` is ``ok``, or ``skipped`` with a ``reason``."""
+
+    STATUS: Final = "status"
+    REASON: Final = "reason"
+    HOLDOUT: Final = "holdout_fraction"
+    N_TRAIN: Final = "n_train"
+    N_TEST: Final = "n_test"
+    ACCURACY: Final = "accuracy"
+    # one {label, n_test, correct, accuracy} per label; accuracy is null when none was held out
+    PER_LABEL: Final = "per_label"
+    MODEL: Final = "model"
+
+
+# --- a run's summary: s3://BUCKET/runs/<run key>/summary.json, the Assets' event extra -----------
+
+RUN_SUMMARY: Final = "summary.json"
+# The longest list of rejects a summary carries (its count is always complete).
+SUMMARY_MAX_REJECTS: Final = 500
+
+
+class Summary:
+    """The keys of a run's summary; readers take any of them as possibly absent (older runs)."""
+
+    DAG_ID: Final = "dag_id"
+    RUN_ID: Final = "run_id"
+    RUN_KEY: Final = "run_key"
+    CLUSTER_CREATED: Final = "cluster_created"  # false when the run reused another run's outputs
+    REUSED_RUN_ID: Final = "reused_run_id"  # the run whose outputs this run reused, or null
+    WEIGHTS: Final = "weights"
+    UPLOADED: Final = "uploaded"  # files the upload sent (new or changed)
+    REMOVED: Final = "removed"  # objects the upload removed from images/ (gone from the landing folder)
+    FEATURIZED: Final = "featurized"  # images featurized by this run's cluster (0 when reused)
+    REUSED: Final = "reused"  # images whose features were reused (all of them when the outputs were)
+    REJECTED: Final = "rejected"  # listed images that cannot become features
+    REJECTS: Final = "rejects"  # [{path, label, reason}], at most SUMMARY_MAX_REJECTS
+    N_IMAGES: Final = "n_images"  # rows of the PCA: one per image with features
+    K: Final = "k"
+    THRESHOLD: Final = "threshold"  # the variance the run asked for
+    IMAGES_DIGEST: Final = "images_digest"  # images_digest() of the images the PCA covers
+    CHECKED_AT: Final = "checked_at"
+    VARIANCE_KEPT: Final = "variance_kept"
+    SEPARABILITY_ACCURACY: Final = "separability_accuracy"
+    OUTPUTS: Final = "outputs"  # {name: s3 URI}
+
 
 # --- the jobs' command lines --------------------------------------------------------------------
 
@@ -62,13 +120,20 @@ class Flag:
     VARIANCE: Final = "--variance"
     REPORT: Final = "--report"
     MANIFEST: Final = "--manifest"
+    # The compiled-model cache: a folder or s3:// prefix (fruits_spark.model_cache); the DAG's runs share
+    # s3://BUCKET/artifacts/models/.
+    MODEL_CACHE: Final = "--model-cache"
+    # A local file for the run's counts and phase times as JSON (fruits_spark.summary), for tools.
+    SUMMARY_JSON: Final = "--summary-json"
 
 
-def extract_features_argv(*, images: str, features: str, rejects: str, weights: str, manifest: str) -> list[str]:
+def extract_features_argv(
+    *, images: str, features: str, rejects: str, weights: str, model_cache: str, manifest: str
+) -> list[str]:
     """The arguments of ``extract_features.py`` for one run."""
     return [
-        *(Flag.IMAGES, images, Flag.FEATURES, features, Flag.REJECTS, rejects, Flag.WEIGHTS, weights),
-        *(Flag.MANIFEST, manifest),
+        *(Flag.IMAGES, images, Flag.FEATURES, features, Flag.REJECTS, rejects),
+        *(Flag.WEIGHTS, weights, Flag.MODEL_CACHE, model_cache, Flag.MANIFEST, manifest),
     ]
 
 
@@ -84,12 +149,11 @@ def pca_argv(*, features: str, output: str, variance: float, report: str, images
 # The manifest (runs/<run key>/manifest.json, written by extract_features) says which images the run
 # covered and how their features were obtained; its images_digest is what the DAG compares with the
 # images in S3, before creating a cluster, to tell whether anything changed since a checked run. The
-# summary (runs/<run key>/summary.json, written by check_output once the output is checked) is the
-# run's report. runs/_latest/<weights id>.json holds the newest summary of a run that computed its
-# outputs, for each network.
+# summary (RUN_SUMMARY, keys Summary, written by check_output once the output is checked) is the run's
+# report. runs/_latest/<weights id>.json holds the newest summary of a run that computed its outputs,
+# for each network.
 
 MANIFEST_FILE: Final = "manifest.json"
-SUMMARY_FILE: Final = "summary.json"
 # Run keys never start with "_" (fruits_airflow.paths.run_key), so no run's prefix can be this one.
 LATEST_RUNS_PREFIX: Final = "runs/_latest/"
 
@@ -106,29 +170,6 @@ class ManifestKeys:
     N_FEATURES: Final = "n_features"  # listed images that have features: the rows of the run's PCA
     N_STALE_ROWS: Final = "n_stale_rows"  # rows of the features dataset that no listed image has any more
     FEATURES: Final = "features"  # the --features dataset
-
-
-class SummaryKeys:
-    """The keys of ``summary.json``, the report of a run whose output was checked."""
-
-    DAG_ID: Final = "dag_id"
-    RUN_ID: Final = "run_id"
-    RUN_KEY: Final = "run_key"
-    CLUSTER_CREATED: Final = "cluster_created"  # false when the run reused another run's outputs
-    REUSED_RUN_ID: Final = "reused_run_id"  # the run whose outputs this run reused, or null
-    UPLOADED: Final = "uploaded"  # files the upload sent (new or changed)
-    REMOVED: Final = "removed"  # objects the upload removed from images/ (gone from the landing folder)
-    FEATURIZED: Final = "featurized"  # images featurized by this run's cluster (0 when reused)
-    REUSED: Final = "reused"  # images whose features were reused (all of them when the outputs were)
-    REJECTED: Final = "rejected"  # images that cannot become features
-    N_IMAGES: Final = "n_images"  # rows of the PCA: one per image with features
-    K: Final = "k"
-    VARIANCE: Final = "variance"
-    WEIGHTS: Final = "weights"
-    IMAGES_DIGEST: Final = "images_digest"
-    PCA: Final = "pca"  # the PCA output's URI (the reused run's when reused)
-    REPORT: Final = "report"  # the report's URI (likewise)
-    CHECKED_AT: Final = "checked_at"
 
 
 def images_digest(images: Iterable[tuple[str, int, int]]) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from fruits_spark.model_cache import MODEL_CACHE_ENV
 from tests.suite import DAGS_DIR, KINDS, PLUGINS_DIR
 
 # The embedded AWS endpoint's fixtures, for tests/local_aws and the tools that provision it.
@@ -38,8 +39,16 @@ os.environ.update(
 )
 
 
+# One compiled-model cache for the session, the default of every job run that names none (spark-submit
+# inherits it, and the demo copies it into and back out of its bucket's artifacts/models/): each model
+# is compiled once per session instead of once per run. The cache's own tests use empty folders.
+MODEL_CACHE = tempfile.mkdtemp(prefix="fruits-model-cache-")
+os.environ[MODEL_CACHE_ENV] = MODEL_CACHE
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
+    shutil.rmtree(MODEL_CACHE, ignore_errors=True)
 
 
 def kind_of(item: pytest.Item) -> str:

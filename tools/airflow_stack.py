@@ -30,6 +30,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from fruits_spark.model_cache import default_cache_dir
 from local_aws import EmbeddedAws
 from local_aws.process_groups import stop_groups
 from tools.local_airflow import (
@@ -43,6 +44,7 @@ from tools.local_airflow import (
     migrate,
 )
 from tools.local_provision import provision
+from tools.model_cache_sync import download_models, upload_models
 
 log = logging.getLogger("airflow_stack")
 
@@ -149,6 +151,9 @@ def airflow_stack(images: Path, state_dir: Path, port: int, startup_timeout: flo
         stack_variable = provision(
             aws.client("s3"), aws.client("emr"), aws.client("ec2"), aws.client("iam"), BUCKET, REGION
         )
+        models = Path(default_cache_dir())
+        upload_models(aws.client("s3"), BUCKET, models)
+        cleanup.callback(lambda: download_models(aws.client("s3"), BUCKET, models))
         env = stack_environment(airflow_home, aws.endpoint_url, images, url, stack_variable)
         log.info("migrating the Airflow database in %s", airflow_home)
         migrate(env)

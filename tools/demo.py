@@ -11,7 +11,9 @@
    prints a summary from the run's ``summary.json``: images uploaded, removed, featurized and reused,
    and the clusters created (``clusters: none`` when nothing changed);
 5. stops the endpoint, also on failure or Ctrl-C. S3 is kept in ``--state-dir``, so a second demo
-   over the same landing folder uploads nothing and creates no cluster.
+   over the same landing folder uploads nothing and creates no cluster. The compiled models go both
+   ways between the bucket's ``artifacts/models/`` and the local model cache (``$FRUITS_MODEL_CACHE``,
+   else ``~/.cache/fruits-pipeline/models``), so a model is compiled once per machine.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from botocore.client import BaseClient
-from fruits_contract import SummaryKeys
 
 from fruits_airflow.paths import RunPaths
 from fruits_airflow.s3_objects import list_objects, read_object
+from fruits_contract import Summary
+from fruits_spark.model_cache import default_cache_dir
 from local_aws import EmbeddedAws
 from tools.local_airflow import (
     BUCKET,
@@ -43,6 +46,7 @@ from tools.local_airflow import (
     migrate,
 )
 from tools.local_provision import provision
+from tools.model_cache_sync import download_models, upload_models
 
 log = logging.getLogger("demo")
 
@@ -89,7 +93,7 @@ def collect_outputs(s3: BaseClient, out_dir: Path, paths: RunPaths) -> tuple[Pat
     shutil.rmtree(target, ignore_errors=True)
     download_prefix(s3, paths.run_prefix, target)
     run_summary = json.loads((target / paths.summary_key.removeprefix(paths.run_prefix)).read_text())
-    for name, uri in (("pca", run_summary[SummaryKeys.PCA]), ("report", run_summary[SummaryKeys.REPORT])):
+    for name, uri in (("pca", run_summary[Summary.OUTPUTS]["pca"]), ("report", run_summary[Summary.OUTPUTS]["report"])):
         prefix = uri.removeprefix(f"s3://{BUCKET}/")
         if not prefix.startswith(paths.run_prefix):
             download_prefix(s3, prefix, target / name)
@@ -122,14 +126,14 @@ def summary(run: DemoRun, weights: str, seconds: float) -> str:
     report = json.loads((output_dir / "report" / "explained_variance.json").read_text())
     k, done = report["k"], run.summary
     weights_note = "" if weights == "imagenet" else " (random: no ImageNet weights file in the Keras cache)"
-    reused = done[SummaryKeys.REUSED_RUN_ID]
+    reused = done[Summary.REUSED_RUN_ID]
     clusters = ", ".join(f"{cluster} {state}" for cluster, state in sorted(run.clusters.items())) or "none"
     return "\n".join(
         [
             f"fruits_pipeline ran in {seconds:.0f} s with MobileNetV2 weights '{weights}'{weights_note}",
-            f"  images: uploaded {done[SummaryKeys.UPLOADED]}, removed {done[SummaryKeys.REMOVED]}, "
-            f"featurized {done[SummaryKeys.FEATURIZED]}, reused {done[SummaryKeys.REUSED]}, "
-            f"rejected {done[SummaryKeys.REJECTED]}; {done[SummaryKeys.N_IMAGES]} in the PCA",
+            f"  images: uploaded {done[Summary.UPLOADED]}, removed {done[Summary.REMOVED]}, "
+            f"featurized {done[Summary.FEATURIZED]}, reused {done[Summary.REUSED]}, "
+            f"rejected {done[Summary.REJECTED]}; {done[Summary.N_IMAGES]} in the PCA",
             *([f"  nothing changed: reused the outputs of run {reused}"] if reused else []),
             f"  PCA: k = {k} components keep {report['cumulative'][k - 1]:.1%} of the variance",
             f"  outputs: {output_dir}/ (pca/ parquet, report/ CSV and JSON)",
@@ -162,9 +166,12 @@ def run_demo(
         stack_variable = provision(s3, aws.client("emr"), aws.client("ec2"), aws.client("iam"), BUCKET, REGION)
         env = airflow_environment(airflow_home, aws.endpoint_url, images, {**stack_variable, **(extra_variable or {})})
         migrate(env)
+        models = Path(default_cache_dir())
+        upload_models(s3, BUCKET, models)
         log.info("running the DAG; its log: %s", log_file)
         conf = json.dumps({"weights": weights})
         airflow(env, "dags", "test", DAG_ID, "--conf", conf, log_file=log_file)
+        download_models(s3, BUCKET, models)
         run_id, state = latest_run(env)
         clusters = {
             cluster["Id"]: cluster["Status"]["State"] for cluster in aws.client("emr").list_clusters()["Clusters"]

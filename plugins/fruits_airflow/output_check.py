@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from botocore.client import BaseClient
-from fruits_contract import PCA_COLUMN, REPORT_FILES, VARIANCE_REPORT, ManifestKeys, is_hidden_name
 
 from fruits_airflow.paths import RunPaths
 from fruits_airflow.s3_objects import list_objects, read_object
+from fruits_contract import PCA_COLUMN, REPORT_FILES, VARIANCE_REPORT, ManifestKeys, is_hidden_name
 
 log = logging.getLogger(__name__)
 
@@ -167,3 +167,17 @@ def verify_output(s3_client: BaseClient, paths: RunPaths) -> OutputSummary:
         paths.report_uri,
     )
     return summary
+
+
+def read_rows(
+    s3_client: BaseClient, bucket: str, prefix: str, columns: list[str], limit: int
+) -> tuple[int, list[dict[str, Any]]]:
+    """The row count and the first ``limit`` rows (``columns`` only) of a parquet dataset; (0, []) when absent."""
+    files = _parquet_files(s3_client, bucket, prefix)
+    total, rows = 0, list[dict[str, Any]]()
+    for key, size in files:
+        parquet = _open(s3_client, bucket, key, size)
+        total += parquet.metadata.num_rows
+        if len(rows) < limit:
+            rows += parquet.read(columns=columns).slice(0, limit - len(rows)).to_pylist()
+    return total, rows

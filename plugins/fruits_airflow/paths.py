@@ -8,10 +8,11 @@ s3://BUCKET/runs/<run key>/pca/          this run's PCA output (parquet + _SUCCE
 s3://BUCKET/runs/<run key>/report/       this run's explained variance, CSV and plots
 s3://BUCKET/runs/<run key>/failure.json  why this run's EMR work failed, when it did
 s3://BUCKET/runs/<run key>/manifest.json what extract_features covered (fruits_contract.ManifestKeys)
-s3://BUCKET/runs/<run key>/summary.json  the checked run's report (fruits_contract.SummaryKeys)
+s3://BUCKET/runs/<run key>/summary.json  the checked run's report (fruits_contract.Summary)
 s3://BUCKET/runs/_latest/<weights id>.json  the newest checked summary for each network
 s3://BUCKET/logs/                        the clusters' LogUri
 s3://BUCKET/artifacts/<version>/         the Spark jobs and bootstrap of one code version
+s3://BUCKET/artifacts/models/            compiled models, written by extract_features, shared by every run
 ```
 
 Each network has its own incremental dataset, named by its weights (``imagenet``, ``none``, or
@@ -26,7 +27,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from fruits_contract import IMAGENET_WEIGHTS, LATEST_RUNS_PREFIX, MANIFEST_FILE, RANDOM_WEIGHTS, SUMMARY_FILE
+from fruits_contract import IMAGENET_WEIGHTS, LATEST_RUNS_PREFIX, MANIFEST_FILE, RANDOM_WEIGHTS, RUN_SUMMARY
 
 IMAGES_PREFIX = "images/"
 FEATURES_PREFIX = "features/"
@@ -34,6 +35,8 @@ REJECTS_PREFIX = "features_rejects/"
 RUNS_PREFIX = "runs/"
 LOGS_PREFIX = "logs/"
 ARTIFACTS_PREFIX = "artifacts/"
+# Beside the code versions (12 hex digits each), never one of them.
+MODELS_PREFIX = f"{ARTIFACTS_PREFIX}models/"
 
 _HADOOP_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -143,13 +146,18 @@ class RunPaths:
 
     @property
     def summary_key(self) -> str:
-        """The report of a run whose output was checked (``fruits_contract.SummaryKeys``)."""
-        return f"{self.run_prefix}{SUMMARY_FILE}"
+        """The report of a run whose output was checked (``fruits_contract.Summary``)."""
+        return f"{self.run_prefix}{RUN_SUMMARY}"
 
     @property
     def latest_key(self) -> str:
         """The newest checked summary of the runs with this network, whichever run wrote it."""
         return f"{LATEST_RUNS_PREFIX}{self.weights_id}.json"
+
+    @property
+    def model_cache_uri(self) -> str:
+        """The compiled-model cache of the steps' ``--model-cache``: one for every run and network."""
+        return self.uri(MODELS_PREFIX)
 
     @property
     def logs_uri(self) -> str:

@@ -17,9 +17,9 @@ from typing import Any
 
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
-from fruits_contract import SummaryKeys, images_digest, is_image_name
 
 from fruits_airflow.paths import IMAGES_PREFIX, RunPaths
+from fruits_contract import Summary, images_digest, is_image_name
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +81,12 @@ def find_reusable_run(
     latest = read_json(s3_client, paths.bucket, paths.latest_key)
     if latest is None:
         return needs_cluster(f"no checked run with weights '{weights}' yet ({paths.uri(paths.latest_key)})")
-    last_run = latest[SummaryKeys.RUN_ID]
-    if latest[SummaryKeys.WEIGHTS] != weights:
-        return needs_cluster(f"run {last_run} used weights '{latest[SummaryKeys.WEIGHTS]}', this one '{weights}'")
-    if latest[SummaryKeys.VARIANCE] != variance:
-        return needs_cluster(f"run {last_run} kept variance {latest[SummaryKeys.VARIANCE]}, this one asks {variance}")
-    if latest[SummaryKeys.IMAGES_DIGEST] != digest:
+    last_run = latest.get(Summary.RUN_ID)
+    if latest.get(Summary.WEIGHTS) != weights:
+        return needs_cluster(f"run {last_run} used weights '{latest.get(Summary.WEIGHTS)}', this one '{weights}'")
+    if latest.get(Summary.THRESHOLD) != variance:
+        return needs_cluster(f"run {last_run} kept variance {latest.get(Summary.THRESHOLD)}, this one asks {variance}")
+    if latest.get(Summary.IMAGES_DIGEST) != digest:
         return needs_cluster(f"the {n_images} image(s) in images/ differ from those run {last_run} covered")
     return ReuseDecision(
         digest,
@@ -94,16 +94,5 @@ def find_reusable_run(
         f"Nothing changed since run {last_run} (the same {n_images} image(s), variance {variance}, weights "
         f"'{weights}'): reusing its outputs, no cluster.",
         reused_run_id=last_run,
-        reused_run_key=latest[SummaryKeys.RUN_KEY],
+        reused_run_key=latest[Summary.RUN_KEY],
     )
-
-
-def write_summary(s3_client: BaseClient, paths: RunPaths, summary: dict[str, Any]) -> None:
-    """Write the run's ``summary.json``; a run that computed its outputs becomes the network's latest too."""
-    body = json.dumps(summary, indent=2).encode()
-    keys = [paths.summary_key]
-    if summary[SummaryKeys.CLUSTER_CREATED]:
-        keys.append(paths.latest_key)
-    for key in keys:
-        s3_client.put_object(Bucket=paths.bucket, Key=key, Body=body, ContentType="application/json")
-    log.info("Run summary written to %s: %s", paths.uri(paths.summary_key), json.dumps(summary))

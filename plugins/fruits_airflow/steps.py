@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fruits_contract import EXTRACT_FEATURES_JOB, PCA_JOB, extract_features_argv, pca_argv
-
 from fruits_airflow.artifacts import StagedArtifacts
 from fruits_airflow.paths import RunPaths
+from fruits_contract import EXTRACT_FEATURES_JOB, PCA_JOB, extract_features_argv, pca_argv
 
 ACTION_ON_FAILURE = "CANCEL_AND_WAIT"
 
@@ -56,6 +55,7 @@ def spark_steps(paths: RunPaths, artifacts: StagedArtifacts, *, variance: float,
                 features=paths.features_uri,
                 rejects=paths.rejects_uri,
                 weights=weights,
+                model_cache=paths.model_cache_uri,
                 manifest=paths.uri(paths.manifest_key),
             ),
         ),

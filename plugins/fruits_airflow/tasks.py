@@ -21,9 +21,8 @@ from airflow.sdk import task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from botocore.client import BaseClient
 from botocore.config import Config
-from fruits_contract import ManifestKeys, SummaryKeys
 
-from fruits_airflow import artifacts, cluster, output_check, reuse, run_failures, steps, upload
+from fruits_airflow import artifacts, assets, cluster, output_check, reuse, run_failures, run_summary, steps, upload
 from fruits_airflow.aws_errors import access_denied_explained
 from fruits_airflow.config import AWS_CONN_ID, ConfigError, PipelineConfig, load_config, parse_config, require_eu_region
 from fruits_airflow.paths import RunPaths
@@ -178,18 +177,24 @@ def plan_run(
 def check_output(
     config: dict[str, Any],
     paths: dict[str, Any],
-    uploaded: dict[str, int],
+    uploaded: Any,
     found: dict[str, Any],
     run_id: str | None = None,
     dag: Any = None,
     params: dict[str, Any] | None = None,
+    outlet_events: Any = None,
 ) -> dict[str, Any]:
-    """Check the PCA (this run's, or the reused run's) and write the run's summary; returns the summary.
+    """Fail clearly unless the PCA (this run's, or the reused run's) has one row of k values per image with features.
 
-    Fails clearly unless the PCA has one row of k values per image with features and the report is
-    complete. Runs once the output is there, or once ``reuse_outputs`` chose another run's.
+    The image count is the manifest's; the report must be complete. The task runs once the output is
+    there, or once ``reuse_outputs`` chose another run's (then that run's outputs are checked). Then it
+    writes the run's summary beside its outputs (``summary.json``) and, when the DAG declares the assets'
+    aliases as outlets, emits the events of the features dataset and the PCA output with that summary, in
+    both cases. Returns the summary without its list of rejects.
 
     :param paths: the run's paths as ``plan_run`` published them.
+    :param uploaded: what ``upload_new_images`` returned, for the summary's counts.
+    :param found: what ``find_reusable_run`` decided (``reuse.ReuseDecision.to_dict``).
     """
     settings = parse_config(config)
     run = RunPaths(**paths)
@@ -200,31 +205,24 @@ def check_output(
         checked = output_check.verify_output(client, outputs)
     except output_check.OutputCheckError as error:
         raise AirflowFailException(f"Run output check failed: {error}.") from error
-    manifest = checked.manifest
-    summary = {
-        SummaryKeys.DAG_ID: dag.dag_id,
-        SummaryKeys.RUN_ID: run_id,
-        SummaryKeys.RUN_KEY: run.run_key,
-        SummaryKeys.CLUSTER_CREATED: not reused_key,
-        SummaryKeys.REUSED_RUN_ID: found["reused_run_id"],
-        SummaryKeys.UPLOADED: uploaded["uploaded"],
-        SummaryKeys.REMOVED: uploaded["removed"],
-        SummaryKeys.FEATURIZED: 0 if reused_key else manifest[ManifestKeys.N_FEATURIZED],
-        SummaryKeys.REUSED: checked.n_features if reused_key else manifest[ManifestKeys.N_REUSED],
-        SummaryKeys.REJECTED: manifest[ManifestKeys.N_REJECTED],
-        SummaryKeys.N_IMAGES: checked.n_pca_rows,
-        SummaryKeys.K: checked.k,
-        SummaryKeys.VARIANCE: float(params["variance"]),
-        SummaryKeys.WEIGHTS: run_weights(settings, params),
-        SummaryKeys.IMAGES_DIGEST: manifest[ManifestKeys.IMAGES_DIGEST],
-        SummaryKeys.PCA: checked.pca_uri,
-        SummaryKeys.REPORT: checked.report_uri,
-        SummaryKeys.CHECKED_AT: datetime.now(UTC).isoformat(timespec="seconds"),
-    }
     if reused_key:
         log.info("Run %s reused run %s's outputs: %s", run_id, found["reused_run_id"], checked.pca_uri)
-    reuse.write_summary(client, run, summary)
-    return summary
+    summary = run_summary.build_summary(
+        client,
+        run,
+        checked,
+        dag_id=dag.dag_id,
+        run_id=run_id,
+        weights=run_weights(settings, params),
+        upload_result=uploaded,
+        variance=float(params["variance"]),
+        outputs=outputs,
+        reused_run_id=found["reused_run_id"],
+    )
+    run_summary.write_summary(client, run, summary)
+    if outlet_events is not None:
+        assets.add_events(outlet_events, outputs, summary)
+    return run_summary.event_extra(summary)
 
 
 @task

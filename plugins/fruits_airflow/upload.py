@@ -23,11 +23,11 @@ from pathlib import Path, PurePath
 
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
-from fruits_contract import IMAGE_SUFFIXES, is_hidden_name, is_image_name
 
 from fruits_airflow.config import DEFAULT_MAX_REMOVAL_SHARE, VARIABLE_KEY
 from fruits_airflow.paths import IMAGES_PREFIX
 from fruits_airflow.s3_objects import list_objects, same_content, upload_file
+from fruits_contract import IMAGE_SUFFIXES, is_hidden_name, is_image_name
 
 log = logging.getLogger(__name__)
 

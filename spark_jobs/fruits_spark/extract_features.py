@@ -2,14 +2,19 @@
 
     spark-submit --py-files fruits_spark.zip spark_jobs/extract_features.py \\
         --images s3://BUCKET/images/ --features s3://BUCKET/features/ [--rejects URI] \\
-        [--weights imagenet|none|URI] [--image-size 224] [--manifest s3://BUCKET/runs/RUN/manifest.json]
+        [--weights imagenet|none|URI] [--image-size 224] \\
+        [--model-cache s3://BUCKET/artifacts/models/] [--manifest s3://BUCKET/runs/RUN/manifest.json] \\
+        [--summary-json summary.json]
 
 Each row carries the path, size and modification time of the file it was computed from: a rerun
 featurizes only the files whose path, size or modification time it has never seen (as features or
 as rejects): new files, moved ones, and files rewritten in place. The dataset only grows; readers
 keep its current rows (fruits_spark.listing). Files that cannot become features are recorded with a
-reason in the rejects dataset, so features + rejects always account for every input file. The
-manifest (fruits_contract.ManifestKeys) says what the run covered.
+reason in the rejects dataset, so features + rejects always account for every input file.
+The compiled model comes from ``--model-cache`` when it holds it (no TensorFlow imported), else it is
+compiled and stored there (fruits_spark.model_cache). Two reports share the run's counts: the
+manifest (``--manifest``, fruits_contract.ManifestKeys) says what the run covered, for the DAG; the
+``--summary-json`` file adds the phases' times, for tools.
 """
 
 from __future__ import annotations
@@ -18,26 +23,29 @@ import argparse
 import json
 import logging
 import math
+import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 
 import pandas as pd
-from fruits_contract import EXTRACT_FEATURES_JOB, Flag, ManifestKeys
 from pyspark import StorageLevel
 from pyspark.broadcast import Broadcast
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, FloatType, LongType, StringType, StructField, StructType
 
+from fruits_contract import EXTRACT_FEATURES_JOB, Flag, ManifestKeys
 from fruits_spark.errors import JobInputError, run_cli
 from fruits_spark.fetch import fetch_failure, worker_fetcher
 from fruits_spark.images import Listing
 from fruits_spark.inference import cached_featurizer, featurize_contents
 from fruits_spark.listing import VERSION_COLUMNS, VERSIONS_SCHEMA, list_images, listing_digest
-from fruits_spark.model import IMAGENET, CompiledModel, compile_model, validate_image_size
+from fruits_spark.model import IMAGENET, CompiledModel, validate_image_size
+from fruits_spark.model_cache import default_cache_dir, load_or_compile
 from fruits_spark.progress import logged_progress
 from fruits_spark.session import spark_session
 from fruits_spark.storage import HadoopFs, join_uri, parent_uri
+from fruits_spark.summary import PhaseTimes, write_summary
 
 log = logging.getLogger("extract_features")
 
@@ -80,17 +88,26 @@ class ExtractConfig:
     rejects: str
     weights: str = IMAGENET
     image_size: int = 224
+    model_cache: str = field(default_factory=default_cache_dir)
+    summary_json: str | None = None
     manifest: str | None = None
 
 
 @dataclass(frozen=True)
 class ExtractSummary:
-    """What one run did: ``n_inputs == n_known + n_featurized + n_rejected``."""
+    """What one run did: ``n_inputs == n_known + n_featurized + n_rejected``.
+
+    :param model_source: ``cache``, ``compiled`` or ``given`` (a model passed in); None when nothing
+        was new, so no model was needed.
+    :param seconds: wall seconds of each phase, for ``--summary-json``.
+    """
 
     n_inputs: int
     n_known: int
     n_featurized: int
     n_rejected: int
+    model_source: str | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def parse_args(argv: Sequence[str]) -> ExtractConfig:
@@ -100,9 +117,19 @@ def parse_args(argv: Sequence[str]) -> ExtractConfig:
     parser.add_argument(Flag.REJECTS, help="rejected files dataset (default: FEATURES + '_rejects')")
     parser.add_argument(Flag.WEIGHTS, default=IMAGENET, help="imagenet (default), none, or a weights file")
     parser.add_argument("--image-size", type=int, default=224, help="square model input size in pixels")
+    parser.add_argument(
+        Flag.MODEL_CACHE,
+        default=default_cache_dir(),
+        help="folder or s3:// prefix of compiled models (default: $FRUITS_MODEL_CACHE, else a user cache folder)",
+    )
+    parser.add_argument(Flag.SUMMARY_JSON, help="local file to write the run's counts and phase times to, as JSON")
     parser.add_argument(Flag.MANIFEST, help="where to write the run's manifest (JSON), e.g. runs/RUN/manifest.json")
     args = parser.parse_args(argv)
-    for flag, value in ((Flag.IMAGES, args.images), (Flag.FEATURES, args.features)):
+    for flag, value in (
+        (Flag.IMAGES, args.images),
+        (Flag.FEATURES, args.features),
+        (Flag.MODEL_CACHE, args.model_cache),
+    ):
         if not value.strip():
             raise JobInputError(f"{flag} is empty; pass a folder or s3:// prefix")
     validate_image_size(args.image_size)
@@ -113,6 +140,8 @@ def parse_args(argv: Sequence[str]) -> ExtractConfig:
         rejects=(args.rejects or features + "_rejects").rstrip("/"),
         weights=args.weights,
         image_size=args.image_size,
+        model_cache=args.model_cache,
+        summary_json=args.summary_json,
         manifest=args.manifest,
     )
 
@@ -120,17 +149,29 @@ def parse_args(argv: Sequence[str]) -> ExtractConfig:
 # --- extract -----------------------------------------------------------------------------------
 
 
-def known_versions(spark: SparkSession, config: ExtractConfig) -> tuple[set[Version], set[Version]]:
+def known_versions(spark: SparkSession, fs: HadoopFs, config: ExtractConfig) -> tuple[set[Version], set[Version]]:
     """``(path, size, modified)`` of every row of the features and of the rejects dataset.
 
-    Rows written before the datasets carried size and modification time match no listed file: their
-    images are featurized again, once.
+    One Spark job for both datasets, reading those columns alone; none at all when neither holds a
+    data file yet (a first run), which one listing each tells. Rows written before the datasets carried
+    size and modification time match no listed file: their images are featurized again, once.
     """
-    known = []
-    for uri, schema in ((config.features, FEATURES_SCHEMA), (config.rejects, REJECTS_SCHEMA)):
-        rows = spark.read.schema(schema).parquet(uri).select(*VERSION_COLUMNS).collect()
-        known.append({(row.path, row.size, row.modified) for row in rows})
-    return known[0], known[1]
+    datasets = ((config.features, FEATURES_SCHEMA), (config.rejects, REJECTS_SCHEMA))
+    if not any(_holds_data(fs, uri) for uri, _ in datasets):
+        return set(), set()
+    features, rejects = (
+        spark.read.schema(schema).parquet(uri).select(*VERSION_COLUMNS, F.lit(dataset).alias("dataset"))
+        for dataset, (uri, schema) in enumerate(datasets)
+    )
+    known: tuple[set[Version], set[Version]] = (set(), set())
+    for row in features.union(rejects).collect():
+        known[row.dataset].add((row.path, row.size, row.modified))
+    return known
+
+
+def _holds_data(fs: HadoopFs, uri: str) -> bool:
+    """Whether any file under ``uri`` is one Spark's readers would read (not hidden by ``_`` or ``.``)."""
+    return any(not entry.path.rsplit("/", 1)[-1].startswith(("_", ".")) for entry in fs.list_files(uri))
 
 
 def unseen(listing: Listing, known: set[Version]) -> Listing:
@@ -211,16 +252,19 @@ def append(frame: DataFrame, uri: str, n_rows: int) -> None:
 def run(spark: SparkSession, config: ExtractConfig, model: CompiledModel | None = None) -> ExtractSummary:
     """Featurize the images under ``config.images`` that are new or changed, and write the manifest.
 
-    :param model: a model compiled beforehand (tests share one); by default the run compiles the one
-        ``config`` names, and only when there is something new to featurize.
+    :param model: a model compiled beforehand (tests share one); by default the run loads the one
+        ``config`` names from its cache (or compiles it), and only when there is something new.
     """
+    times = PhaseTimes()
     fs = HadoopFs(spark)
-    listing = list_images(fs, config.images)
-    fs.ensure_writable_dir(config.features, "--features")
-    fs.ensure_writable_dir(config.rejects, "--rejects")
-    if config.manifest:
-        fs.ensure_writable_dir(parent_uri(config.manifest), "--manifest")
-    known_features, known_rejects = known_versions(spark, config)
+    with times.phase("list"):
+        listing = list_images(fs, config.images)
+        fs.ensure_writable_dir(config.features, "--features")
+        fs.ensure_writable_dir(config.rejects, "--rejects")
+        if config.manifest:
+            fs.ensure_writable_dir(parent_uri(config.manifest), "--manifest")
+    with times.phase("known_versions"):
+        known_features, known_rejects = known_versions(spark, fs, config)
     new = unseen(listing, known_features | known_rejects)
     n_known = listing.n_inputs - new.n_inputs
     log.info(
@@ -229,20 +273,30 @@ def run(spark: SparkSession, config: ExtractConfig, model: CompiledModel | None 
     n_featurized = n_rejected = 0
     if new.n_inputs == 0:
         log.info("nothing new to featurize; %s is unchanged", config.features)
+        source = None
     else:
-        n_featurized, n_rejected = featurize_new(spark, fs, config, new, model)
-    summary = ExtractSummary(listing.n_inputs, n_known, n_featurized, n_rejected)
+        n_featurized, n_rejected, source = featurize_new(spark, fs, config, new, model, times)
+    summary = ExtractSummary(listing.n_inputs, n_known, n_featurized, n_rejected, source, times.seconds)
     if config.manifest:
-        write_manifest(fs, config, listing, summary, known_features, known_rejects)
+        with times.phase("manifest"):
+            write_manifest(fs, config, listing, summary, known_features, known_rejects)
     return summary
 
 
 def featurize_new(
-    spark: SparkSession, fs: HadoopFs, config: ExtractConfig, new: Listing, model: CompiledModel | None
-) -> tuple[int, int]:
-    """Featurize ``new`` and append its features and rejects; returns how many of each."""
-    model = model or compile_model(config.weights, config.image_size, fs)
-    check_model_matches(fs, config, model)
+    spark: SparkSession,
+    fs: HadoopFs,
+    config: ExtractConfig,
+    new: Listing,
+    model: CompiledModel | None,
+    times: PhaseTimes,
+) -> tuple[int, int, str]:
+    """Featurize ``new`` and append its features and rejects; returns how many of each, and the model's source."""
+    with times.phase("model"):
+        source = "given" if model is not None else None
+        if model is None:
+            model, source = load_or_compile(config.weights, config.image_size, config.model_cache, fs)
+        check_model_matches(fs, config, model)
     result = spark.createDataFrame([], IMAGES_SCHEMA)
     result = result.withColumn("features", F.lit(None).cast(ArrayType(FloatType())))
     result = result.withColumn("reason", F.lit(None).cast(StringType()))
@@ -251,14 +305,11 @@ def featurize_new(
         num_threads = int(spark.sparkContext.getConf().get("spark.task.cpus", "1"))
         result = featurize(image_frame(spark, new), broadcast_model, model.fingerprint, num_threads)
     result = result.persist(StorageLevel.MEMORY_AND_DISK)
-    with logged_progress(spark.sparkContext, f"featurize {len(new.to_read)} images"):
-        try:
-            result.count()
-        except Exception as error:  # py4j's Py4JJavaError around the failed task's Python error
-            message = fetch_failure(error)
-            if message is None:
-                raise
-            raise JobInputError(f"--images {message}; check the access to it") from None
+    with times.phase("featurize"), logged_progress(spark.sparkContext, f"featurize {len(new.to_read)} images"):
+        n_featurized, n_unreadable = _count_featurized(result)
+    n_rejected = n_unreadable + len(new.rejected)
+    if n_featurized + n_rejected != new.n_inputs:
+        raise RuntimeError(f"{new.n_inputs} new inputs but {n_featurized} features + {n_rejected} rejects")
 
     rejects = result.where(F.col("reason").isNotNull()).select(*REJECTS_SCHEMA.fieldNames())
     rejects = rejects.unionByName(
@@ -268,19 +319,17 @@ def featurize_new(
         )
     )
     features = result.where(F.col("reason").isNull()).select(*FEATURES_SCHEMA.fieldNames())
-    n_rejected, n_featurized = rejects.count(), features.count()
-    if n_featurized + n_rejected != new.n_inputs:
-        raise RuntimeError(f"{new.n_inputs} new inputs but {n_featurized} features + {n_rejected} rejects")
-
-    record_model(fs, config, model)
-    with logged_progress(spark.sparkContext, f"write {n_featurized} feature rows"):
-        append(features, config.features, n_featurized)
-    append(rejects, config.rejects, n_rejected)
+    with times.phase("write"):
+        record_model(fs, config, model)
+        with logged_progress(spark.sparkContext, f"write {n_featurized} feature rows"):
+            append(features, config.features, n_featurized)
+        append(rejects, config.rejects, n_rejected)
     result.unpersist()
     log.info(
         "featurized %d, rejected %d -> %s (rejects: %s)", n_featurized, n_rejected, config.features, config.rejects
     )
-    return n_featurized, n_rejected
+    assert source is not None, "a model was given, loaded or compiled"
+    return n_featurized, n_rejected, source
 
 
 def write_manifest(
@@ -311,10 +360,49 @@ def write_manifest(
     log.info("manifest: %s", manifest)
 
 
+def _count_featurized(result: DataFrame) -> tuple[int, int]:
+    """``(features, unreadable)`` in one pass, which also fills ``result``'s cache for the writes."""
+    try:
+        row = result.agg(
+            F.count_if(F.col("reason").isNull()).alias("featurized"),
+            F.count_if(F.col("reason").isNotNull()).alias("unreadable"),
+        ).first()
+    except Exception as error:  # py4j's Py4JJavaError around the failed task's Python error
+        message = fetch_failure(error)
+        if message is None:
+            raise
+        raise JobInputError(f"--images {message}; check the access to it") from None
+    assert row is not None, "an aggregation without grouping yields one row"
+    return int(row.featurized), int(row.unreadable)
+
+
+def summary_document(config: ExtractConfig, summary: ExtractSummary, seconds: dict[str, float]) -> dict:
+    """What ``--summary-json`` holds: the counts, the model's source and each phase's wall seconds."""
+    return {
+        "job": "extract_features",
+        "images": config.images,
+        "features": config.features,
+        "rejects": config.rejects,
+        **{key: value for key, value in asdict(summary).items() if key != "seconds"},
+        "seconds": seconds,
+    }
+
+
 def main(argv: Sequence[str]) -> None:
+    started = time.monotonic()
     config = parse_args(argv)
     with spark_session("extract_features") as spark:
-        run(spark, config)
+        session_started = time.monotonic()
+        summary = run(spark, config)
+        stopping = time.monotonic()
+    if config.summary_json:
+        seconds = {
+            "session_start": round(session_started - started, 3),
+            **summary.seconds,
+            "session_stop": round(time.monotonic() - stopping, 3),
+            "total": round(time.monotonic() - started, 3),
+        }
+        write_summary(config.summary_json, summary_document(config, summary, seconds))
 
 
 def cli(argv: Sequence[str] | None = None) -> None:

@@ -11,8 +11,9 @@ import posixpath
 from dataclasses import dataclass, field
 
 import numpy as np
-from fruits_contract import is_hidden_name, is_image_name
 from PIL import Image, ImageFile, UnidentifiedImageError
+
+from fruits_contract import is_hidden_name, is_image_name
 
 # Larger files are rejected without being read: Spark's binary reader cannot hold > 2 GB in one row.
 MAX_FILE_BYTES = 256 * 1024 * 1024

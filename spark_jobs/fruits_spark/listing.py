@@ -8,11 +8,11 @@ moved, removed or rewritten are stale: the dataset only grows, and every reader 
 
 from __future__ import annotations
 
-from fruits_contract import images_digest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
+from fruits_contract import images_digest
 from fruits_spark.errors import JobInputError
 from fruits_spark.images import Listing, is_image_path, label_of, reject_reason_from_listing
 from fruits_spark.storage import HadoopFs

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from fruits_contract import IMAGENET_WEIGHTS, RANDOM_WEIGHTS
 
+from fruits_contract import IMAGENET_WEIGHTS, RANDOM_WEIGHTS
 from fruits_spark.errors import JobInputError
 
 if TYPE_CHECKING:
@@ -101,16 +101,18 @@ def randomize_weights(model: keras.Model, seed: int = RANDOM_WEIGHTS_SEED) -> No
         kernel.assign(rng.normal(0.0, np.sqrt(2.0 / fan_in), kernel.shape).astype("float32"))
 
 
+def read_weights_file(uri: str, fs: HadoopFs | None) -> bytes:
+    """The bytes of the weights file ``--weights`` names, read through ``fs`` (``s3://``) or as a local path."""
+    try:
+        return fs.read_bytes(uri) if fs is not None else Path(uri).read_bytes()
+    except OSError as error:
+        raise JobInputError(f"--weights {uri} cannot be read ({_first_line(error)})") from None
+
+
 def _load_weights_file(model: keras.Model, uri: str, fs: HadoopFs | None) -> None:
     with tempfile.TemporaryDirectory(prefix="fruits-weights-") as tmp:
         local = Path(tmp) / Path(uri.rstrip("/")).name
-        try:
-            if fs is not None:
-                fs.copy_to_local(uri, local)
-            else:
-                local.write_bytes(Path(uri).read_bytes())
-        except Exception as error:
-            raise JobInputError(f"--weights {uri} cannot be read ({_first_line(error)})") from None
+        local.write_bytes(read_weights_file(uri, fs))
         try:
             model.load_weights(str(local))
         except Exception as error:

@@ -22,17 +22,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from fruits_contract import DEFAULT_VARIANCE, PCA_COLUMN, PCA_JOB, Flag, ManifestKeys
 from pyspark import StorageLevel
 from pyspark.ml.feature import PCA, StandardScaler
 from pyspark.ml.functions import array_to_vector
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from fruits_contract import DEFAULT_VARIANCE, PCA_COLUMN, PCA_JOB, Flag, ManifestKeys
 from fruits_spark.errors import JobInputError, run_cli
 from fruits_spark.listing import VERSION_COLUMNS, current_rows, list_images, listing_digest, versions_frame
 from fruits_spark.pca_fit import PcaFit
@@ -41,6 +42,7 @@ from fruits_spark.projection import project_on
 from fruits_spark.report import write_report
 from fruits_spark.session import spark_session
 from fruits_spark.storage import SUCCESS_MARKER, HadoopFs, join_uri, parent_uri
+from fruits_spark.summary import write_summary
 
 log = logging.getLogger("pca")
 
@@ -58,6 +60,7 @@ class PcaConfig:
     k: int | None = None
     images: str | None = None
     manifest: str | None = None
+    summary_json: str | None = None
 
 
 def parse_args(argv: Sequence[str]) -> PcaConfig:
@@ -70,6 +73,7 @@ def parse_args(argv: Sequence[str]) -> PcaConfig:
     parser.add_argument(Flag.REPORT, help="report folder (default: 'report' beside --output)")
     parser.add_argument(Flag.IMAGES, help="the images the PCA covers (default: every row of --features)")
     parser.add_argument(Flag.MANIFEST, help="extract_features' manifest of the same --images, checked")
+    parser.add_argument(Flag.SUMMARY_JSON, help="local file to write the run's figures and times to, as JSON")
     args = parser.parse_args(argv)
     if args.manifest and not args.images:
         raise JobInputError("--manifest needs --images: the manifest is checked against their listing")
@@ -82,7 +86,9 @@ def parse_args(argv: Sequence[str]) -> PcaConfig:
     if report == output or report.startswith(output + "/"):
         raise JobInputError(f"--report {report} is inside --output {output}; pass a folder beside it")
     variance = args.variance if args.variance is not None or args.k is not None else DEFAULT_VARIANCE
-    return PcaConfig(args.features.rstrip("/"), output, report, variance, args.k, args.images, args.manifest)
+    return PcaConfig(
+        args.features.rstrip("/"), output, report, variance, args.k, args.images, args.manifest, args.summary_json
+    )
 
 
 # --- extract -----------------------------------------------------------------------------------
@@ -210,9 +216,29 @@ def run(spark: SparkSession, config: PcaConfig) -> PcaFit:
 
 
 def main(argv: Sequence[str]) -> None:
+    started = time.monotonic()
     config = parse_args(argv)
     with spark_session("pca") as spark:
-        run(spark, config)
+        session_started = time.monotonic()
+        fit = run(spark, config)
+        stopping = time.monotonic()
+    if config.summary_json:
+        summary = {
+            "job": PCA_JOB,
+            "features": config.features,
+            "output": config.output,
+            "n_images": fit.n_images,
+            "n_features": fit.n_features,
+            "k": fit.k,
+            "cumulative_variance": float(fit.cumulative[fit.k - 1]),
+            "seconds": {
+                "session_start": round(session_started - started, 3),
+                "run": round(stopping - session_started, 3),
+                "session_stop": round(time.monotonic() - stopping, 3),
+                "total": round(time.monotonic() - started, 3),
+            },
+        }
+        write_summary(config.summary_json, summary)
 
 
 def cli(argv: Sequence[str] | None = None) -> None:

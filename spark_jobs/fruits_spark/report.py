@@ -4,6 +4,7 @@ REPORT/explained_variance.json   k, threshold, n_images, n_features, ratios, cum
 REPORT/pca_features.csv          path, label, pc1..pck
 REPORT/cumulative_variance.png   cumulative explained variance, threshold and k marked
 REPORT/pca_scatter.png           the first two components, coloured by label
+REPORT/separability.json         a logistic regression on the PCA features: hold-out accuracy, per label
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from fruits_contract import CSV_REPORT, CUMULATIVE_PLOT, PCA_COLUMN, SCATTER_PLOT, VARIANCE_REPORT
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from fruits_contract import CSV_REPORT, CUMULATIVE_PLOT, PCA_COLUMN, SCATTER_PLOT, SEPARABILITY_REPORT, VARIANCE_REPORT
 from fruits_spark.pca_fit import PcaFit
 from fruits_spark.projection import project_on
+from fruits_spark.separability import separability
 from fruits_spark.storage import HadoopFs, join_uri
 
 SCATTER_POINTS = 5_000
@@ -106,9 +108,10 @@ def write_report(fs: HadoopFs, fit: PcaFit, projected: DataFrame, scaled: DataFr
     with tempfile.TemporaryDirectory(prefix="fruits-report-") as tmp:
         local = Path(tmp)
         (local / VARIANCE_REPORT).write_text(json.dumps(variance_summary(fit), indent=2))
+        (local / SEPARABILITY_REPORT).write_text(json.dumps(separability(projected), indent=2))
         plot_cumulative_variance(fit, local / CUMULATIVE_PLOT)
         plot_scatter(scatter_points(scaled, fit), local / SCATTER_PLOT)
-        for name in (VARIANCE_REPORT, CUMULATIVE_PLOT, SCATTER_PLOT):
+        for name in (VARIANCE_REPORT, SEPARABILITY_REPORT, CUMULATIVE_PLOT, SCATTER_PLOT):
             # Written rather than copyFromLocalFile'd: S3A 3.3.4's copy of a single local file fails
             # ("Cannot get relative path"); the files are small.
             fs.write_bytes(join_uri(report_uri, name), (local / name).read_bytes())

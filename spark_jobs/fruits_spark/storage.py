@@ -102,8 +102,12 @@ class HadoopFs:
             stream.close()
 
     def read_bytes(self, uri: str) -> bytes:
+        """:raises OSError: naming the JVM's reason (e.g. the file does not exist)."""
         path = self._path(uri)
-        stream = self._fs(path).open(path)
+        try:
+            stream = self._fs(path).open(path)
+        except Exception as error:  # py4j's Py4JJavaError around the JVM's IOException
+            raise OSError(_java_error_summary(error)) from None
         try:
             # A byte[] returned through py4j arrives as Python bytes (a byte[] argument would be a copy).
             return bytes(self._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))

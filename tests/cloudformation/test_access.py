@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from fruits_airflow.paths import RunPaths
+from fruits_airflow.paths import MODELS_PREFIX, RunPaths
 
 RUN_ID = "manual__2026-11-21T06:00:00+00:00"
 ARTIFACTS = "artifacts/0123456789ab/"
@@ -64,6 +64,16 @@ def test_the_nodes_read_images_and_artifacts_but_never_change_them(nodes, allows
     assert allows(nodes, "s3:GetObject", object_arn(key))
     assert not allows(nodes, "s3:PutObject", object_arn(key))
     assert not allows(nodes, "s3:DeleteObject", object_arn(key))
+
+
+def test_the_nodes_read_and_add_compiled_models_but_never_delete_them(nodes, allows, object_arn, run_paths):
+    key = f"{MODELS_PREFIX}mobilenet_v2-224px-none-seed42-tf2.21.0-v1.tflite"
+    assert run_paths(False).model_cache_uri.endswith(f"/{MODELS_PREFIX}")
+
+    assert allows(nodes, "s3:GetObject", object_arn(key))
+    assert allows(nodes, "s3:PutObject", object_arn(key))
+    assert not allows(nodes, "s3:DeleteObject", object_arn(key))
+    assert not allows(nodes, "s3:PutObject", object_arn(f"{ARTIFACTS}fruits_spark.zip"))
 
 
 @REPROCESS_ALL

@@ -100,6 +100,14 @@ def test_tasks_are_wired_in_the_pipelines_order(dag):
     assert {task.task_id: set(task.upstream_task_ids) for task in dag.tasks} == EXPECTED_UPSTREAM
 
 
+def test_the_output_check_declares_the_features_and_the_pca_as_asset_aliases(dag):
+    from airflow.sdk import AssetAlias
+
+    outlets = dag.get_task("check_output").outlets
+    assert outlets == [AssetAlias("fruits_features"), AssetAlias("fruits_pca")]
+    assert all(not task.outlets for task in dag.tasks if task.task_id != "check_output")
+
+
 def test_nothing_is_uploaded_or_created_before_the_config_is_checked(dag):
     everything_else = set(EXPECTED_UPSTREAM) - {"check_config"}
 

@@ -17,6 +17,7 @@ import pandas as pd
 import psutil
 import pytest
 
+from fruits_spark.model_cache import default_cache_dir
 from tests.suite import REPO_ROOT
 from tools.demo import BUCKET, DemoRun, run_demo, summary
 from tools.process_tree import alive, descendants
@@ -62,6 +63,19 @@ def step_stdout(state_dir: Path, run: DemoRun) -> str:
 def test_the_run_succeeds_and_terminates_its_cluster(first_demo: DemoRun) -> None:
     assert first_demo.state == "success", first_demo.log_file.read_text()[-5000:]
     assert list(first_demo.clusters.values()) == ["TERMINATED"]
+
+
+def test_the_step_takes_its_model_from_the_bucket_s_cache_or_adds_it_there(
+    first_demo: DemoRun, state_dir: Path
+) -> None:
+    """The step's --model-cache is s3://BUCKET/artifacts/models/; its entry also reaches the local cache."""
+    stdout = step_stdout(state_dir, first_demo)
+    entry = "mobilenet_v2-224px-none-seed42-tf"
+
+    assert re.search(rf"(model from cache|compiled and cached): s3://{BUCKET}/artifacts/models/{entry}", stdout)
+    assert "not cached" not in stdout
+    assert [key for key, _ in saved_objects(state_dir, "artifacts/models/") if key.endswith(".json")] != []
+    assert list(Path(default_cache_dir()).glob(f"{entry}*.json")) != []
 
 
 def test_outputs_hold_one_pca_row_per_featurized_image(first_demo: DemoRun) -> None:

@@ -9,11 +9,12 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from fruits_contract import images_digest
+from airflow.sdk.execution_time.context import OutletEventAccessors
 
-from fruits_airflow import tasks
+from fruits_airflow import assets, tasks
 from fruits_airflow.paths import RunPaths
 from fruits_airflow.reuse import images_in_s3
+from fruits_contract import images_digest
 
 FIRST = {"run_id": "scheduled__2026-01-01T00:00:00+00:00", "params": {"reprocess_all": False, "weights": "none"}}
 SECOND = {"run_id": "scheduled__2026-01-02T00:00:00+00:00", "params": {"reprocess_all": False, "weights": "none"}}
@@ -46,9 +47,11 @@ def write_outputs(s3, paths: RunPaths, digest: str, n_images: int = 2) -> None:
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
     s3.put_object(Bucket=paths.bucket, Key=f"{paths.pca_prefix}part-00000.parquet", Body=buffer.getvalue())
-    report = json.dumps({"k": K, "n_images": n_images}).encode()
+    report = json.dumps({"k": K, "n_images": n_images, "threshold": 0.95, "cumulative": [0.5, 0.8, 0.96]}).encode()
     for name in ("explained_variance.json", "pca_features.csv", "cumulative_variance.png", "pca_scatter.png"):
         s3.put_object(Bucket=paths.bucket, Key=f"{paths.report_prefix}{name}", Body=report)
+    separability = {"status": "ok", "accuracy": 0.5}
+    s3.put_object(Bucket=paths.bucket, Key=f"{paths.report_prefix}separability.json", Body=json.dumps(separability))
 
 
 def decide(variable, run: dict, variance: float = 0.95, **params) -> dict:
@@ -56,10 +59,18 @@ def decide(variable, run: dict, variance: float = 0.95, **params) -> dict:
     return tasks.find_reusable_run.function({**variable, "weights": "none"}, UPLOADED, **run)
 
 
-def check(variable, run: dict, found: dict, variance: float = 0.95) -> dict:
+def check(variable, run: dict, found: dict, variance: float = 0.95, events=None) -> dict:
     run = {**run, "params": {**run["params"], "variance": variance}}
     paths = dataclasses.asdict(paths_of(variable["bucket"], run))
-    return tasks.check_output.function({**variable, "weights": "none"}, paths, UPLOADED, found, **run, **DAG)
+    config = {**variable, "weights": "none"}
+    return tasks.check_output.function(config, paths, UPLOADED, found, **run, **DAG, outlet_events=events)
+
+
+def emitted(events: OutletEventAccessors) -> dict[str, list[tuple[str, dict]]]:
+    return {
+        alias.name: [(event.dest_asset_key.uri, event.extra) for event in events[alias].asset_alias_events]
+        for alias in assets.OUTLETS
+    }
 
 
 @pytest.fixture
@@ -91,24 +102,33 @@ def test_a_first_run_needs_a_cluster(s3, bucket, variable, images):
 def test_a_computed_run_writes_its_summary_and_becomes_the_latest(s3, bucket, first_run):
     latest = json.loads(s3.get_object(Bucket=bucket, Key="runs/_latest/none.json")["Body"].read())
 
-    assert latest == first_run
+    assert {key: value for key, value in latest.items() if key != "rejects"} == first_run
     assert first_run["cluster_created"] is True
     assert first_run["reused_run_id"] is None
     assert (first_run["uploaded"], first_run["removed"], first_run["featurized"], first_run["reused"]) == (2, 1, 1, 1)
-    assert (first_run["n_images"], first_run["k"], first_run["variance"]) == (2, K, 0.95)
+    assert (first_run["n_images"], first_run["k"], first_run["threshold"]) == (2, K, 0.95)
+    assert first_run["outputs"]["pca"] == paths_of(bucket, FIRST).pca_uri
 
 
 def test_nothing_changed_reuses_the_last_runs_outputs_and_says_so(s3, bucket, variable, first_run):
     found = decide(variable, SECOND)
-    summary = check(variable, SECOND, found)
+    events = OutletEventAccessors()
+    summary = check(variable, SECOND, found, events=events)
 
     assert found["reused_run_id"] == FIRST["run_id"]
     assert found["reason"].startswith(f"Nothing changed since run {FIRST['run_id']} (the same 2 image(s)")
     assert summary["cluster_created"] is False
     assert (summary["reused_run_id"], summary["featurized"], summary["reused"]) == (FIRST["run_id"], 0, 2)
-    assert summary["pca"] == paths_of(bucket, FIRST).pca_uri
+    assert summary["outputs"]["pca"] == paths_of(bucket, FIRST).pca_uri
+    assert summary["outputs"]["summary"] == paths_of(bucket, SECOND).uri(paths_of(bucket, SECOND).summary_key)
     stored = json.loads(s3.get_object(Bucket=bucket, Key=paths_of(bucket, SECOND).summary_key)["Body"].read())
-    assert stored == summary
+    assert {key: value for key, value in stored.items() if key != "rejects"} == summary
+    # The reused outputs' assets get events too, carrying this run's summary.
+    features_uri = paths_of(bucket, SECOND).features_uri.rstrip("/")
+    assert emitted(events) == {
+        "fruits_features": [(features_uri, summary)],
+        "fruits_pca": [(paths_of(bucket, FIRST).pca_uri.rstrip("/"), summary)],
+    }
     latest = json.loads(s3.get_object(Bucket=bucket, Key="runs/_latest/none.json")["Body"].read())
     assert latest["run_id"] == FIRST["run_id"]
 

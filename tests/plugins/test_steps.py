@@ -68,6 +68,15 @@ def test_extract_features_reads_the_images_and_grows_the_shared_features(steps):
     assert option(extract_features, "--manifest") == PATHS.uri(PATHS.manifest_key)
 
 
+def test_extract_features_shares_one_model_cache_beside_the_code_versions(steps):
+    extract_features, _ = steps()
+    own_run = RunPaths.for_run("fruits-test-bucket", "manual__1", reprocess_all=True, weights="none")
+    (own_extract_features, _) = steps(paths=own_run)
+
+    assert option(extract_features, "--model-cache") == "s3://fruits-test-bucket/artifacts/models/"
+    assert option(own_extract_features, "--model-cache") == option(extract_features, "--model-cache")
+
+
 def test_the_pca_reads_those_features_and_writes_under_the_run(steps):
     _, pca = steps(variance=0.8)
 

@@ -6,7 +6,9 @@ import io
 import logging
 import os
 import shutil
+import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -15,13 +17,8 @@ import pytest
 from PIL import Image
 from pyspark.sql import SparkSession
 
-from fruits_spark.model import (
-    CompiledModel,
-    build_keras_model,
-    compile_model,
-    imagenet_weights_file,
-    randomize_weights,
-)
+from fruits_spark.model import CompiledModel, build_keras_model, imagenet_weights_file, randomize_weights
+from fruits_spark.model_cache import default_cache_dir, load_or_compile
 from fruits_spark.session import configure
 from tools.sample_images import generate
 
@@ -48,6 +45,24 @@ def spark() -> SparkSession:
 
 
 @pytest.fixture(scope="session")
+def spark_submit(spark_submit_executable: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """Run a script with the venv's spark-submit on local[2], without the tests' PYTHONPATH."""
+
+    def run(
+        script: Path, *args: str, env: dict[str, str] | None = None, py_files: Path | None = None
+    ) -> subprocess.CompletedProcess:
+        command = [str(spark_submit_executable), "--master", "local[2]"]
+        if py_files is not None:
+            command += ["--py-files", str(py_files)]
+        base_env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+        return subprocess.run(
+            [*command, str(script), *args], env={**base_env, **(env or {})}, capture_output=True, text=True, timeout=600
+        )
+
+    return run
+
+
+@pytest.fixture(scope="session")
 def image_size() -> int:
     """A small model input keeps the tests quick; the code is the same at 224."""
     return TEST_IMAGE_SIZE
@@ -55,7 +70,9 @@ def image_size() -> int:
 
 @pytest.fixture(scope="session")
 def random_model(image_size: int) -> CompiledModel:
-    return compile_model("none", image_size)
+    """Through the session's model cache, so that spark-submit runs of the same model find it there."""
+    model, _ = load_or_compile("none", image_size, default_cache_dir())
+    return model
 
 
 @pytest.fixture(scope="session")

@@ -5,35 +5,15 @@ Both jobs over S3, with Keras and numpy as oracles, are in test_s3.py; these run
 
 from __future__ import annotations
 
-import os
+import json
 import shutil
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from fruits_airflow.artifacts import build_py_files_zip
 from tests.suite import SPARK_JOBS_DIR
-
-
-@pytest.fixture(scope="module")
-def spark_submit(spark_submit_executable: Path) -> Callable[..., subprocess.CompletedProcess]:
-    """Run a script with the venv's spark-submit on local[2], without the tests' PYTHONPATH."""
-
-    def run(
-        script: Path, *args: str, env: dict[str, str] | None = None, py_files: Path | None = None
-    ) -> subprocess.CompletedProcess:
-        command = [str(spark_submit_executable), "--master", "local[2]"]
-        if py_files is not None:
-            command += ["--py-files", str(py_files)]
-        base_env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-        return subprocess.run(
-            [*command, str(script), *args], env={**base_env, **(env or {})}, capture_output=True, text=True, timeout=600
-        )
-
-    return run
 
 
 def assert_one_error_line(result: subprocess.CompletedProcess, prefix: str) -> str:
@@ -60,12 +40,17 @@ def test_pca_runs_from_the_py_files_zip_alone(
     shutil.copy(SPARK_JOBS_DIR / "pca.py", staged / "pca.py")
     py_files = build_py_files_zip(staged / "fruits_spark.zip")
 
-    result = spark_submit(
-        staged / "pca.py", "--features", str(features), "--output", str(tmp_path / "pca"), "--k", "4", py_files=py_files
-    )
+    summary = tmp_path / "summary.json"
+    args = ("--features", str(features), "--output", str(tmp_path / "pca"), "--k", "4", "--summary-json", str(summary))
+
+    result = spark_submit(staged / "pca.py", *args, py_files=py_files)
 
     assert result.returncode == 0, result.stderr[-3000:]
-    assert {len(v) for v in pd.read_parquet(tmp_path / "pca")["pca_features"]} == {4}
+    rows = pd.read_parquet(tmp_path / "pca")
+    assert {len(v) for v in rows["pca_features"]} == {4}
+    document = json.loads(summary.read_text())
+    assert (document["k"], document["n_images"], document["n_features"]) == (4, len(rows), 1280)
+    assert document["seconds"]["total"] >= document["seconds"]["run"] > 0
 
 
 def test_missing_images_is_one_error_line_and_no_output(spark_submit, tmp_path: Path) -> None:

@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 
 import pytest
-from fruits_contract import EXTRACT_FEATURES_JOB, PCA_JOB, is_hidden_name, is_image_name
 
 from fruits_airflow.artifacts import ENTRY_SCRIPTS, StagedArtifacts
 from fruits_airflow.paths import RunPaths
 from fruits_airflow.steps import spark_steps
 from fruits_airflow.upload import skip_reason
+from fruits_contract import EXTRACT_FEATURES_JOB, PCA_JOB, is_hidden_name, is_image_name
 from fruits_spark import extract_features, pca
 from fruits_spark.errors import JobInputError
 from fruits_spark.images import reject_reason_from_listing
@@ -24,6 +24,7 @@ ARTIFACTS = StagedArtifacts(
     scripts={name: f"{PREFIX}{name}" for name in ENTRY_SCRIPTS},
     bootstrap_script_uri=f"{PREFIX}bootstrap/install_python_deps.sh",
     bootstrap_requirements_uri=f"{PREFIX}bootstrap/requirements.txt",
+    bootstrap_primary_requirements_uri=f"{PREFIX}bootstrap/requirements-primary.txt",
 )
 
 
@@ -51,6 +52,7 @@ def test_extract_features_parses_the_steps_arguments_into_the_runs_paths(weights
     assert config.features == paths.features_uri.rstrip("/")
     assert config.rejects == paths.rejects_uri.rstrip("/")
     assert config.manifest == paths.uri(paths.manifest_key)
+    assert config.model_cache == paths.model_cache_uri == "s3://fruits-contract/artifacts/models/"
 
 
 @pytest.mark.parametrize("variance", [0.95, 0.5, 1.0, 0.123456789012345])

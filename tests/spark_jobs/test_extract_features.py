@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fruits_contract import images_digest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from fruits_contract import images_digest
 from fruits_spark.errors import JobInputError
 from fruits_spark.extract_features import ExtractConfig, ExtractSummary, image_frame, parse_args, run
 from fruits_spark.images import Listing, decode_image

@@ -1,33 +1,31 @@
-"""The benchmark's pure helpers: what it reads from job logs, and how it judges and shows the figures."""
+"""The benchmark's pure helpers: the marginal rate and fixed cost, and how it judges and shows the figures."""
 
 from __future__ import annotations
 
 import pytest
 
-from tools.bench import featurize_phase, n_featurized, summarize, table
+from tools.bench import BASELINE, PROJECT, rate_and_fixed_cost, summarize, table
 
-EXTRACT_LOG = """\
-2026-11-21 04:09:05,659 INFO extract_features: /x: 2048 images, 0 already done, 2048 new
-2026-11-21 04:09:56,668 INFO fruits_spark.progress: featurize 2048 images: finished in 7.2 s
-2026-11-21 04:10:03,707 INFO extract_features: featurized 2047, rejected 1 -> /f (rejects: /f_rejects)
-"""
-RERUN_LOG = "INFO extract_features: /x: 2048 images, 2048 already done, 0 new\n"
+
+def _sized(wall_2048: float, wall_8192: float, memory: float) -> dict:
+    phases = {"session_start": 3.0, "featurize": wall_2048 - 10.0}
+    return {
+        "2048": {"wall_s": wall_2048, "cpu_s": 1.0, "peak_memory_gb": memory, "seconds": phases},
+        "8192": {"wall_s": wall_8192, "cpu_s": 1.0, "peak_memory_gb": memory + 0.5, "seconds": phases},
+    }
 
 
 @pytest.fixture
 def result() -> dict:
     ceiling = {
-        "images_per_s": 500.0,
+        "images_per_s": 300.0,
         "runtime": "LiteRT, 2 threads, batch 1",
-        "litert_one_thread_batch_1_images_per_s": 300.0,
-        "keras_predict_images_per_s": 100.0,
+        "litert_one_thread_batch_1_images_per_s": 160.0,
+        "keras_predict_images_per_s": 90.0,
     }
-    median = {
-        "extract": {"wall_s": 20.0, "cpu_s": 30.0, "peak_memory_gb": 2.5, "images": 2000},
-        "featurize_phase": {"images": 2000, "wall_s": 5.0},
-        "rerun": {"wall_s": 4.0},
-        "pca": {"wall_s": 9.0},
-    }
+    # The project: 256 images/s and 12 s fixed; the baseline: 96 images/s and 40 s fixed.
+    comparison = {"median": {PROJECT: _sized(20.0, 44.0, 2.0), BASELINE: _sized(61.333, 125.333, 3.5)}}
+    once = {"rerun": {"wall_s": 4.0}, "pca": {"wall_s": 9.0}}
     s3 = {
         "median": {
             "0": {"phase_images_per_s": 200.0, "wall_s": 30.0, "image_requests_per_image": 1.01},
@@ -35,41 +33,50 @@ def result() -> dict:
         },
         "runs": {"30": [{"rerun_image_object_requests": 0}]},
     }
-    return {"ceiling": ceiling, "summary": summarize(ceiling, {"median": median}, s3)}
+    return {"ceiling": ceiling, "summary": summarize(ceiling, comparison, once, s3)}
 
 
-def test_featurize_phase_is_read_from_the_progress_line() -> None:
-    assert featurize_phase(EXTRACT_LOG) == (2048, 7.2)
+def test_marginal_rate_and_fixed_cost_come_from_the_two_sizes() -> None:
+    rate, fixed = rate_and_fixed_cost({2048: 20.0, 8192: 44.0})
 
-
-def test_a_log_without_featurize_phase_is_an_error() -> None:
-    with pytest.raises(ValueError, match="featurize N images"):
-        featurize_phase(RERUN_LOG)
-
-
-@pytest.mark.parametrize(("log", "expected"), [(EXTRACT_LOG, 2047), (RERUN_LOG, 0)])
-def test_featurized_count_comes_from_the_summary_line(log: str, expected: int) -> None:
-    assert n_featurized(log) == expected
+    assert rate == pytest.approx(6144 / 24)
+    assert fixed == pytest.approx(20.0 - 2048 / rate)
 
 
 def test_goals_are_judged_on_the_median_figures(result: dict) -> None:
     goals = result["summary"]["goals"]
 
-    assert goals["b_vs_a"]["value"] == pytest.approx(100 / 500)
-    assert not goals["b_vs_a"]["met"]
-    assert goals["b_peak_memory_gb"]["met"]
-    assert goals["c_vs_b_wall"]["value"] == pytest.approx(4 / 20)
-    assert goals["c_vs_b_wall"]["met"]
+    assert goals["speedup_at_2048_vs_baseline"]["value"] == pytest.approx(61.333 / 20.0)
+    assert goals["speedup_at_2048_vs_baseline"]["met"]
+    assert goals["marginal_rate_vs_ceiling"]["value"] == pytest.approx(256 / 300)
+    assert goals["marginal_rate_vs_ceiling"]["met"]
+    assert goals["fixed_cost_s"]["value"] == pytest.approx(12.0)
+    assert goals["peak_memory_gb_at_2048"]["met"]
     assert goals["e_s3_30ms_vs_0ms"]["value"] == pytest.approx(170 / 200)
-    assert goals["e_s3_30ms_vs_0ms"]["met"]
     assert goals["e_s3_rerun_image_object_requests"]["met"]
+
+
+def test_a_slow_fixed_cost_is_not_met(result: dict) -> None:
+    ceiling = result["ceiling"]
+    comparison = {"median": {PROJECT: _sized(40.0, 64.0, 2.0), BASELINE: _sized(61.0, 125.0, 3.5)}}
+    once = {"rerun": {"wall_s": 4.0}, "pca": {"wall_s": 9.0}}
+    s3 = {
+        "median": {key: {"phase_images_per_s": 200.0, "image_requests_per_image": 1.0} for key in ("0", "30")},
+        "runs": {"30": [{"rerun_image_object_requests": 0}]},
+    }
+
+    goals = summarize(ceiling, comparison, once, s3)["goals"]
+
+    assert goals["fixed_cost_s"]["value"] == pytest.approx(32.0)
+    assert not goals["fixed_cost_s"]["met"]
+    assert not goals["speedup_at_2048_vs_baseline"]["met"]
 
 
 def test_table_shows_each_figure_and_goal_on_its_own_line(result: dict) -> None:
     lines = table(result).splitlines()
 
-    assert any(line.startswith("(a) ceiling: LiteRT") and line.endswith("500 images/s") for line in lines)
-    assert any(line.startswith("(b) extract_features end to end") and line.endswith("100 images/s") for line in lines)
-    assert any(line.startswith("goal b_vs_a") and line.endswith("0.20  NOT met") for line in lines)
-    assert any(line.startswith("goal c_vs_b_wall") and line.endswith("0.20  met") for line in lines)
+    assert any(line.startswith("(a) ceiling: LiteRT") and line.endswith("300 images/s") for line in lines)
+    assert any(line.strip().startswith("end to end, 2048 images") and line.endswith("20.0 s") for line in lines)
+    assert any(line.strip().startswith("marginal rate") and line.endswith("96 images/s") for line in lines)
+    assert any(line.startswith("goal fixed_cost_s") and line.endswith("12.00  met") for line in lines)
     assert any(line.startswith("    at 30 ms per request") and line.endswith("170 images/s") for line in lines)

@@ -1,0 +1,94 @@
+"""What the run's report view shows, read from S3 through ``aws_default`` as the tasks read it.
+
+Everything comes from the run's prefix, ``s3://BUCKET/runs/<run key>/``: ``summary.json`` (written by
+``check_output``), ``failure.json`` (by ``report_failure``), and the PCA's ``report/``
+(``explained_variance.json``, ``separability.json`` and the two plots). Each may be missing (a run still
+going, a run that failed before its PCA, a run of an older version): the view shows what there is.
+Nothing is cached: each request reads S3 again with the connection's credentials.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.client import BaseClient
+from botocore.exceptions import ClientError
+
+from fruits_airflow.paths import RUNS_PREFIX, run_key
+from fruits_contract import CUMULATIVE_PLOT, RUN_SUMMARY, SCATTER_PLOT, SEPARABILITY_REPORT, VARIANCE_REPORT
+
+PLOTS = (CUMULATIVE_PLOT, SCATTER_PLOT)
+FAILURE_REPORT = "failure.json"
+# A plot larger than this is not embedded in the page (the job's plots are about 50 to 150 kB).
+MAX_PLOT_BYTES = 5 * 1024 * 1024
+_MISSING = {"NoSuchKey", "404", "NotFound"}
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """The run's documents, each None when S3 has no such file; ``plots`` maps a file name to its PNG bytes."""
+
+    bucket: str
+    run_prefix: str
+    summary: dict[str, Any] | None = None
+    failure: dict[str, Any] | None = None
+    variance: dict[str, Any] | None = None
+    separability: dict[str, Any] | None = None
+    plots: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def run_uri(self) -> str:
+        return f"s3://{self.bucket}/{self.run_prefix}"
+
+    @property
+    def report_uri(self) -> str:
+        return f"{self.run_uri}report/"
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.summary or self.failure or self.variance or self.separability or self.plots)
+
+
+def _get(s3_client: BaseClient, bucket: str, key: str, max_bytes: int | None = None) -> bytes | None:
+    try:
+        response = s3_client.get_object(Bucket=bucket, Key=key)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in _MISSING:
+            return None
+        raise
+    if max_bytes is not None and response["ContentLength"] > max_bytes:
+        return None
+    return response["Body"].read()
+
+
+def _json(s3_client: BaseClient, bucket: str, key: str) -> dict[str, Any] | None:
+    body = _get(s3_client, bucket, key)
+    if body is None:
+        return None
+    value = json.loads(body)
+    return value if isinstance(value, dict) else None
+
+
+def read_run_report(s3_client: BaseClient, bucket: str, run_id: str) -> RunReport:
+    """The documents of the run ``run_id`` under ``s3://bucket/runs/<run key>/``.
+
+    :raises botocore.exceptions.ClientError: when S3 refuses a read (other than a missing file).
+    """
+    prefix = f"{RUNS_PREFIX}{run_key(run_id)}/"
+    report_prefix = f"{prefix}report/"
+    plots = {}
+    for name in PLOTS:
+        body = _get(s3_client, bucket, f"{report_prefix}{name}", MAX_PLOT_BYTES)
+        if body is not None:
+            plots[name] = body
+    return RunReport(
+        bucket=bucket,
+        run_prefix=prefix,
+        summary=_json(s3_client, bucket, f"{prefix}{RUN_SUMMARY}"),
+        failure=_json(s3_client, bucket, f"{prefix}{FAILURE_REPORT}"),
+        variance=_json(s3_client, bucket, f"{report_prefix}{VARIANCE_REPORT}"),
+        separability=_json(s3_client, bucket, f"{report_prefix}{SEPARABILITY_REPORT}"),
+        plots=plots,
+    )

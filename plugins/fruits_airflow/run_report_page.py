@@ -1,0 +1,205 @@
+"""The run's report as one self-contained HTML page: counts, PCA figures, separability, plots, rejects, or the failure.
+
+Every value is escaped: labels, paths and reasons come from file names, and log tails from the jobs. The
+plots are embedded as ``data:`` URIs, so the page makes no further request and its Content-Security-Policy
+can forbid every other source.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+from html import escape
+from typing import Any
+
+from fruits_airflow.run_report import PLOTS, RunReport
+from fruits_contract import RANDOM_WEIGHTS_NOTE, Separability, Summary
+
+CONTENT_SECURITY_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; frame-ancestors 'self'"
+COUNTS = (
+    (Summary.UPLOADED, "uploaded"),
+    (Summary.REMOVED, "removed"),
+    (Summary.FEATURIZED, "featurized by this run"),
+    (Summary.REUSED, "reused (features already computed)"),
+    (Summary.REJECTED, "rejected"),
+    (Summary.N_IMAGES, "in the PCA"),
+)
+NOT_RECORDED = "not recorded"
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1rem; color: #1a202c; }
+h1 { font-size: 1.3rem; } h2 { font-size: 1.1rem; margin-top: 1.5rem; }
+table { border-collapse: collapse; margin: .5rem 0; } td, th { border: 1px solid #cbd5e0; padding: .25rem .6rem; }
+th { background: #edf2f7; text-align: left; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
+.failure { border-left: 4px solid #e53e3e; background: #fff5f5; padding: .5rem 1rem; }
+.note { color: #4a5568; font-style: italic; } pre { background: #f7fafc; padding: .5rem; overflow-x: auto; }
+img { max-width: 48%; min-width: 320px; margin: .25rem; border: 1px solid #e2e8f0; } code { font-size: .9em; }
+"""
+
+
+def _text(value: Any) -> str:
+    return escape(NOT_RECORDED if value is None else str(value), quote=True)
+
+
+def _number(value: Any, digits: int = 4) -> str:
+    if isinstance(value, bool) or value is None:
+        return _text(value)
+    if isinstance(value, float):
+        return escape(f"{value:.{digits}g}")
+    return _text(value)
+
+
+def _percent(value: Any) -> str:
+    return escape(f"{100 * value:.1f}%") if isinstance(value, int | float) else _text(value)
+
+
+def _table(headers: Iterable[str], rows: Iterable[Iterable[str]]) -> str:
+    """``rows`` hold HTML already escaped; ``headers`` are escaped here."""
+    head = "".join(f"<th>{escape(header)}</th>" for header in headers)
+    body = "".join("<tr>" + "".join(rows_cell for rows_cell in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _cell(html: str, numeric: bool = False) -> str:
+    return f'<td class="n">{html}</td>' if numeric else f"<td>{html}</td>"
+
+
+def counts_section(summary: dict[str, Any]) -> str:
+    rows = [[_cell(escape(name)), _cell(_number(summary.get(key)), numeric=True)] for key, name in COUNTS]
+    html = "<h2>Images</h2>" + _table(["images", "count"], rows)
+    if summary.get(Summary.CLUSTER_CREATED) is False:
+        reused = _text(summary.get(Summary.REUSED_RUN_ID))
+        html += f"<p>Nothing changed: no cluster, this run reused the outputs of run {reused}.</p>"
+    return html
+
+
+def pca_section(summary: dict[str, Any], variance: dict[str, Any] | None) -> str:
+    variance = variance or {}
+    k = summary.get(Summary.K, variance.get("k"))
+    threshold = summary.get(Summary.THRESHOLD, variance.get("threshold"))
+    kept = summary.get(Summary.VARIANCE_KEPT)
+    cumulative = variance.get("cumulative") or []
+    if kept is None and isinstance(k, int) and 0 < k <= len(cumulative):
+        kept = cumulative[k - 1]
+    rows = [
+        [_cell("components kept (k)"), _cell(_number(k), numeric=True)],
+        [_cell("variance threshold"), _cell(_percent(threshold), numeric=True)],
+        [_cell("variance kept"), _cell(_percent(kept), numeric=True)],
+        [
+            _cell("images x features"),
+            _cell(f"{_number(variance.get('n_images'))} x {_number(variance.get('n_features'))}"),
+        ],
+    ]
+    return "<h2>PCA</h2>" + _table(["figure", "value"], rows)
+
+
+def separability_section(separability: dict[str, Any] | None, weights: Any) -> str:
+    title = "<h2>Separability: logistic regression on the PCA features</h2>"
+    note = f'<p class="note">{escape(RANDOM_WEIGHTS_NOTE)} This run\'s weights: <code>{_text(weights)}</code>.</p>'
+    if not separability:
+        return f"{title}<p>No separability report for this run.</p>{note}"
+    if separability.get(Separability.STATUS) != "ok":
+        return f"{title}<p>Not computed: {_text(separability.get(Separability.REASON))}.</p>{note}"
+    overall = (
+        f"<p>Accuracy on a stratified hold-out of {_percent(separability.get(Separability.HOLDOUT))} per label "
+        f"({_number(separability.get(Separability.N_TEST))} images; trained on "
+        f"{_number(separability.get(Separability.N_TRAIN))}): "
+        f"<b>{_percent(separability.get(Separability.ACCURACY))}</b></p>"
+    )
+    rows = [
+        [
+            _cell(_text(entry.get("label"))),
+            _cell(_number(entry.get("n_test")), numeric=True),
+            _cell(_number(entry.get("correct")), numeric=True),
+            _cell(_percent(entry.get("accuracy")) if entry.get("accuracy") is not None else "none held out", True),
+        ]
+        for entry in separability.get(Separability.PER_LABEL) or []
+        if isinstance(entry, dict)
+    ]
+    return title + overall + _table(["label", "held out", "correct", "accuracy"], rows) + note
+
+
+def plots_section(plots: dict[str, bytes]) -> str:
+    images = "".join(
+        f'<img alt="{escape(name)}" src="data:image/png;base64,{base64.b64encode(plots[name]).decode()}">'
+        for name in PLOTS
+        if name in plots
+    )
+    return f"<h2>Plots</h2><div>{images or 'No plots for this run.'}</div>"
+
+
+def rejects_section(summary: dict[str, Any]) -> str:
+    rejects = [entry for entry in summary.get(Summary.REJECTS) or [] if isinstance(entry, dict)]
+    total = summary.get(Summary.REJECTED)
+    if not rejects:
+        return f"<h2>Rejected images</h2><p>{'None.' if total == 0 else 'No list recorded.'}</p>"
+    shown = (
+        f" (the first {len(rejects)} of {_number(total)})" if isinstance(total, int) and total > len(rejects) else ""
+    )
+    rows = [[_cell(_text(r.get("label"))), _cell(_text(r.get("path"))), _cell(_text(r.get("reason")))] for r in rejects]
+    return f"<h2>Rejected images{shown}</h2>" + _table(["label", "path", "reason"], rows)
+
+
+def locations_section(report: RunReport) -> str:
+    outputs = (report.summary or {}).get(Summary.OUTPUTS) or {"run": report.run_uri, "report": report.report_uri}
+    items = "".join(f"<li>{_text(name)}: <code>{_text(uri)}</code></li>" for name, uri in outputs.items())
+    return f"<h2>Outputs in S3</h2><ul>{items}</ul>"
+
+
+def _joined(*parts: Any) -> str | None:
+    return ": ".join(str(part) for part in parts if part) or None
+
+
+def failure_section(failure: dict[str, Any]) -> str:
+    cluster = failure.get("cluster") or {}
+    step = failure.get("failed_step") or {}
+    facts: list[tuple[str, Any]] = [
+        ("cause", failure.get("cause")),
+        ("cluster", f"{cluster.get('id')} {cluster.get('state')}"),
+        ("cluster reason", _joined(cluster.get("reason_code"), cluster.get("reason_message"))),
+        ("failed step", f"{step.get('name')} ({step.get('id')}) {step.get('state')}" if step else None),
+        ("step reason", _joined(step.get("reason"), step.get("message"))),
+        ("reported at", failure.get("reported_at")),
+    ]
+    rows = [[_cell(escape(name)), _cell(_text(value))] for name, value in facts if value is not None]
+    tails = "".join(
+        f"<h3>{_text(log.get('name'))}</h3><p><code>{_text(log.get('uri'))}</code></p>"
+        + (f"<pre>{escape(log['tail'])}</pre>" if log.get("tail") else "<p>Not archived yet when reported.</p>")
+        for log in failure.get("logs") or []
+        if isinstance(log, dict)
+    )
+    return (
+        f'<div class="failure"><h2>This run failed</h2><p><b>{_text(failure.get("summary"))}</b></p>'
+        + _table(["what", "EMR says"], rows)
+        + tails
+        + "</div>"
+    )
+
+
+def render_page(report: RunReport, dag_id: str, run_id: str) -> str:
+    """The whole page for one run of the pipeline."""
+    summary = report.summary or {}
+    if report.failure:
+        body = failure_section(report.failure) + locations_section(report)
+    elif report.is_empty:
+        body = (
+            f"<p>Nothing under <code>{_text(report.run_uri)}</code> yet: the run's summary appears once its output "
+            "is checked, a failure report once its teardown has run.</p>"
+        )
+    else:
+        body = (
+            counts_section(summary)
+            + pca_section(summary, report.variance)
+            + separability_section(report.separability, summary.get(Summary.WEIGHTS))
+            + plots_section(report.plots)
+            + rejects_section(summary)
+            + locations_section(report)
+        )
+    return page(f"{dag_id} run {run_id}", body)
+
+
+def page(title: str, body: str) -> str:
+    """An HTML document around ``body`` (already escaped); ``title`` is escaped here."""
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+        f"<style>{STYLE}</style></head><body><h1>{escape(title)}</h1>{body}</body></html>"
+    )
