@@ -16,9 +16,17 @@ from pyspark.sql import functions as F
 
 from fruits_contract import images_digest
 from fruits_spark.errors import JobInputError
-from fruits_spark.extract_features import ExtractConfig, ExtractSummary, image_frame, parse_args, run
+from fruits_spark.extract_features import (
+    ExtractConfig,
+    ExtractSummary,
+    image_frame,
+    known_versions,
+    parse_args,
+    run,
+)
 from fruits_spark.images import Listing, decode_image
 from fruits_spark.model import FEATURE_LENGTH, CompiledModel, build_keras_model
+from fruits_spark.storage import HadoopFs
 from tools.sample_images import generate
 
 
@@ -208,6 +216,34 @@ def test_moved_rewritten_and_added_images_are_featurized_again_and_removed_ones_
     current = {row.path: row for row in spark.read.parquet(config.features).collect()}
     assert _uri(fresh_tree / "Relabelled" / moved.name) in current
     assert current[_uri(fresh_tree / "Relabelled" / moved.name)].label == "Relabelled"
+
+
+def _jobs_of(spark: SparkSession, group: str, action) -> tuple[object, int]:
+    spark.sparkContext.setJobGroup(group, group)
+    try:
+        result = action()
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+    return result, len(spark.sparkContext.statusTracker().getJobIdsForGroup(group))
+
+
+def test_known_versions_runs_no_spark_job_on_a_first_run_and_one_after(
+    spark: SparkSession, fresh_tree: Path, random_model: CompiledModel, image_size: int, tmp_path: Path
+) -> None:
+    config = _config(fresh_tree, tmp_path, image_size)
+    fs = HadoopFs(spark)
+    fs.ensure_writable_dir(config.features, "--features")  # as run() does before it asks
+    fs.ensure_writable_dir(config.rejects, "--rejects")
+
+    empty, first_jobs = _jobs_of(spark, "known-first", lambda: known_versions(spark, fs, config))
+    summary = run(spark, config, random_model)
+    (features, rejects), later_jobs = _jobs_of(spark, "known-later", lambda: known_versions(spark, fs, config))
+
+    assert (empty, first_jobs) == ((set(), set()), 0)
+    assert later_jobs >= 1
+    assert (len(features), len(rejects)) == (summary.n_featurized, summary.n_rejected)
+    stored = {(row.path, row.size, row.modified) for row in spark.read.parquet(config.features).collect()}
+    assert features == stored
 
 
 def test_the_manifest_digest_is_the_contracts_over_the_listing(
