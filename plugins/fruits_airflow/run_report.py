@@ -17,13 +17,13 @@ from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
 from fruits_airflow.paths import RUNS_PREFIX, run_key
+from fruits_airflow.s3_objects import is_not_found
 from fruits_contract import CUMULATIVE_PLOT, RUN_SUMMARY, SCATTER_PLOT, SEPARABILITY_REPORT, VARIANCE_REPORT
 
 PLOTS = (CUMULATIVE_PLOT, SCATTER_PLOT)
 FAILURE_REPORT = "failure.json"
 # A plot larger than this is not embedded in the page (the job's plots are about 50 to 150 kB).
 MAX_PLOT_BYTES = 5 * 1024 * 1024
-_MISSING = {"NoSuchKey", "404", "NotFound"}
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def _get(s3_client: BaseClient, bucket: str, key: str, max_bytes: int | None = N
     try:
         response = s3_client.get_object(Bucket=bucket, Key=key)
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in _MISSING:
+        if is_not_found(error):
             return None
         raise
     if max_bytes is not None and response["ContentLength"] > max_bytes:
