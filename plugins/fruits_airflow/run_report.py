@@ -14,16 +14,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.client import BaseClient
-from botocore.exceptions import ClientError
 
 from fruits_airflow.paths import RUNS_PREFIX, run_key
+from fruits_airflow.s3_objects import read_object
 from fruits_contract import CUMULATIVE_PLOT, RUN_SUMMARY, SCATTER_PLOT, SEPARABILITY_REPORT, VARIANCE_REPORT
 
 PLOTS = (CUMULATIVE_PLOT, SCATTER_PLOT)
 FAILURE_REPORT = "failure.json"
 # A plot larger than this is not embedded in the page (the job's plots are about 50 to 150 kB).
 MAX_PLOT_BYTES = 5 * 1024 * 1024
-_MISSING = {"NoSuchKey", "404", "NotFound"}
 
 
 @dataclass(frozen=True)
@@ -51,20 +50,8 @@ class RunReport:
         return not (self.summary or self.failure or self.variance or self.separability or self.plots)
 
 
-def _get(s3_client: BaseClient, bucket: str, key: str, max_bytes: int | None = None) -> bytes | None:
-    try:
-        response = s3_client.get_object(Bucket=bucket, Key=key)
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in _MISSING:
-            return None
-        raise
-    if max_bytes is not None and response["ContentLength"] > max_bytes:
-        return None
-    return response["Body"].read()
-
-
 def _json(s3_client: BaseClient, bucket: str, key: str) -> dict[str, Any] | None:
-    body = _get(s3_client, bucket, key)
+    body = read_object(s3_client, bucket, key)
     if body is None:
         return None
     value = json.loads(body)
@@ -80,7 +67,7 @@ def read_run_report(s3_client: BaseClient, bucket: str, run_id: str) -> RunRepor
     report_prefix = f"{prefix}report/"
     plots = {}
     for name in PLOTS:
-        body = _get(s3_client, bucket, f"{report_prefix}{name}", MAX_PLOT_BYTES)
+        body = read_object(s3_client, bucket, f"{report_prefix}{name}", MAX_PLOT_BYTES)
         if body is not None:
             plots[name] = body
     return RunReport(

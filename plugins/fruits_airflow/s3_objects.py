@@ -69,14 +69,17 @@ def list_objects(s3_client: BaseClient, bucket: str, prefix: str) -> Iterator[S3
             yield S3Object(item["Key"], item["Size"], item["ETag"])
 
 
-def read_object(s3_client: BaseClient, bucket: str, key: str) -> bytes | None:
-    """An object's bytes, or None when there is no such object."""
+def read_object(s3_client: BaseClient, bucket: str, key: str, max_bytes: int | None = None) -> bytes | None:
+    """An object's bytes, or None when there is no such object or it is larger than ``max_bytes``."""
     try:
-        return s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        response = s3_client.get_object(Bucket=bucket, Key=key)
     except ClientError as error:
         if is_not_found(error):
             return None
         raise
+    if max_bytes is not None and response["ContentLength"] > max_bytes:
+        return None
+    return response["Body"].read()
 
 
 def head(s3_client: BaseClient, bucket: str, key: str) -> tuple[int, str] | None:
