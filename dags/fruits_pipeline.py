@@ -8,7 +8,7 @@ cluster that never outlives the run.
 landing folder ──upload_new_images──▶ s3://BUCKET/images/<label>/<file>
                                           │  step extract_features
                                           ▼
-              s3://BUCKET/features/<weights>/   (one row per image, grown by each run)
+              s3://BUCKET/features/<weights>/   (a row per image content, grown by each run)
                                           │  step pca
                                           ▼
                s3://BUCKET/runs/<run key>/{pca/, report/} ──wait_for_output──▶ check_output
@@ -16,21 +16,31 @@ landing folder ──upload_new_images──▶ s3://BUCKET/images/<label>/<file
 
 1. `check_config` validates the Variable and refuses a region or bucket outside the EU (GDPR) before
    anything is uploaded or created.
-2. `upload_new_images` sends only new or changed files (same key, size and ETag means already there);
-   it never deletes. `stage_artifacts` uploads the Spark jobs and the bootstrap of this DAG version to
+2. `upload_new_images` makes `images/` the landing folder's mirror: it sends only new or changed files
+   (same key, size and ETag means already there), then removes, logging each, the images the landing
+   folder no longer has (deleted, or moved to another label). The bucket is versioned: a removed image
+   stays restorable as a noncurrent version for 30 days. A landing folder that would remove more than
+   `max_removal_share` of the images (empty, not mounted) is refused in one line, removing nothing.
+   `stage_artifacts` uploads the Spark jobs and the bootstrap of this DAG version to
    `s3://BUCKET/artifacts/<content hash>/`. `check_security_configuration` fails clearly unless the
    cluster's security configuration exists and requires IMDSv2.
-3. `create_cluster` starts the cluster; `add_steps` adds `extract_features` then `pca`; `watch_steps`
-   waits for them and watches their cluster: when a step fails or the cluster ends first (bootstrap
-   failure, VALIDATION_ERROR, lost instances, terminated from outside), it fails at once, with EMR's
-   reason and without retries. `create_cluster` and `add_steps` are never retried: they are not
-   idempotent.
+3. `find_reusable_run` compares the images in S3 with those the last checked run of the same weights
+   covered (`runs/_latest/<weights>.json`, from the manifest its `extract_features` wrote). When
+   nothing changed and the run asks for the same variance, `create_cluster_or_reuse` skips the
+   cluster: `reuse_outputs` names the run whose outputs hold, and `check_output` checks those.
+   `reprocess_all` and another variance always run. Otherwise `create_cluster` starts the cluster;
+   `add_steps` adds `extract_features` then `pca`; `watch_steps` waits for them and watches their
+   cluster: when a step fails or the cluster ends first (bootstrap failure, VALIDATION_ERROR, lost
+   instances, terminated from outside), it fails at once, with EMR's reason and without retries.
+   `create_cluster` and `add_steps` are never retried: they are not idempotent.
 4. `wait_for_output` waits for the PCA's `_SUCCESS`; `check_output` checks one PCA row of k values per
-   featurized image and a complete report, writes the run's summary to
-   `s3://BUCKET/runs/<run key>/summary.json`, and emits the run's assets through the aliases
-   `fruits_features` and `fruits_pca` (the features dataset and this run's PCA output, the summary in
-   each event's extra), on which a downstream DAG can be scheduled. The run's page has a **Report**
-   tab showing the summary, the PCA's figures and plots, or why the run failed.
+   image with features (the manifest's count) and a complete report (the reused run's, when reusing),
+   writes the run's summary to `s3://BUCKET/runs/<run key>/summary.json` (uploaded, removed,
+   featurized, reused, rejected, whether a cluster was created or which run's outputs were reused; keys:
+   `fruits_contract.Summary`), and in both cases emits the run's assets through the aliases
+   `fruits_features` and `fruits_pca` (the features dataset and the PCA output, the summary in each
+   event's extra), on which a downstream DAG can be scheduled. The run's page has a **Report** tab
+   showing the summary, the PCA's figures and plots, or why the run failed.
 5. `terminate_cluster` is the teardown of `create_cluster`: it runs as soon as the steps are over,
    however they ended, and the run still fails when a step or the output check did; a failed
    termination fails the run too. If Airflow itself dies, the cluster ends after its idle timeout.
@@ -58,6 +68,7 @@ landing folder ──upload_new_images──▶ s3://BUCKET/images/<label>/<file
 | `security_configuration` | `fruits-pipeline-imdsv2` | must exist and require IMDSv2 |
 | `idle_timeout` | `3600` | seconds before an idle cluster terminates itself |
 | `weights` | `imagenet` | MobileNetV2 weights of runs that name none; `none` where ImageNet's file cannot be fetched |
+| `max_removal_share` | `0.5` | the largest share of the images in S3 one upload may remove (`1`: no limit) |
 
 The project's CloudFormation stack (`cloudformation/fruits-pipeline.yaml`) creates the bucket, both roles
 and the security configuration under these default names; its outputs are the Variable's keys.
@@ -159,7 +170,14 @@ def fruits_pipeline() -> None:
     check_security_configuration = tasks.check_security_configuration.override(
         execution_timeout=timedelta(minutes=5), **RETRY_WITH_BACKOFF
     )(check_config)
+    find_reusable_run = tasks.find_reusable_run.override(execution_timeout=timedelta(minutes=10), **RETRY_WITH_BACKOFF)(
+        check_config, upload_new_images
+    )
     plan_run = tasks.plan_run.override(execution_timeout=timedelta(minutes=5))(check_config, stage_artifacts)
+    create_cluster_or_reuse = tasks.create_cluster_or_reuse.override(execution_timeout=timedelta(minutes=5))(
+        find_reusable_run
+    )
+    reuse_outputs = tasks.reuse_outputs.override(execution_timeout=timedelta(minutes=5))(find_reusable_run)
 
     create_cluster = EmrCreateJobFlowOperator(
         task_id="create_cluster",
@@ -202,7 +220,7 @@ def fruits_pipeline() -> None:
     )
     check_output = tasks.check_output.override(
         outlets=assets.OUTLETS, execution_timeout=timedelta(minutes=15), **RETRY_WITH_BACKOFF
-    )(check_config, plan_run["paths"], upload_new_images)
+    )(check_config, plan_run["paths"], upload_new_images, find_reusable_run)
     terminate_cluster = EmrTerminateJobFlowOperator(
         task_id="terminate_cluster",
         job_flow_id=create_cluster.output,
@@ -215,10 +233,12 @@ def fruits_pipeline() -> None:
     ).as_teardown(setups=create_cluster)
 
     chain(
-        # setup: validate, upload, stage, then start the cluster
+        # setup: validate, upload, stage; then start the cluster, unless nothing changed since a checked run
         check_config,
         [upload_new_images, stage_artifacts, check_security_configuration],
+        find_reusable_run,
         plan_run,
+        create_cluster_or_reuse,
         create_cluster,
         # body: run the steps, then check what they wrote
         add_steps,
@@ -226,6 +246,8 @@ def fruits_pipeline() -> None:
         wait_for_output,
         check_output,
     )
+    # nothing changed: no cluster; the check runs on the reused run's outputs
+    create_cluster_or_reuse >> reuse_outputs >> check_output
     # teardown: as soon as the steps are over, however they ended; the output checks need no cluster,
     # so they stay leaves of the run and a failure of theirs (or of a step) still fails it.
     watch_steps >> terminate_cluster

@@ -8,8 +8,10 @@ the folder: steps reach S3 through the endpoint's API, as on EMR.
 Layout: ``manifest.json`` maps each bucket (and its region) to its keys, each key to the MD5 of its
 content; ``objects/<md5>`` holds each distinct content once. Any key S3 takes can be saved this way,
 including directory markers (``features/``) and a key that is also another key's folder
-(``a`` and ``a/b``). Only the newest version of each object is kept, with no metadata; bucket
-settings (versioning, policies, lifecycle) are not kept.
+(``a`` and ``a/b``). Only the newest version of each object is kept, with its LastModified (the jobs
+and the DAG take it for part of what identifies an image's content, as on S3, where it changes only
+when the object is written) and no other metadata; bucket settings (versioning, policies, lifecycle)
+are not kept. ``modified`` maps each bucket's keys to their LastModified, ISO 8601.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +57,7 @@ def save(folder: Path) -> SavedCounts:
     written = count = 0
     for name, bucket in sorted(backend().buckets.items()):
         keys: dict[str, str] = {}
+        modified: dict[str, str] = {}
         for key in bucket.keys.values():
             if not isinstance(key, FakeKey):  # a delete marker in a versioned bucket
                 continue
@@ -64,7 +68,8 @@ def save(folder: Path) -> SavedCounts:
                 _write_atomically(target, value)
                 written += 1
             keys[key.name] = digest
-        manifest["buckets"][name] = {"region": bucket.region_name, "keys": keys}
+            modified[key.name] = key.last_modified.isoformat()
+        manifest["buckets"][name] = {"region": bucket.region_name, "keys": keys, "modified": modified}
         count += len(keys)
     _write_atomically(folder / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
     referenced = {digest for saved in manifest["buckets"].values() for digest in saved["keys"].values()}
@@ -90,8 +95,11 @@ def restore(folder: Path) -> int:
     for name, saved in manifest["buckets"].items():
         if name not in s3.buckets:
             s3.create_bucket(name, saved["region"])
+        modified = saved.get("modified", {})
         for key, digest in saved["keys"].items():
-            s3.put_object(name, key, (folder / OBJECTS / digest).read_bytes(), disable_notification=True)
+            restored = s3.put_object(name, key, (folder / OBJECTS / digest).read_bytes(), disable_notification=True)
+            if key in modified:
+                restored.last_modified = datetime.fromisoformat(modified[key])
         count += len(saved["keys"])
         logger.info("restored s3://%s/ with %d objects", name, len(saved["keys"]))
     return count

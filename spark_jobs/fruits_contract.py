@@ -8,6 +8,8 @@ pyspark (``spark_jobs/`` is on its path), and the jobs get it inside their ``--p
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from typing import Final
 
 # --- the images the jobs read ------------------------------------------------------------------
@@ -81,15 +83,21 @@ class Summary:
 
     DAG_ID: Final = "dag_id"
     RUN_ID: Final = "run_id"
+    RUN_KEY: Final = "run_key"
+    CLUSTER_CREATED: Final = "cluster_created"  # false when the run reused another run's outputs
+    REUSED_RUN_ID: Final = "reused_run_id"  # the run whose outputs this run reused, or null
     WEIGHTS: Final = "weights"
-    UPLOADED: Final = "uploaded"
-    REMOVED: Final = "removed"
-    FEATURIZED: Final = "featurized"
-    REUSED: Final = "reused"
-    REJECTED: Final = "rejected"
+    UPLOADED: Final = "uploaded"  # files the upload sent (new or changed)
+    REMOVED: Final = "removed"  # objects the upload removed from images/ (gone from the landing folder)
+    FEATURIZED: Final = "featurized"  # images featurized by this run's cluster (0 when reused)
+    REUSED: Final = "reused"  # images whose features were reused (all of them when the outputs were)
+    REJECTED: Final = "rejected"  # listed images that cannot become features
     REJECTS: Final = "rejects"  # [{path, label, reason}], at most SUMMARY_MAX_REJECTS
+    N_IMAGES: Final = "n_images"  # rows of the PCA: one per image with features
     K: Final = "k"
-    THRESHOLD: Final = "threshold"
+    THRESHOLD: Final = "threshold"  # the variance the run asked for
+    IMAGES_DIGEST: Final = "images_digest"  # images_digest() of the images the PCA covers
+    CHECKED_AT: Final = "checked_at"
     VARIANCE_KEPT: Final = "variance_kept"
     SEPARABILITY_ACCURACY: Final = "separability_accuracy"
     OUTPUTS: Final = "outputs"  # {name: s3 URI}
@@ -111,6 +119,7 @@ class Flag:
     OUTPUT: Final = "--output"
     VARIANCE: Final = "--variance"
     REPORT: Final = "--report"
+    MANIFEST: Final = "--manifest"
     # The compiled-model cache: a folder or s3:// prefix (fruits_spark.model_cache); the DAG's runs share
     # s3://BUCKET/artifacts/models/.
     MODEL_CACHE: Final = "--model-cache"
@@ -118,14 +127,60 @@ class Flag:
     SUMMARY_JSON: Final = "--summary-json"
 
 
-def extract_features_argv(*, images: str, features: str, rejects: str, weights: str, model_cache: str) -> list[str]:
+def extract_features_argv(
+    *, images: str, features: str, rejects: str, weights: str, model_cache: str, manifest: str
+) -> list[str]:
     """The arguments of ``extract_features.py`` for one run."""
     return [
         *(Flag.IMAGES, images, Flag.FEATURES, features, Flag.REJECTS, rejects),
-        *(Flag.WEIGHTS, weights, Flag.MODEL_CACHE, model_cache),
+        *(Flag.WEIGHTS, weights, Flag.MODEL_CACHE, model_cache, Flag.MANIFEST, manifest),
     ]
 
 
-def pca_argv(*, features: str, output: str, variance: float, report: str) -> list[str]:
+def pca_argv(*, features: str, output: str, variance: float, report: str, images: str, manifest: str) -> list[str]:
     """The arguments of ``pca.py`` for one run; ``repr`` keeps every digit of the variance."""
-    return [Flag.FEATURES, features, Flag.OUTPUT, output, Flag.VARIANCE, repr(float(variance)), Flag.REPORT, report]
+    return [
+        *(Flag.FEATURES, features, Flag.OUTPUT, output, Flag.VARIANCE, repr(float(variance)), Flag.REPORT, report),
+        *(Flag.IMAGES, images, Flag.MANIFEST, manifest),
+    ]
+
+
+# --- what a run covered, and its report ---------------------------------------------------------
+# The manifest (runs/<run key>/manifest.json, written by extract_features) says which images the run
+# covered and how their features were obtained; its images_digest is what the DAG compares with the
+# images in S3, before creating a cluster, to tell whether anything changed since a checked run. The
+# summary (RUN_SUMMARY, keys Summary, written by check_output once the output is checked) is the run's
+# report. runs/_latest/<weights id>.json holds the newest summary of a run that computed its outputs,
+# for each network.
+
+MANIFEST_FILE: Final = "manifest.json"
+# Run keys never start with "_" (fruits_airflow.paths.run_key), so no run's prefix can be this one.
+LATEST_RUNS_PREFIX: Final = "runs/_latest/"
+
+
+class ManifestKeys:
+    """The keys of ``manifest.json``."""
+
+    IMAGES: Final = "images"  # the --images URI the run listed
+    IMAGES_DIGEST: Final = "images_digest"  # images_digest() of that listing
+    N_IMAGES: Final = "n_images"  # image files listed
+    N_FEATURIZED: Final = "n_featurized"  # images new or changed since their last features: featurized now
+    N_REUSED: Final = "n_reused"  # images whose features of the same content were already in the dataset
+    N_REJECTED: Final = "n_rejected"  # listed images that cannot become features (this run's or earlier)
+    N_FEATURES: Final = "n_features"  # listed images that have features: the rows of the run's PCA
+    N_STALE_ROWS: Final = "n_stale_rows"  # rows of the features dataset that no listed image has any more
+    FEATURES: Final = "features"  # the --features dataset
+
+
+def images_digest(images: Iterable[tuple[str, int, int]]) -> str:
+    """A digest of a listing of images: ``(path relative to images/, size, modification time in ms)``.
+
+    The modification time counts in whole seconds: S3 lists it to the second, so the DAG (boto3) and
+    the jobs (Hadoop's FileSystem) agree on it. Any file added, removed, moved or rewritten changes it.
+    """
+    lines = sorted(f"{path}\t{size}\t{modified // 1000}" for path, size, modified in images)
+    digest = hashlib.sha256()
+    for line in lines:
+        digest.update(line.encode())
+        digest.update(b"\n")
+    return digest.hexdigest()

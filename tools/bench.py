@@ -177,7 +177,7 @@ def measure_comparison(images: dict[int, Path], work: Path, repeats: int) -> dic
                     run = baseline_job(folder, features, work, name)
                 if run.summary["n_featurized"] != n_images:
                     raise RuntimeError(f"{name} featurized {run.summary['n_featurized']} of {n_images} images")
-                figures = _run_figures(run)
+                figures = run_figures(run)
                 runs[job][str(n_images)].append(figures)
                 print(f"{name}: {json.dumps(figures)}", file=sys.stderr)
     return {"runs": runs, "median": {job: _median_by_size(by_size) for job, by_size in runs.items()}}
@@ -212,7 +212,7 @@ def measure_rerun_and_pca(images: Path, work: Path) -> dict:
     if rerun.summary["n_featurized"] != 0:
         raise RuntimeError(f"the rerun featurized images again; see {work}/rerun.log")
     pca_run = spark_submit(SPARK_JOBS / "pca.py", ["--features", str(features), "--output", str(pca)], work, "pca")
-    return {"first": _run_figures(first), "rerun": _run_figures(rerun), "pca": _run_figures(pca_run)}
+    return {"first": run_figures(first), "rerun": run_figures(rerun), "pca": run_figures(pca_run)}
 
 
 S3_BUCKET = "fruits-bench"
@@ -244,7 +244,7 @@ def measure_s3(images: Path, work: Path, repeats: int) -> dict:
                 endpoint.requests.clear()
                 run = project_job(images_uri, features, work, f"s3-{repeat}-{latency_ms}ms", aws)
                 image_requests = requests_under(endpoint.requests, S3_BUCKET, "images")
-                figures = _run_figures(run) | {
+                figures = run_figures(run) | {
                     "phase_images_per_s": run.summary["n_featurized"] / run.summary["seconds"]["featurize"],
                     "image_requests_per_image": len(image_requests) / len(files),
                 }
@@ -261,9 +261,12 @@ def measure_s3(images: Path, work: Path, repeats: int) -> dict:
     return {"runs": runs, "median": median}
 
 
-def _run_figures(run: JobRun) -> dict:
+def run_figures(run: JobRun) -> dict:
+    """The process tree's figures, the phases, and how many images were featurized (a pca run featurizes none)."""
     figures: dict = {key: round(value, 3) for key, value in asdict(run).items() if key != "summary"}
-    return figures | {"n_featurized": run.summary["n_featurized"], "seconds": run.summary["seconds"]}
+    if "n_featurized" in run.summary:
+        figures["n_featurized"] = run.summary["n_featurized"]
+    return figures | {"seconds": run.summary["seconds"]}
 
 
 def summarize(ceiling: dict, comparison: dict, once: dict, s3: dict) -> dict:
@@ -392,13 +395,21 @@ def main() -> None:
         generate(images[n_images], n_images)
     shutil.rmtree(args.out / "models", ignore_errors=True)
     result = {"command": "make bench", "sizes": [small, large], "repeats": args.repeats, "machine": machine()}
-    result["ceiling"] = measure_ceiling(args.repeats)
-    result["comparison"] = measure_comparison(images, args.out, args.repeats)
-    result["once"] = measure_rerun_and_pca(images[small], args.out)
-    result["s3"] = measure_s3(images[small], args.out, 1)
+    results_file = args.out / "results.json"
+    sections = (
+        ("ceiling", lambda: measure_ceiling(args.repeats)),
+        ("comparison", lambda: measure_comparison(images, args.out, args.repeats)),
+        ("once", lambda: measure_rerun_and_pca(images[small], args.out)),
+        ("s3", lambda: measure_s3(images[small], args.out, 1)),
+    )
+    for name, measure in sections:
+        result[name] = measure()
+        # Each section's figures are kept as soon as they exist: a later section's failure loses none.
+        results_file.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"section {name} measured; figures so far in {results_file}", file=sys.stderr)
     result["summary"] = summarize(result["ceiling"], result["comparison"], result["once"], result["s3"])
     document = json.dumps(result, indent=2)
-    (args.out / "results.json").write_text(document + "\n")
+    results_file.write_text(document + "\n")
     print(table(result))
     print(document)
 

@@ -7,11 +7,13 @@
 2. points a private Airflow (``.airflow/``, SQLite) at it: only the ``aws_default`` connection's
    ``endpoint_url`` and the ``fruits_pipeline`` Variable differ from a run on AWS;
 3. runs ``airflow dags test fruits_pipeline``: upload, cluster, steps, sensors, check, teardown;
-4. copies the run's outputs to ``--out`` and prints a summary;
+4. copies the run's outputs (or, when nothing changed, those of the run it reused) to ``--out`` and
+   prints a summary from the run's ``summary.json``: images uploaded, removed, featurized and reused,
+   and the clusters created (``clusters: none`` when nothing changed);
 5. stops the endpoint, also on failure or Ctrl-C. S3 is kept in ``--state-dir``, so a second demo
-   uploads and featurizes nothing new. The compiled models go both ways between the bucket's
-   ``artifacts/models/`` and the local model cache (``$FRUITS_MODEL_CACHE``, else
-   ``~/.cache/fruits-pipeline/models``), so a model is compiled once per machine.
+   over the same landing folder uploads nothing and creates no cluster. The compiled models go both
+   ways between the bucket's ``artifacts/models/`` and the local model cache (``$FRUITS_MODEL_CACHE``,
+   else ``~/.cache/fruits-pipeline/models``), so a model is compiled once per machine.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ from typing import Any
 
 from botocore.client import BaseClient
 
-from fruits_airflow.output_check import count_rows
 from fruits_airflow.paths import RunPaths
 from fruits_airflow.s3_objects import list_objects, read_object
+from fruits_contract import Summary
 from fruits_spark.model_cache import default_cache_dir
 from local_aws import EmbeddedAws
 from tools.local_airflow import (
@@ -58,7 +60,7 @@ class DemoRun:
     log_file: Path
     clusters: dict[str, str]
     output_dir: Path | None = None
-    n_rejected: int = 0
+    summary: dict[str, Any] | None = None
     failure: dict[str, Any] | None = None
 
 
@@ -84,12 +86,18 @@ def download_prefix(s3: BaseClient, prefix: str, target: Path) -> None:
         s3.download_file(BUCKET, obj.key, str(local))
 
 
-def collect_outputs(s3: BaseClient, out_dir: Path, paths: RunPaths) -> tuple[Path, int]:
-    """Copy the run's ``runs/<key>/`` to ``out_dir/<key>/``; also count the images it rejected."""
+def collect_outputs(s3: BaseClient, out_dir: Path, paths: RunPaths) -> tuple[Path, dict[str, Any]]:
+    """Copy the run's ``runs/<key>/`` to ``out_dir/<key>/``, with the reused run's pca/ and report/ if it
+    reused another run's outputs; returns the folder and the run's summary."""
     target = out_dir / paths.run_key
     shutil.rmtree(target, ignore_errors=True)
     download_prefix(s3, paths.run_prefix, target)
-    return target, count_rows(s3, BUCKET, paths.rejects_prefix)
+    run_summary = json.loads((target / paths.summary_key.removeprefix(paths.run_prefix)).read_text())
+    for name, uri in (("pca", run_summary[Summary.OUTPUTS]["pca"]), ("report", run_summary[Summary.OUTPUTS]["report"])):
+        prefix = uri.removeprefix(f"s3://{BUCKET}/")
+        if not prefix.startswith(paths.run_prefix):
+            download_prefix(s3, prefix, target / name)
+    return target, run_summary
 
 
 def read_failure(s3: BaseClient, paths: RunPaths) -> dict[str, Any] | None:
@@ -114,18 +122,24 @@ def failure_summary(run: DemoRun, tail_lines: int = 5) -> str:
 def summary(run: DemoRun, weights: str, seconds: float) -> str:
     output_dir = run.output_dir
     assert output_dir is not None, "only a successful run, whose outputs were copied, is summarized"
+    assert run.summary is not None, "a successful run has a summary"
     report = json.loads((output_dir / "report" / "explained_variance.json").read_text())
-    k = report["k"]
+    k, done = report["k"], run.summary
     weights_note = "" if weights == "imagenet" else " (random: no ImageNet weights file in the Keras cache)"
+    reused = done[Summary.REUSED_RUN_ID]
+    clusters = ", ".join(f"{cluster} {state}" for cluster, state in sorted(run.clusters.items())) or "none"
     return "\n".join(
         [
             f"fruits_pipeline ran in {seconds:.0f} s with MobileNetV2 weights '{weights}'{weights_note}",
-            f"  images featurized: {report['n_images']}, rejected: {run.n_rejected}",
+            f"  images: uploaded {done[Summary.UPLOADED]}, removed {done[Summary.REMOVED]}, "
+            f"featurized {done[Summary.FEATURIZED]}, reused {done[Summary.REUSED]}, "
+            f"rejected {done[Summary.REJECTED]}; {done[Summary.N_IMAGES]} in the PCA",
+            *([f"  nothing changed: reused the outputs of run {reused}"] if reused else []),
             f"  PCA: k = {k} components keep {report['cumulative'][k - 1]:.1%} of the variance",
             f"  outputs: {output_dir}/ (pca/ parquet, report/ CSV and JSON)",
             f"  plots:   {output_dir}/report/cumulative_variance.png",
             f"           {output_dir}/report/pca_scatter.png",
-            "  clusters: " + ", ".join(f"{cluster} {state}" for cluster, state in sorted(run.clusters.items())),
+            f"  clusters: {clusters}",
         ]
     )
 
@@ -165,8 +179,8 @@ def run_demo(
         paths = RunPaths.for_run(BUCKET, run_id, reprocess_all=False, weights=weights)
         if state != "success":
             return DemoRun(state, run_id, log_file, clusters, failure=read_failure(s3, paths))
-        output_dir, n_rejected = collect_outputs(s3, out_dir, paths)
-    return DemoRun(state, run_id, log_file, clusters, output_dir, n_rejected)
+        output_dir, run_summary = collect_outputs(s3, out_dir, paths)
+    return DemoRun(state, run_id, log_file, clusters, output_dir, run_summary)
 
 
 def main(argv: list[str] | None = None) -> int:

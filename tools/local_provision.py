@@ -69,12 +69,20 @@ def stack_security_configuration(template: dict[str, Any], context: StackContext
     return properties["Name"], properties["SecurityConfiguration"]
 
 
-def _create_bucket(s3: BaseClient, bucket: str, region: str) -> None:
+def _create_bucket(s3: BaseClient, bucket: str, region: str, template: dict[str, Any]) -> None:
+    """The bucket, versioned as the stack's is (the endpoint keeps no bucket settings across restarts).
+
+    Its lifecycle rules are not applied: the embedded endpoint expires nothing.
+    """
     if bucket in {existing["Name"] for existing in s3.list_buckets()["Buckets"]}:
         log.info("Bucket %s exists already", bucket)
-        return
-    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
-    log.info("Created bucket %s in %s", bucket, region)
+    else:
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+        log.info("Created bucket %s in %s", bucket, region)
+    (resource,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::S3::Bucket"]
+    versioning = resource["Properties"].get("VersioningConfiguration")
+    if versioning:
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": versioning["Status"]})
 
 
 def _create_security_configuration(emr: BaseClient, name: str, settings: dict[str, Any]) -> None:
@@ -245,7 +253,7 @@ def provision(
     """
     template = load_template()
     context = stack_context(template, bucket, region)
-    _create_bucket(s3, bucket, region)
+    _create_bucket(s3, bucket, region, template)
     _create_security_configuration(emr, *stack_security_configuration(template, context))
     context = stack_context(template, bucket, region, provision_network(ec2))
     groups = provision_security_groups(ec2, template, context)

@@ -35,6 +35,7 @@ S3_OPERATION_ACTIONS = {
     "AbortMultipartUpload": "s3:AbortMultipartUpload",
     "CompleteMultipartUpload": "s3:PutObject",
     "CreateMultipartUpload": "s3:PutObject",
+    "DeleteObjects": "s3:DeleteObject",
     "GetBucketLocation": "s3:GetBucketLocation",
     "GetObject": "s3:GetObject",
     "HeadObject": "s3:GetObject",

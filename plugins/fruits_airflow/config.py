@@ -41,6 +41,9 @@ DEFAULT_SERVICE_ROLE = "fruits-pipeline-emr-service-role"
 DEFAULT_JOB_FLOW_ROLE = "fruits-pipeline-emr-instance-profile"
 DEFAULT_SECURITY_CONFIGURATION = "fruits-pipeline-imdsv2"
 DEFAULT_IDLE_TIMEOUT = 3600
+# The upload refuses to remove more than this share of the images in S3 at once: a landing folder
+# suddenly empty or half-mounted must not empty the bucket.
+DEFAULT_MAX_REMOVAL_SHARE = 0.5
 
 # The trigger form's defaults are the jobs' own (fruits_contract). A run that names no weights (every
 # scheduled run) takes the Variable's ``weights``, whose default is DEFAULT_WEIGHTS.
@@ -85,6 +88,8 @@ _RANGES: dict[str, tuple[int, int]] = {
     # The limits EMR accepts for AutoTerminationPolicy.IdleTimeout.
     "idle_timeout": (60, 604_800),
 }
+# Fractions, in (low, high].
+_SHARES: dict[str, tuple[float, float]] = {"max_removal_share": (0.0, 1.0)}
 
 
 class ConfigError(ValueError):
@@ -119,6 +124,9 @@ class PipelineConfig:
         as on the embedded endpoint.
     :param idle_timeout: seconds of idleness after which EMR terminates the cluster by itself, the
         backstop for the case where Airflow dies before ``terminate_cluster``.
+    :param max_removal_share: the largest share of the images in S3 that one upload may remove (those
+        gone from the landing folder); above it the upload fails and removes nothing. 1 allows emptying
+        the bucket's ``images/``.
     """
 
     bucket: str
@@ -138,6 +146,7 @@ class PipelineConfig:
     security_configuration: str = DEFAULT_SECURITY_CONFIGURATION
     idle_timeout: int = DEFAULT_IDLE_TIMEOUT
     weights: str = DEFAULT_WEIGHTS
+    max_removal_share: float = DEFAULT_MAX_REMOVAL_SHARE
 
     def to_dict(self) -> dict[str, Any]:
         """The Variable-shaped form, passed between tasks by XCom; ``parse_config`` reads it back."""
@@ -152,6 +161,11 @@ def _bad(key: str, problem: str) -> ConfigError:
 
 
 def _check_value(key: str, value: Any) -> Any:
+    if key in _SHARES:
+        low, high = _SHARES[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low < value <= high:
+            raise _bad(key, f"must be a number in ({low:g}, {high:g}], got {value!r}")
+        return float(value)
     if key in _RANGES:
         low, high = _RANGES[key]
         if isinstance(value, bool) or not isinstance(value, int):

@@ -1,7 +1,8 @@
-"""Check a run's output before calling it done: one PCA row per featurized image, k values each, a report.
+"""Check a run's output before calling it done: one PCA row per current image with features, k values each.
 
-The features dataset is counted from its parquet footers and the PCA vectors from their one column,
-both read with ranged GETs, so the check never downloads the 1280-float features.
+The number of images comes from the manifest ``extract_features`` wrote (``n_features``: the listed
+images with features, each once, whatever stale rows the append-only dataset holds); the PCA vectors
+are read from their one column with ranged GETs.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from typing import Any
 from botocore.client import BaseClient
 
 from fruits_airflow.paths import RunPaths
-from fruits_airflow.s3_objects import list_objects
-from fruits_contract import PCA_COLUMN, REPORT_FILES, VARIANCE_REPORT, is_hidden_name
+from fruits_airflow.s3_objects import list_objects, read_object
+from fruits_contract import PCA_COLUMN, REPORT_FILES, VARIANCE_REPORT, ManifestKeys, is_hidden_name
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ class OutputSummary:
     k: int
     pca_uri: str
     report_uri: str
+    manifest: dict[str, Any]
 
 
 class _S3RangeFile(io.RawIOBase):
@@ -82,14 +84,6 @@ def _open(s3_client: BaseClient, bucket: str, key: str, size: int) -> Any:
     return pq.ParquetFile(io.BufferedReader(_S3RangeFile(s3_client, bucket, key, size), buffer_size=1 << 20))
 
 
-def count_rows(s3_client: BaseClient, bucket: str, prefix: str) -> int:
-    """Rows of a parquet dataset, from its footers alone."""
-    files = _parquet_files(s3_client, bucket, prefix)
-    if not files:
-        raise OutputCheckError(f"no parquet files under s3://{bucket}/{prefix}")
-    return sum(_open(s3_client, bucket, key, size).metadata.num_rows for key, size in files)
-
-
 def vector_lengths(
     s3_client: BaseClient, bucket: str, prefix: str, column: str = PCA_COLUMN
 ) -> tuple[int, set[int], int]:
@@ -128,18 +122,31 @@ def _read_report(s3_client: BaseClient, paths: RunPaths) -> dict[str, Any]:
     return report
 
 
+def read_manifest(s3_client: BaseClient, paths: RunPaths) -> dict[str, Any]:
+    """The run's manifest, written by extract_features."""
+    body = read_object(s3_client, paths.bucket, paths.manifest_key)
+    if body is None:
+        raise OutputCheckError(f"{paths.uri(paths.manifest_key)} is missing: extract_features wrote none")
+    manifest = json.loads(body)
+    if not isinstance(manifest.get(ManifestKeys.N_FEATURES), int):
+        raise OutputCheckError(f"{paths.uri(paths.manifest_key)} has no integer {ManifestKeys.N_FEATURES!r}")
+    return manifest
+
+
 def verify_output(s3_client: BaseClient, paths: RunPaths) -> OutputSummary:
-    """Compare the run's PCA output with the features it was computed from and with its report.
+    """Compare the run's PCA output with the images its manifest counts and with its report.
 
     :raises OutputCheckError: naming the first inconsistency and the S3 location to look at.
     """
     report = _read_report(s3_client, paths)
     k = report["k"]
-    n_features = count_rows(s3_client, paths.bucket, paths.features_prefix)
+    manifest = read_manifest(s3_client, paths)
+    n_features = manifest[ManifestKeys.N_FEATURES]
     n_pca_rows, lengths, nulls = vector_lengths(s3_client, paths.bucket, paths.pca_prefix)
     if n_pca_rows != n_features:
         raise OutputCheckError(
-            f"{paths.pca_uri} has {n_pca_rows} rows but {paths.features_uri} has {n_features} featurized images"
+            f"{paths.pca_uri} has {n_pca_rows} rows but {paths.uri(paths.manifest_key)} counts {n_features} "
+            "images with features"
         )
     if nulls or lengths - {k}:
         raise OutputCheckError(
@@ -151,9 +158,9 @@ def verify_output(s3_client: BaseClient, paths: RunPaths) -> OutputSummary:
             f"{paths.report_uri}{VARIANCE_REPORT} says n_images={report.get('n_images')}, "
             f"but {paths.pca_uri} has {n_pca_rows} rows"
         )
-    summary = OutputSummary(n_features, n_pca_rows, k, paths.pca_uri, paths.report_uri)
+    summary = OutputSummary(n_features, n_pca_rows, k, paths.pca_uri, paths.report_uri, manifest)
     log.info(
-        "Output checked: %d featurized images, %d PCA rows of k=%d values, report at %s",
+        "Output checked: %d images with features, %d PCA rows of k=%d values, report at %s",
         n_features,
         n_pca_rows,
         k,

@@ -7,6 +7,9 @@ s3://BUCKET/features_rejects/<weights id>/  images the featurizer could not read
 s3://BUCKET/runs/<run key>/pca/          this run's PCA output (parquet + _SUCCESS)
 s3://BUCKET/runs/<run key>/report/       this run's explained variance, CSV and plots
 s3://BUCKET/runs/<run key>/failure.json  why this run's EMR work failed, when it did
+s3://BUCKET/runs/<run key>/manifest.json what extract_features covered (fruits_contract.ManifestKeys)
+s3://BUCKET/runs/<run key>/summary.json  the checked run's report (fruits_contract.Summary)
+s3://BUCKET/runs/_latest/<weights id>.json  the newest checked summary for each network
 s3://BUCKET/logs/                        the clusters' LogUri
 s3://BUCKET/artifacts/<version>/         the Spark jobs and bootstrap of one code version
 s3://BUCKET/artifacts/models/            compiled models, written by extract_features, shared by every run
@@ -24,7 +27,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from fruits_contract import IMAGENET_WEIGHTS, RANDOM_WEIGHTS
+from fruits_contract import IMAGENET_WEIGHTS, LATEST_RUNS_PREFIX, MANIFEST_FILE, RANDOM_WEIGHTS, RUN_SUMMARY
 
 IMAGES_PREFIX = "images/"
 FEATURES_PREFIX = "features/"
@@ -135,6 +138,21 @@ class RunPaths:
     def failure_key(self) -> str:
         """The failure report of a run whose steps or cluster failed (``run_failures.RunFailure.to_dict``)."""
         return f"{self.run_prefix}failure.json"
+
+    @property
+    def manifest_key(self) -> str:
+        """What extract_features covered: the images' digest and counts (``fruits_contract.ManifestKeys``)."""
+        return f"{self.run_prefix}{MANIFEST_FILE}"
+
+    @property
+    def summary_key(self) -> str:
+        """The report of a run whose output was checked (``fruits_contract.Summary``)."""
+        return f"{self.run_prefix}{RUN_SUMMARY}"
+
+    @property
+    def latest_key(self) -> str:
+        """The newest checked summary of the runs with this network, whichever run wrote it."""
+        return f"{LATEST_RUNS_PREFIX}{self.weights_id}.json"
 
     @property
     def model_cache_uri(self) -> str:

@@ -19,9 +19,10 @@ CONTENT_SECURITY_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-
 COUNTS = (
     (Summary.UPLOADED, "uploaded"),
     (Summary.REMOVED, "removed"),
-    (Summary.FEATURIZED, "featurized (in the PCA)"),
-    (Summary.REUSED, "reused"),
+    (Summary.FEATURIZED, "featurized by this run"),
+    (Summary.REUSED, "reused (features already computed)"),
     (Summary.REJECTED, "rejected"),
+    (Summary.N_IMAGES, "in the PCA"),
 )
 NOT_RECORDED = "not recorded"
 STYLE = """
@@ -64,7 +65,11 @@ def _cell(html: str, numeric: bool = False) -> str:
 
 def counts_section(summary: dict[str, Any]) -> str:
     rows = [[_cell(escape(name)), _cell(_number(summary.get(key)), numeric=True)] for key, name in COUNTS]
-    return "<h2>Images</h2>" + _table(["images", "count"], rows)
+    html = "<h2>Images</h2>" + _table(["images", "count"], rows)
+    if summary.get(Summary.CLUSTER_CREATED) is False:
+        reused = _text(summary.get(Summary.REUSED_RUN_ID))
+        html += f"<p>Nothing changed: no cluster, this run reused the outputs of run {reused}.</p>"
+    return html
 
 
 def pca_section(summary: dict[str, Any], variance: dict[str, Any] | None) -> str:

@@ -22,7 +22,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from botocore.client import BaseClient
 from botocore.config import Config
 
-from fruits_airflow import artifacts, assets, cluster, output_check, run_failures, run_summary, steps, upload
+from fruits_airflow import artifacts, assets, cluster, output_check, reuse, run_failures, run_summary, steps, upload
 from fruits_airflow.aws_errors import access_denied_explained
 from fruits_airflow.config import AWS_CONN_ID, ConfigError, PipelineConfig, load_config, parse_config, require_eu_region
 from fruits_airflow.paths import RunPaths
@@ -64,13 +64,53 @@ def check_config() -> dict[str, Any]:
 
 @task
 @access_denied_explained()
-def upload_new_images(config: dict[str, Any]) -> int:
-    """Upload the landing folder's new or changed images; returns how many were uploaded."""
+def upload_new_images(config: dict[str, Any]) -> dict[str, int]:
+    """Make images/ the landing folder's mirror; returns ``uploaded``, ``removed`` and ``n_images``."""
     settings = parse_config(config)
     if settings.images_dir is None:
         log.info("No images_dir configured: the run uses the images already in s3://%s/images/", settings.bucket)
-        return 0
-    return upload.upload_new_images(s3_client(settings.region), Path(settings.images_dir), settings.bucket)
+        return dataclasses.asdict(upload.SyncResult(0, 0, 0))
+    try:
+        result = upload.upload_new_images(
+            s3_client(settings.region),
+            Path(settings.images_dir),
+            settings.bucket,
+            max_removal_share=settings.max_removal_share,
+        )
+    except (FileNotFoundError, upload.RemovalRefusedError) as error:
+        raise AirflowFailException(str(error)) from None
+    return dataclasses.asdict(result)
+
+
+@task
+@access_denied_explained()
+def find_reusable_run(
+    config: dict[str, Any], uploaded: dict[str, int], run_id: str | None = None, params: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Whether the last checked run's outputs still hold: same images in S3, same variance and weights."""
+    settings = parse_config(config)
+    decision = reuse.find_reusable_run(
+        s3_client(settings.region),
+        run_paths(settings, run_id, params),
+        variance=float(params["variance"]),
+        weights=run_weights(settings, params),
+        reprocess_all=params["reprocess_all"],
+    )
+    log.info("%s", decision.reason)
+    return decision.to_dict()
+
+
+@task.branch
+def create_cluster_or_reuse(found: dict[str, Any]) -> str:
+    """``create_cluster``, unless ``find_reusable_run`` found outputs that still hold: then ``reuse_outputs``."""
+    return "reuse_outputs" if found["reused_run_id"] else "create_cluster"
+
+
+@task
+def reuse_outputs(found: dict[str, Any]) -> str:
+    """Say which run's outputs this run reuses, instead of creating a cluster; returns that run's id."""
+    log.info("%s", found["reason"])
+    return found["reused_run_id"]
 
 
 @task
@@ -132,45 +172,56 @@ def plan_run(
     }
 
 
-@task
+@task(trigger_rule="none_failed_min_one_success")
 @access_denied_explained()
 def check_output(
     config: dict[str, Any],
     paths: dict[str, Any],
-    upload_result: Any = None,
+    uploaded: Any,
+    found: dict[str, Any],
     run_id: str | None = None,
     dag: Any = None,
     params: dict[str, Any] | None = None,
     outlet_events: Any = None,
 ) -> dict[str, Any]:
-    """Fail clearly unless the PCA has one row of k values per featurized image and the report is complete.
+    """Fail clearly unless the PCA (this run's, or the reused run's) has one row of k values per image with features.
 
-    Then write the run's summary beside its outputs (``summary.json``) and, when the DAG declares the
-    assets' aliases as outlets, emit the events of the features dataset and the run's PCA output with
-    that summary. Returns the summary without its list of rejects.
+    The image count is the manifest's; the report must be complete. The task runs once the output is
+    there, or once ``reuse_outputs`` chose another run's (then that run's outputs are checked). Then it
+    writes the run's summary beside its outputs (``summary.json``) and, when the DAG declares the assets'
+    aliases as outlets, emits the events of the features dataset and the PCA output with that summary, in
+    both cases. Returns the summary without its list of rejects.
 
     :param paths: the run's paths as ``plan_run`` published them.
-    :param upload_result: what ``upload_new_images`` returned, for the summary's counts.
+    :param uploaded: what ``upload_new_images`` returned, for the summary's counts.
+    :param found: what ``find_reusable_run`` decided (``reuse.ReuseDecision.to_dict``).
     """
     settings = parse_config(config)
-    run_paths_ = RunPaths(**paths)
+    run = RunPaths(**paths)
+    reused_key = found["reused_run_key"]
+    outputs = dataclasses.replace(run, run_key=reused_key) if reused_key else run
     client = s3_client(settings.region)
     try:
-        checked = output_check.verify_output(client, run_paths_)
+        checked = output_check.verify_output(client, outputs)
     except output_check.OutputCheckError as error:
         raise AirflowFailException(f"Run output check failed: {error}.") from error
+    if reused_key:
+        log.info("Run %s reused run %s's outputs: %s", run_id, found["reused_run_id"], checked.pca_uri)
     summary = run_summary.build_summary(
         client,
-        run_paths_,
+        run,
         checked,
         dag_id=dag.dag_id,
         run_id=run_id,
         weights=run_weights(settings, params),
-        upload_result=upload_result,
+        upload_result=uploaded,
+        variance=float(params["variance"]),
+        outputs=outputs,
+        reused_run_id=found["reused_run_id"],
     )
-    run_summary.write_summary(client, run_paths_, summary)
+    run_summary.write_summary(client, run, summary)
     if outlet_events is not None:
-        assets.add_events(outlet_events, run_paths_, summary)
+        assets.add_events(outlet_events, outputs, summary)
     return run_summary.event_extra(summary)
 
 

@@ -1,9 +1,12 @@
-"""Sync the landing folder ``<label>/<file>`` to ``s3://BUCKET/images/<label>/<file>``, sending only what is new.
+"""Sync the landing folder ``<label>/<file>`` to ``s3://BUCKET/images/<label>/<file>``: it becomes its mirror.
 
 A file is skipped when an object with its key already has the same size and ETag, so a rerun with
-nothing new uploads nothing and a changed file is sent again. The sync only adds: a file deleted from
-the landing folder stays in S3 (and in the features). Files run in parallel, with progress logged
-about every tenth of the way.
+nothing new uploads nothing and a changed file is sent again. Then every image under ``images/`` that
+the landing folder no longer has (deleted, or moved to another label) is removed, each removal logged.
+The stack's bucket is versioned, so a removed image stays for a while as a noncurrent version, which
+can be restored. A landing folder that would remove more than ``max_removal_share`` of the images
+(empty, half-mounted) is refused before anything is sent or removed. Files run in parallel, with
+progress logged about every tenth of the way.
 
 Files that Spark could not read back are skipped with a warning instead of uploaded: files that are
 not images, files not directly inside a label folder, and names Hadoop rejects (``:``) or hides
@@ -19,7 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 from botocore.client import BaseClient
+from botocore.exceptions import ClientError
 
+from fruits_airflow.config import DEFAULT_MAX_REMOVAL_SHARE, VARIABLE_KEY
 from fruits_airflow.paths import IMAGES_PREFIX
 from fruits_airflow.s3_objects import list_objects, same_content, upload_file
 from fruits_contract import IMAGE_SUFFIXES, is_hidden_name, is_image_name
@@ -27,6 +32,21 @@ from fruits_contract import IMAGE_SUFFIXES, is_hidden_name, is_image_name
 log = logging.getLogger(__name__)
 
 UPLOAD_WORKERS = 16
+# DeleteObjects takes at most 1,000 keys.
+DELETE_BATCH = 1000
+
+
+class RemovalRefusedError(Exception):
+    """The landing folder would remove too many images: likely empty or not mounted; nothing was changed."""
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What one sync did: files uploaded (new or changed), objects removed, images in the landing folder."""
+
+    uploaded: int
+    removed: int
+    n_images: int
 
 
 @dataclass(frozen=True)
@@ -101,18 +121,62 @@ class _Progress:
             )
 
 
+def to_remove(images: list[LocalImage], uploaded: dict[str, tuple[int, str]], max_share: float) -> list[str]:
+    """The image keys under ``images/`` that the landing folder no longer has, in order.
+
+    :raises RemovalRefusedError: when they are more than ``max_share`` of the images in S3.
+    """
+    wanted = {image.key for image in images}
+    remote = [key for key in uploaded if is_image_name(key)]
+    gone = sorted(key for key in remote if key not in wanted)
+    if gone and len(gone) > max_share * len(remote):
+        raise RemovalRefusedError(
+            f"The landing folder has {len(images)} image(s) and would remove {len(gone)} of the {len(remote)} "
+            f"in images/ ({len(gone) / len(remote):.0%}, above max_removal_share {max_share:g}); nothing was "
+            f"uploaded or removed. Check that the landing folder is mounted and complete, or raise "
+            f"'max_removal_share' in the Variable {VARIABLE_KEY} if it is meant."
+        )
+    return gone
+
+
+def remove_objects(s3_client: BaseClient, bucket: str, keys: list[str]) -> None:
+    """Remove ``keys``, logging each; on a versioned bucket each becomes a noncurrent version."""
+    for start in range(0, len(keys), DELETE_BATCH):
+        batch = keys[start : start + DELETE_BATCH]
+        response = s3_client.delete_objects(
+            Bucket=bucket, Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True}
+        )
+        errors = response.get("Errors", [])
+        if errors:
+            # DeleteObjects answers 200 and lists the keys it could not remove: raised as the error of
+            # the first, so that a denied one reads like any other denied call.
+            first = errors[0]
+            message = f"{first.get('Message')} ({len(errors)} key(s), e.g. s3://{bucket}/{first['Key']})"
+            raise ClientError({"Error": {"Code": first.get("Code"), "Message": message}}, "DeleteObjects")
+        for key in batch:
+            log.info("Removed s3://%s/%s: no longer in the landing folder", bucket, key)
+
+
 def upload_new_images(
-    s3_client: BaseClient, images_dir: Path, bucket: str, *, max_workers: int = UPLOAD_WORKERS
-) -> int:
-    """Upload the landing folder's new or changed images and return how many were uploaded.
+    s3_client: BaseClient,
+    images_dir: Path,
+    bucket: str,
+    *,
+    max_removal_share: float = DEFAULT_MAX_REMOVAL_SHARE,
+    max_workers: int = UPLOAD_WORKERS,
+) -> SyncResult:
+    """Make ``s3://bucket/images/`` the landing folder's mirror: upload what is new or changed, remove what is gone.
 
     :param s3_client: a boto3 S3 client; it is shared by the worker threads (clients are thread-safe).
     :param images_dir: the landing folder, ``<label>/<file>``.
     :param bucket: the destination bucket.
+    :param max_removal_share: the largest share of the images in S3 one sync may remove.
     :param max_workers: files checked and uploaded at once.
+    :raises RemovalRefusedError: before any change, when the sync would remove more than that.
     """
     images = find_images(images_dir)
     uploaded = list_uploaded(s3_client, bucket)
+    gone = to_remove(images, uploaded, max_removal_share)
     progress = _Progress(len(images))
 
     def sync(image: LocalImage) -> bool:
@@ -129,4 +193,7 @@ def upload_new_images(
     log.info(
         "Uploaded %d new or changed image(s) of %d to s3://%s/%s", progress.sent, len(images), bucket, IMAGES_PREFIX
     )
-    return progress.sent
+    # Removed after the uploads: an image moved to another label is never missing from S3 meanwhile.
+    remove_objects(s3_client, bucket, gone)
+    log.info("Removed %d image(s) no longer in the landing folder from s3://%s/%s", len(gone), bucket, IMAGES_PREFIX)
+    return SyncResult(progress.sent, len(gone), len(images))

@@ -1,15 +1,20 @@
-"""Job 1: MobileNetV2 features for every new fruit image, appended to one incremental dataset.
+"""Job 1: MobileNetV2 features for every new or changed fruit image, appended to one incremental dataset.
 
     spark-submit --py-files fruits_spark.zip spark_jobs/extract_features.py \\
         --images s3://BUCKET/images/ --features s3://BUCKET/features/ [--rejects URI] \\
         [--weights imagenet|none|URI] [--image-size 224] \\
-        [--model-cache s3://BUCKET/artifacts/models/] [--summary-json summary.json]
+        [--model-cache s3://BUCKET/artifacts/models/] [--manifest s3://BUCKET/runs/RUN/manifest.json] \\
+        [--summary-json summary.json]
 
-The features dataset holds one row per image path, ever: a rerun featurizes only the paths it has
-never seen (as features or as rejects). Files that cannot become features are recorded with a
+Each row carries the path, size and modification time of the file it was computed from: a rerun
+featurizes only the files whose path, size or modification time it has never seen (as features or
+as rejects): new files, moved ones, and files rewritten in place. The dataset only grows; readers
+keep its current rows (fruits_spark.listing). Files that cannot become features are recorded with a
 reason in the rejects dataset, so features + rejects always account for every input file.
 The compiled model comes from ``--model-cache`` when it holds it (no TensorFlow imported), else it is
-compiled and stored there (fruits_spark.model_cache).
+compiled and stored there (fruits_spark.model_cache). Two reports share the run's counts: the
+manifest (``--manifest``, fruits_contract.ManifestKeys) says what the run covered, for the DAG; the
+``--summary-json`` file adds the phases' times, for tools.
 """
 
 from __future__ import annotations
@@ -27,18 +32,19 @@ from pyspark import StorageLevel
 from pyspark.broadcast import Broadcast
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
+from pyspark.sql.types import ArrayType, FloatType, LongType, StringType, StructField, StructType
 
-from fruits_contract import EXTRACT_FEATURES_JOB, Flag
+from fruits_contract import EXTRACT_FEATURES_JOB, Flag, ManifestKeys
 from fruits_spark.errors import JobInputError, run_cli
 from fruits_spark.fetch import fetch_failure, worker_fetcher
-from fruits_spark.images import Listing, is_image_path, label_of, reject_reason_from_listing
+from fruits_spark.images import Listing
 from fruits_spark.inference import cached_featurizer, featurize_contents
+from fruits_spark.listing import VERSION_COLUMNS, VERSIONS_SCHEMA, list_images, listing_digest
 from fruits_spark.model import IMAGENET, CompiledModel, validate_image_size
 from fruits_spark.model_cache import default_cache_dir, load_or_compile
 from fruits_spark.progress import logged_progress
 from fruits_spark.session import spark_session
-from fruits_spark.storage import HadoopFs, join_uri
+from fruits_spark.storage import HadoopFs, join_uri, parent_uri
 from fruits_spark.summary import PhaseTimes, write_summary
 
 log = logging.getLogger("extract_features")
@@ -48,6 +54,8 @@ FEATURES_SCHEMA = StructType(
         StructField("path", StringType(), False),
         StructField("label", StringType(), False),
         StructField("features", ArrayType(FloatType(), False), False),
+        StructField("size", LongType(), False),
+        StructField("modified", LongType(), False),
     ]
 )
 REJECTS_SCHEMA = StructType(
@@ -55,9 +63,11 @@ REJECTS_SCHEMA = StructType(
         StructField("path", StringType(), False),
         StructField("label", StringType(), False),
         StructField("reason", StringType(), False),
+        StructField("size", LongType(), False),
+        StructField("modified", LongType(), False),
     ]
 )
-IMAGES_SCHEMA = StructType([StructField("path", StringType(), False), StructField("label", StringType(), False)])
+IMAGES_SCHEMA = VERSIONS_SCHEMA
 _UDF_RESULT = StructType([StructField("features", ArrayType(FloatType())), StructField("reason", StringType())])
 MODEL_METADATA_FILE = "_fruits_model.json"
 # Images per task, at most. Each PySpark task first spends 0.2-0.5 s re-reading every zip on the
@@ -65,6 +75,8 @@ MODEL_METADATA_FILE = "_fruits_model.json"
 # half their time starting: 32 images per task took 13.8 s for 2,048 images, against 8.9 s for 1,024.
 IMAGES_PER_PARTITION = 1024
 ROWS_PER_FEATURES_FILE = 20_000
+# What identifies the content features were computed from: path, size, modification time (ms).
+Version = tuple[str, int, int]
 
 
 @dataclass(frozen=True)
@@ -78,6 +90,7 @@ class ExtractConfig:
     image_size: int = 224
     model_cache: str = field(default_factory=default_cache_dir)
     summary_json: str | None = None
+    manifest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +123,7 @@ def parse_args(argv: Sequence[str]) -> ExtractConfig:
         help="folder or s3:// prefix of compiled models (default: $FRUITS_MODEL_CACHE, else a user cache folder)",
     )
     parser.add_argument(Flag.SUMMARY_JSON, help="local file to write the run's counts and phase times to, as JSON")
+    parser.add_argument(Flag.MANIFEST, help="where to write the run's manifest (JSON), e.g. runs/RUN/manifest.json")
     args = parser.parse_args(argv)
     for flag, value in (
         (Flag.IMAGES, args.images),
@@ -128,48 +142,31 @@ def parse_args(argv: Sequence[str]) -> ExtractConfig:
         image_size=args.image_size,
         model_cache=args.model_cache,
         summary_json=args.summary_json,
+        manifest=args.manifest,
     )
 
 
 # --- extract -----------------------------------------------------------------------------------
 
 
-def list_images(fs: HadoopFs, images_uri: str) -> Listing:
-    """Every image file under ``images_uri`` (any depth, any case of extension); others ignored."""
-    try:
-        kind = fs.kind(images_uri)
-    except OSError as error:
-        raise JobInputError(f"--images {images_uri} cannot be read ({error}); check the URI and access to it") from None
-    if kind is None:
-        raise JobInputError(f"--images {images_uri} does not exist; pass the folder of <label>/<image> files")
-    if kind == "file":
-        raise JobInputError(f"--images {images_uri} is a file; pass the folder that holds the label folders")
-    to_read, rejected, labels = [], {}, {}
-    for entry in fs.list_files(images_uri):
-        if not is_image_path(entry.path):
-            continue
-        labels[entry.path] = label_of(entry.path)
-        reason = reject_reason_from_listing(entry.path, entry.size)
-        if reason is None:
-            to_read.append(entry.path)
-        else:
-            rejected[entry.path] = reason
-    if not labels:
-        raise JobInputError(f"--images {images_uri} holds no .jpg, .jpeg or .png files")
-    return Listing(to_read=sorted(to_read), rejected=rejected, labels=labels)
+def known_versions(spark: SparkSession, fs: HadoopFs, config: ExtractConfig) -> tuple[set[Version], set[Version]]:
+    """``(path, size, modified)`` of every row of the features and of the rejects dataset.
 
-
-def known_paths(spark: SparkSession, fs: HadoopFs, config: ExtractConfig) -> set[str]:
-    """Paths already in the features or rejects dataset: a rerun must not touch them again.
-
-    One Spark job for both datasets, reading the ``path`` column alone; none at all when neither
-    holds a data file yet (a first run), which one listing each tells.
+    One Spark job for both datasets, reading those columns alone; none at all when neither holds a
+    data file yet (a first run), which one listing each tells. Rows written before the datasets carried
+    size and modification time match no listed file: their images are featurized again, once.
     """
     datasets = ((config.features, FEATURES_SCHEMA), (config.rejects, REJECTS_SCHEMA))
     if not any(_holds_data(fs, uri) for uri, _ in datasets):
-        return set()
-    features, rejects = (spark.read.schema(schema).parquet(uri).select("path") for uri, schema in datasets)
-    return {row.path for row in features.union(rejects).collect()}
+        return set(), set()
+    features, rejects = (
+        spark.read.schema(schema).parquet(uri).select(*VERSION_COLUMNS, F.lit(dataset).alias("dataset"))
+        for dataset, (uri, schema) in enumerate(datasets)
+    )
+    known: tuple[set[Version], set[Version]] = (set(), set())
+    for row in features.union(rejects).collect():
+        known[row.dataset].add((row.path, row.size, row.modified))
+    return known
 
 
 def _holds_data(fs: HadoopFs, uri: str) -> bool:
@@ -177,18 +174,24 @@ def _holds_data(fs: HadoopFs, uri: str) -> bool:
     return any(not entry.path.rsplit("/", 1)[-1].startswith(("_", ".")) for entry in fs.list_files(uri))
 
 
-def unseen(listing: Listing, known: set[str]) -> Listing:
+def unseen(listing: Listing, known: set[Version]) -> Listing:
+    """The listed files whose current content has neither features nor a reject yet."""
+
+    def new(path: str) -> bool:
+        return (path, *listing.versions[path]) not in known
+
     return Listing(
-        to_read=[path for path in listing.to_read if path not in known],
-        rejected={path: reason for path, reason in listing.rejected.items() if path not in known},
-        labels={path: label for path, label in listing.labels.items() if path not in known},
+        to_read=[path for path in listing.to_read if new(path)],
+        rejected={path: reason for path, reason in listing.rejected.items() if new(path)},
+        labels={path: label for path, label in listing.labels.items() if new(path)},
+        versions={path: version for path, version in listing.versions.items() if new(path)},
     )
 
 
 def image_frame(spark: SparkSession, listing: Listing) -> DataFrame:
-    """``path, label`` of the files to read, spread evenly over the cores in partitions of at most
+    """``path, label, size, modified`` of the files to read, spread evenly over the cores in partitions of at most
     IMAGES_PER_PARTITION images; the executors fetch the files' bytes themselves (fruits_spark.fetch)."""
-    rows = [(path, listing.labels[path]) for path in listing.to_read]
+    rows = [(path, listing.labels[path], *listing.versions[path]) for path in listing.to_read]
     slots = spark.sparkContext.defaultParallelism
     partitions = slots * max(1, math.ceil(len(rows) / (slots * IMAGES_PER_PARTITION)))
     return spark.createDataFrame(spark.sparkContext.parallelize(rows, min(partitions, len(rows))), IMAGES_SCHEMA)
@@ -198,9 +201,9 @@ def image_frame(spark: SparkSession, listing: Listing) -> DataFrame:
 
 
 def featurize(images: DataFrame, model: Broadcast, fingerprint: str, num_threads: int) -> DataFrame:
-    """``path, label, features, reason``: features for decodable images, a reason for the rest.
+    """``path, label, size, modified, features, reason``: features for decodable images, a reason for the rest.
 
-    :param images: ``path, label`` of the files to featurize.
+    :param images: ``path, label, size, modified`` of the files to featurize.
     :param model: the broadcast TFLite bytes; each Python worker loads them once.
     """
 
@@ -211,7 +214,9 @@ def featurize(images: DataFrame, model: Broadcast, fingerprint: str, num_threads
             yield featurize_contents(contents, featurizer)
 
     result = featurize_batches(F.col("path"))
-    return images.select("path", "label", result["features"].alias("features"), result["reason"].alias("reason"))
+    return images.select(
+        "path", "label", "size", "modified", result["features"].alias("features"), result["reason"].alias("reason")
+    )
 
 
 # --- load --------------------------------------------------------------------------------------
@@ -245,7 +250,7 @@ def append(frame: DataFrame, uri: str, n_rows: int) -> None:
 
 
 def run(spark: SparkSession, config: ExtractConfig, model: CompiledModel | None = None) -> ExtractSummary:
-    """Featurize what is new under ``config.images``.
+    """Featurize the images under ``config.images`` that are new or changed, and write the manifest.
 
     :param model: a model compiled beforehand (tests share one); by default the run loads the one
         ``config`` names from its cache (or compiles it), and only when there is something new.
@@ -256,21 +261,45 @@ def run(spark: SparkSession, config: ExtractConfig, model: CompiledModel | None 
         listing = list_images(fs, config.images)
         fs.ensure_writable_dir(config.features, "--features")
         fs.ensure_writable_dir(config.rejects, "--rejects")
-    with times.phase("known_paths"):
-        known = known_paths(spark, fs, config)
-    new = unseen(listing, known)
+        if config.manifest:
+            fs.ensure_writable_dir(parent_uri(config.manifest), "--manifest")
+    with times.phase("known_versions"):
+        known_features, known_rejects = known_versions(spark, fs, config)
+    new = unseen(listing, known_features | known_rejects)
     n_known = listing.n_inputs - new.n_inputs
-    log.info("%s: %d images, %d already done, %d new", config.images, listing.n_inputs, n_known, new.n_inputs)
+    log.info(
+        "%s: %d images, %d already done, %d new or changed", config.images, listing.n_inputs, n_known, new.n_inputs
+    )
+    n_featurized = n_rejected = 0
     if new.n_inputs == 0:
         log.info("nothing new to featurize; %s is unchanged", config.features)
-        return ExtractSummary(listing.n_inputs, n_known, 0, 0, seconds=times.seconds)
+        source = None
+    else:
+        n_featurized, n_rejected, source = featurize_new(spark, fs, config, new, model, times)
+    summary = ExtractSummary(listing.n_inputs, n_known, n_featurized, n_rejected, source, times.seconds)
+    if config.manifest:
+        with times.phase("manifest"):
+            write_manifest(fs, config, listing, summary, known_features, known_rejects)
+    return summary
 
+
+def featurize_new(
+    spark: SparkSession,
+    fs: HadoopFs,
+    config: ExtractConfig,
+    new: Listing,
+    model: CompiledModel | None,
+    times: PhaseTimes,
+) -> tuple[int, int, str]:
+    """Featurize ``new`` and append its features and rejects; returns how many of each, and the model's source."""
     with times.phase("model"):
         source = "given" if model is not None else None
         if model is None:
             model, source = load_or_compile(config.weights, config.image_size, config.model_cache, fs)
         check_model_matches(fs, config, model)
-    result = spark.createDataFrame([], FEATURES_SCHEMA).withColumn("reason", F.lit(None).cast(StringType()))
+    result = spark.createDataFrame([], IMAGES_SCHEMA)
+    result = result.withColumn("features", F.lit(None).cast(ArrayType(FloatType())))
+    result = result.withColumn("reason", F.lit(None).cast(StringType()))
     if new.to_read:
         broadcast_model = spark.sparkContext.broadcast(model.tflite)
         num_threads = int(spark.sparkContext.getConf().get("spark.task.cpus", "1"))
@@ -282,14 +311,14 @@ def run(spark: SparkSession, config: ExtractConfig, model: CompiledModel | None 
     if n_featurized + n_rejected != new.n_inputs:
         raise RuntimeError(f"{new.n_inputs} new inputs but {n_featurized} features + {n_rejected} rejects")
 
-    rejects = result.where(F.col("reason").isNotNull()).select("path", "label", "reason")
+    rejects = result.where(F.col("reason").isNotNull()).select(*REJECTS_SCHEMA.fieldNames())
     rejects = rejects.unionByName(
         spark.createDataFrame(
-            [(path, new.labels[path], reason) for path, reason in sorted(new.rejected.items())],
+            [(path, new.labels[path], reason, *new.versions[path]) for path, reason in sorted(new.rejected.items())],
             REJECTS_SCHEMA,
         )
     )
-    features = result.where(F.col("reason").isNull()).select("path", "label", "features")
+    features = result.where(F.col("reason").isNull()).select(*FEATURES_SCHEMA.fieldNames())
     with times.phase("write"):
         record_model(fs, config, model)
         with logged_progress(spark.sparkContext, f"write {n_featurized} feature rows"):
@@ -299,7 +328,36 @@ def run(spark: SparkSession, config: ExtractConfig, model: CompiledModel | None 
     log.info(
         "featurized %d, rejected %d -> %s (rejects: %s)", n_featurized, n_rejected, config.features, config.rejects
     )
-    return ExtractSummary(listing.n_inputs, n_known, n_featurized, n_rejected, source, times.seconds)
+    assert source is not None, "a model was given, loaded or compiled"
+    return n_featurized, n_rejected, source
+
+
+def write_manifest(
+    fs: HadoopFs,
+    config: ExtractConfig,
+    listing: Listing,
+    summary: ExtractSummary,
+    known_features: set[Version],
+    known_rejects: set[Version],
+) -> None:
+    """The run's manifest (``fruits_contract.ManifestKeys``): what the DAG compares before its next cluster."""
+    assert config.manifest is not None, "written only when --manifest names a file"
+    current = {(path, *version) for path, version in listing.versions.items()}
+    n_reused = len(current & known_features)
+    n_rejected = len(current & known_rejects) + summary.n_rejected
+    manifest = {
+        ManifestKeys.IMAGES: config.images,
+        ManifestKeys.IMAGES_DIGEST: listing_digest(fs, config.images, listing),
+        ManifestKeys.N_IMAGES: listing.n_inputs,
+        ManifestKeys.N_FEATURIZED: summary.n_featurized,
+        ManifestKeys.N_REUSED: n_reused,
+        ManifestKeys.N_REJECTED: n_rejected,
+        ManifestKeys.N_FEATURES: n_reused + summary.n_featurized,
+        ManifestKeys.N_STALE_ROWS: len(known_features - current),
+        ManifestKeys.FEATURES: config.features,
+    }
+    fs.write_bytes(config.manifest, json.dumps(manifest, indent=2).encode())
+    log.info("manifest: %s", manifest)
 
 
 def _count_featurized(result: DataFrame) -> tuple[int, int]:

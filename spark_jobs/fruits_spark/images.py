@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
@@ -41,11 +41,14 @@ class Listing:
     :param to_read: paths of image files Spark can read.
     :param rejected: ``path -> reason`` for image files rejected from their listing alone.
     :param labels: ``path -> label`` for every image file, read or rejected.
+    :param versions: ``path -> (size, modification time in ms)`` for every image file: what identifies
+        the content features were computed from.
     """
 
     to_read: list[str]
     rejected: dict[str, str]
     labels: dict[str, str]
+    versions: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def n_inputs(self) -> int:

@@ -2,7 +2,14 @@
 
     spark-submit --py-files fruits_spark.zip spark_jobs/pca.py \\
         --features s3://BUCKET/features/ --output s3://BUCKET/runs/RUN/pca/ \\
-        [--variance 0.95 | --k N] [--report s3://BUCKET/runs/RUN/report/]
+        [--variance 0.95 | --k N] [--report s3://BUCKET/runs/RUN/report/] \\
+        [--images s3://BUCKET/images/ [--manifest s3://BUCKET/runs/RUN/manifest.json]]
+
+With ``--images``, the PCA covers exactly the images listed there, each once, under its current label:
+the features dataset's rows of files since moved, removed or rewritten are left out
+(fruits_spark.listing). With ``--manifest`` too, the job checks it sees what ``extract_features`` saw:
+the same listing, and a current row for each image the manifest counts as featurized. Without
+``--images``, every row of ``--features`` is used.
 
 PCA is fitted once over all components, which yields the whole explained-variance spectrum; k is
 then the smallest number of components reaching the threshold (or the given k), and the data are
@@ -13,6 +20,7 @@ marks the whole output complete.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -25,8 +33,9 @@ from pyspark.ml.functions import array_to_vector
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from fruits_contract import DEFAULT_VARIANCE, PCA_COLUMN, PCA_JOB, Flag
+from fruits_contract import DEFAULT_VARIANCE, PCA_COLUMN, PCA_JOB, Flag, ManifestKeys
 from fruits_spark.errors import JobInputError, run_cli
+from fruits_spark.listing import VERSION_COLUMNS, current_rows, list_images, listing_digest, versions_frame
 from fruits_spark.pca_fit import PcaFit
 from fruits_spark.progress import logged_progress
 from fruits_spark.projection import project_on
@@ -49,6 +58,8 @@ class PcaConfig:
     report: str
     variance: float | None = DEFAULT_VARIANCE
     k: int | None = None
+    images: str | None = None
+    manifest: str | None = None
     summary_json: str | None = None
 
 
@@ -60,8 +71,12 @@ def parse_args(argv: Sequence[str]) -> PcaConfig:
     target.add_argument(Flag.VARIANCE, type=float, help=f"variance to keep, in (0, 1] (default {DEFAULT_VARIANCE})")
     target.add_argument("--k", type=int, help="number of components to keep")
     parser.add_argument(Flag.REPORT, help="report folder (default: 'report' beside --output)")
+    parser.add_argument(Flag.IMAGES, help="the images the PCA covers (default: every row of --features)")
+    parser.add_argument(Flag.MANIFEST, help="extract_features' manifest of the same --images, checked")
     parser.add_argument(Flag.SUMMARY_JSON, help="local file to write the run's figures and times to, as JSON")
     args = parser.parse_args(argv)
+    if args.manifest and not args.images:
+        raise JobInputError("--manifest needs --images: the manifest is checked against their listing")
     if args.variance is not None and not 0.0 < args.variance <= 1.0:
         raise JobInputError(f"--variance {args.variance} is out of range; pass a fraction in (0, 1], e.g. 0.95")
     if args.k is not None and args.k < 1:
@@ -71,7 +86,9 @@ def parse_args(argv: Sequence[str]) -> PcaConfig:
     if report == output or report.startswith(output + "/"):
         raise JobInputError(f"--report {report} is inside --output {output}; pass a folder beside it")
     variance = args.variance if args.variance is not None or args.k is not None else DEFAULT_VARIANCE
-    return PcaConfig(args.features.rstrip("/"), output, report, variance, args.k, args.summary_json)
+    return PcaConfig(
+        args.features.rstrip("/"), output, report, variance, args.k, args.images, args.manifest, args.summary_json
+    )
 
 
 # --- extract -----------------------------------------------------------------------------------
@@ -87,11 +104,37 @@ def read_features(spark: SparkSession, fs: HadoopFs, uri: str) -> DataFrame:
         raise JobInputError(f"--features {uri} does not exist; run extract_features first")
     if not fs.exists(join_uri(uri, SUCCESS_MARKER)):
         raise JobInputError(f"--features {uri} has no {SUCCESS_MARKER} marker: extract_features did not finish")
-    frame = spark.read.parquet(uri)
+    # mergeSchema: files written before the size and modification time columns lack them.
+    frame = spark.read.option("mergeSchema", "true").parquet(uri)
     missing = [column for column in REQUIRED_COLUMNS if column not in frame.columns]
     if missing:
         raise JobInputError(f"--features {uri} lacks the column(s) {', '.join(missing)}; is it a features dataset?")
-    return frame.select(*REQUIRED_COLUMNS)
+    for column in VERSION_COLUMNS:
+        if column not in frame.columns:
+            frame = frame.withColumn(column, F.lit(None).cast("long"))
+    return frame.select(*REQUIRED_COLUMNS, *(c for c in VERSION_COLUMNS if c not in REQUIRED_COLUMNS))
+
+
+def current_features(spark: SparkSession, fs: HadoopFs, features: DataFrame, config: PcaConfig) -> DataFrame:
+    """The rows of the images under ``config.images`` as they are now, checked against the manifest if any."""
+    if config.images is None:
+        return features.select(*REQUIRED_COLUMNS)
+    listing = list_images(fs, config.images)
+    current = current_rows(features, versions_frame(spark, listing)).select(*REQUIRED_COLUMNS)
+    if config.manifest is None:
+        return current
+    manifest = json.loads(fs.read_bytes(config.manifest))
+    if manifest[ManifestKeys.IMAGES_DIGEST] != listing_digest(fs, config.images, listing):
+        raise JobInputError(
+            f"--images {config.images} changed since extract_features listed them ({config.manifest}); run both again"
+        )
+    n_current = current.count()
+    if n_current != manifest[ManifestKeys.N_FEATURES]:
+        raise JobInputError(
+            f"--features {config.features} has current rows for {n_current} image(s) but {config.manifest} "
+            f"counts {manifest[ManifestKeys.N_FEATURES]}; run extract_features with the same --images first"
+        )
+    return current
 
 
 def feature_length(features: DataFrame, uri: str) -> tuple[int, int]:
@@ -150,7 +193,7 @@ def project(scaled: DataFrame, fit: PcaFit) -> DataFrame:
 
 def run(spark: SparkSession, config: PcaConfig) -> PcaFit:
     fs = HadoopFs(spark)
-    features = read_features(spark, fs, config.features)
+    features = current_features(spark, fs, read_features(spark, fs, config.features), config)
     fs.ensure_writable_dir(config.output, "--output")
     fs.ensure_writable_dir(config.report, "--report")
     # An earlier, complete output is no longer complete once this run starts replacing it.

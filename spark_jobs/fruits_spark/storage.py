@@ -17,10 +17,15 @@ SUCCESS_MARKER = "_SUCCESS"
 
 @dataclass(frozen=True)
 class FileEntry:
-    """One file found under a folder: its fully qualified path and size in bytes."""
+    """One file found under a folder: its fully qualified path, size in bytes and modification time (ms).
+
+    Size and modification time identify the content a path holds: S3 gives a rewritten object a new
+    LastModified, a local file system a new mtime.
+    """
 
     path: str
     size: int
+    modified: int = 0
 
 
 class HadoopFs:
@@ -74,7 +79,7 @@ class HadoopFs:
             files = fs.listFiles(root, True)
             while files.hasNext():
                 status = files.next()
-                yield FileEntry(status.getPath().toString(), int(status.getLen()))
+                yield _entry(status)
             return
         folders = [root]
         while folders:
@@ -82,7 +87,7 @@ class HadoopFs:
                 if status.isDirectory():
                     folders.append(status.getPath())
                 else:
-                    yield FileEntry(status.getPath().toString(), int(status.getLen()))
+                    yield _entry(status)
 
     def delete(self, uri: str, recursive: bool = False) -> None:
         path = self._path(uri)
@@ -142,6 +147,10 @@ class HadoopFs:
         except Exception as error:  # py4j wraps the JVM's IOException, AccessDenied, ...
             reason = _java_error_summary(error)
             raise JobInputError(f"{flag} {uri} is not writable ({reason}); pass a writable folder") from None
+
+
+def _entry(status) -> FileEntry:  # a py4j FileStatus
+    return FileEntry(status.getPath().toString(), int(status.getLen()), int(status.getModificationTime()))
 
 
 def join_uri(base: str, *parts: str) -> str:

@@ -29,6 +29,7 @@ def written_by_the_steps(paths: RunPaths) -> list[str]:
         f"{paths.rejects_prefix}part-00000.parquet",
         f"{paths.pca_prefix}_SUCCESS",
         f"{paths.report_prefix}explained_variance.json",
+        paths.manifest_key,
         features,
         f"{features}_$folder$",
         f"{features.split('/')[0]}_$folder$",
@@ -118,7 +119,8 @@ def test_airflow_reads_what_it_checks_and_the_step_logs(airflow, allows, object_
         paths.pca_success_key,
         f"{paths.pca_prefix}part-00000.parquet",
         f"{paths.report_prefix}explained_variance.json",
-        f"{paths.features_prefix}part-00000.parquet",
+        paths.manifest_key,
+        paths.latest_key,
         STEP_LOG,
     ]
 
@@ -136,11 +138,31 @@ def test_airflow_writes_the_run_s_failure_report_and_reads_the_bootstrap_logs(
 
 
 @REPROCESS_ALL
+def test_airflow_writes_the_run_s_summary_and_the_networks_latest(
+    airflow, allows, object_arn, run_paths, reprocess_all
+):
+    paths = run_paths(reprocess_all)
+
+    assert allows(airflow, "s3:PutObject", object_arn(paths.summary_key))
+    assert allows(airflow, "s3:PutObject", object_arn(paths.latest_key))
+
+
+def test_airflow_removes_images_and_nothing_else(airflow, allows, object_arn, run_paths):
+    paths = run_paths(False)
+    others = [f"{ARTIFACTS}fruits_spark.zip", paths.summary_key, paths.latest_key, STEP_LOG]
+
+    assert allows(airflow, "s3:DeleteObject", object_arn("images/Apple Red 1/0_100.jpg"))
+    assert [key for key in others if allows(airflow, "s3:DeleteObject", object_arn(key))] == []
+    assert not allows(airflow, "s3:GetObject", object_arn(f"{paths.features_prefix}part-00000.parquet"))
+
+
+@REPROCESS_ALL
 def test_airflow_never_writes_nor_deletes_what_the_steps_write(airflow, allows, object_arn, run_paths, reprocess_all):
     keys = [*written_by_the_steps(run_paths(reprocess_all)), STEP_LOG]
 
     assert [key for key in keys if allows(airflow, "s3:PutObject", object_arn(key))] == []
-    assert actions_of(airflow) & {"s3:DeleteObject", "s3:*"} == set()
+    assert [key for key in keys if allows(airflow, "s3:DeleteObject", object_arn(key))] == []
+    assert "s3:*" not in actions_of(airflow)
 
 
 def test_airflow_manages_only_the_clusters_of_the_stacks_account_and_region(airflow, allows):

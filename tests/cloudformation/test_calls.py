@@ -131,11 +131,11 @@ def test_every_grant_is_needed_by_a_call_of_the_pipeline(policies, unused_grants
 
 def test_a_grant_no_call_needs_is_found(policies, unused_grants):
     document = policies["AirflowPolicy"].document
-    extra = {"Effect": "Allow", "Action": "s3:DeleteObject", "Resource": "arn:aws:s3:::acme-fruits-pipeline/images/*"}
+    extra = {"Effect": "Allow", "Action": "s3:DeleteObject", "Resource": "arn:aws:s3:::acme-fruits-pipeline/logs/*"}
 
     unused = unused_grants("AirflowPolicy", {"Statement": [*document["Statement"], extra]})
 
-    assert unused == [("?", "s3:DeleteObject", "arn:aws:s3:::acme-fruits-pipeline/images/*")]
+    assert unused == [("?", "s3:DeleteObject", "arn:aws:s3:::acme-fruits-pipeline/logs/*")]
 
 
 def test_the_denial_messages_name_the_action_the_table_gives_each_s3_call_of_airflow():

@@ -79,7 +79,9 @@ def provisioned(aws: EmbeddedAws, landing: Path) -> Iterator[dict[str, str]]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(local_connection(aws.endpoint_url)))
         patch.setenv(
-            "AIRFLOW_VAR_FRUITS_PIPELINE", json.dumps({**variable, "images_dir": str(landing), "weights": "none"})
+            "AIRFLOW_VAR_FRUITS_PIPELINE",
+            # No removal limit: the first run's upload removes the only image in S3 (run_pipeline).
+            json.dumps({**variable, "images_dir": str(landing), "weights": "none", "max_removal_share": 1}),
         )
         yield variable
 
@@ -124,9 +126,13 @@ def success_step(bucket: str, key: str) -> dict[str, Any]:
     }
 
 
-def run_pipeline(landing: Path, run_id: str) -> Run:
-    """The DAG's tasks in its order, the teardown whatever happened; see the module docstring."""
+def run_pipeline(landing: Path, run_id: str, s3: BaseClient) -> Run:
+    """The DAG's tasks in its order, the teardown whatever happened; see the module docstring.
+
+    Each run uploads an image of its own and removes one that is in S3 but not in the landing folder.
+    """
     (landing / "Kiwi" / f"{run_id}.jpg").write_bytes(run_id.encode())
+    s3.put_object(Bucket=BUCKET, Key=f"images/Kiwi/gone-{run_id}.jpg", Body=b"gone")
     params = {"reprocess_all": False, "weights": None, "variance": 0.95}
     context: Any = {"ti": FakeTaskInstance(), "run_id": run_id, "params": params}
     aws_args = {"aws_conn_id": AWS_CONN_ID, "region_name": REGION}
@@ -134,7 +140,8 @@ def run_pipeline(landing: Path, run_id: str) -> Run:
     denial, cluster_id = None, None
     try:
         config = tasks.check_config.function()
-        tasks.upload_new_images.function(config)
+        uploaded = tasks.upload_new_images.function(config)
+        tasks.find_reusable_run.function(config, uploaded, run_id=run_id, params=params)
         staged = tasks.stage_artifacts.function(config)
         tasks.check_security_configuration.function(config)
         dag = SimpleNamespace(dag_id="fruits_pipeline")
@@ -179,14 +186,14 @@ def runs_without(aws: EmbeddedAws, landing: Path) -> Callable[[dict[str, Any], s
     def run_without(policy: dict[str, Any], action: str) -> Run:
         if action not in runs:
             set_airflow_policy(aws, without(policy, action))
-            runs[action] = run_pipeline(landing, f"manual__without_{action.replace(':', '_')}")
+            runs[action] = run_pipeline(landing, f"manual__without_{action.replace(':', '_')}", aws.client("s3"))
         return runs[action]
 
     return run_without
 
 
-def test_the_whole_policy_lets_a_run_through(airflow_policy, admin_emr, landing):
-    run = run_pipeline(landing, "manual__whole_policy")
+def test_the_whole_policy_lets_a_run_through(airflow_policy, admin_emr, landing, aws):
+    run = run_pipeline(landing, "manual__whole_policy", aws.client("s3"))
 
     assert run.denial is None
     assert cluster_state(admin_emr, run.cluster_id) in {"TERMINATING", "TERMINATED"}

@@ -1,4 +1,6 @@
-"""The bucket is private, encrypted and TLS-only, its logs expire, and the nodes require IMDSv2 on encrypted disks."""
+"""The bucket is private, encrypted, TLS-only and versioned, its logs and old versions expire, and the nodes
+require IMDSv2 on encrypted disks.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +35,20 @@ def test_the_clusters_logs_expire_and_nothing_else_does(resources, template):
 
     assert [(rule["Prefix"], rule["Status"]) for rule in expiring] == [(LOGS_PREFIX, "Enabled")]
     assert expiring[0]["ExpirationInDays"] == template["Parameters"]["LogRetentionDays"]["Default"]
+
+
+def test_the_bucket_keeps_removed_images_restorable_then_expires_them(resources, template):
+    rules = {rule["Id"]: rule for rule in resources["Bucket"]["LifecycleConfiguration"]["Rules"]}
+
+    assert resources["Bucket"]["VersioningConfiguration"] == {"Status": "Enabled"}
+    noncurrent = rules["expire-noncurrent-versions"]
+    assert noncurrent["Status"] == "Enabled"
+    assert "Prefix" not in noncurrent
+    assert (
+        noncurrent["NoncurrentVersionExpiration"]["NoncurrentDays"]
+        == (template["Parameters"]["NoncurrentVersionDays"]["Default"])
+    )
+    assert rules["remove-expired-delete-markers"]["ExpiredObjectDeleteMarker"] is True
 
 
 def test_the_security_configuration_requires_imdsv2(resources):

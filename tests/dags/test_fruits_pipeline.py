@@ -28,12 +28,22 @@ EXPECTED_UPSTREAM = {
     "upload_new_images": {"check_config"},
     "stage_artifacts": {"check_config"},
     "check_security_configuration": {"check_config"},
-    "plan_run": {"check_config", "upload_new_images", "stage_artifacts", "check_security_configuration"},
-    "create_cluster": {"plan_run"},
+    "find_reusable_run": {"check_config", "upload_new_images", "stage_artifacts", "check_security_configuration"},
+    "plan_run": {"check_config", "stage_artifacts", "find_reusable_run"},
+    "create_cluster_or_reuse": {"find_reusable_run", "plan_run"},
+    "reuse_outputs": {"find_reusable_run", "create_cluster_or_reuse"},
+    "create_cluster": {"create_cluster_or_reuse", "plan_run"},
     "add_steps": {"create_cluster", "plan_run"},
     "watch_steps": {"add_steps", "create_cluster", "plan_run"},
     "wait_for_output": {"watch_steps", "plan_run"},
-    "check_output": {"wait_for_output", "check_config", "plan_run", "upload_new_images"},
+    "check_output": {
+        "wait_for_output",
+        "reuse_outputs",
+        "check_config",
+        "plan_run",
+        "upload_new_images",
+        "find_reusable_run",
+    },
     "terminate_cluster": {"watch_steps", "create_cluster", "plan_run"},
     "report_failure": {"terminate_cluster", "check_config", "plan_run", "create_cluster", "add_steps"},
 }
@@ -41,6 +51,7 @@ RETRIED_WITH_BACKOFF = [
     "check_config",
     "upload_new_images",
     "stage_artifacts",
+    "find_reusable_run",
     "watch_steps",
     "wait_for_output",
     "report_failure",
@@ -132,6 +143,26 @@ def run_state_decided_by(dag, states: dict[str, str]) -> tuple[set[str], bool]:
 
 def test_the_run_is_judged_by_its_output_check_and_its_teardown(dag):
     assert run_state_decided_by(dag, {})[0] == {"check_output", "terminate_cluster"}
+
+
+def test_the_branch_chooses_between_a_cluster_and_the_reused_outputs(dag):
+    assert dag.get_task("create_cluster_or_reuse").downstream_task_ids == {"create_cluster", "reuse_outputs"}
+    assert dag.get_task("check_output").trigger_rule == TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS
+
+
+def test_a_run_that_reuses_outputs_succeeds_without_a_cluster(dag):
+    skipped = ["create_cluster", "add_steps", "watch_steps", "wait_for_output", "terminate_cluster", "report_failure"]
+
+    leaves, failed = run_state_decided_by(dag, dict.fromkeys(skipped, "skipped"))
+
+    assert failed is False
+    assert "check_output" in leaves
+
+
+def test_a_failed_output_check_of_reused_outputs_fails_the_run(dag):
+    skipped = ["create_cluster", "add_steps", "watch_steps", "wait_for_output", "terminate_cluster", "report_failure"]
+
+    assert run_state_decided_by(dag, {**dict.fromkeys(skipped, "skipped"), "check_output": "failed"})[1] is True
 
 
 def test_the_failure_report_runs_after_the_termination_whenever_a_cluster_was_created(dag):

@@ -247,7 +247,7 @@ def test_the_run_s_report_tab_shows_its_figures_and_plots(
     heading = wait.until(expected_conditions.visibility_of_element_located((By.XPATH, "//h2[text()='Images']")))
     displayed = heading.is_displayed()
     plots = browser.find_elements(By.CSS_SELECTOR, "img[src^='data:image/png']")
-    featurized = browser.find_element(By.XPATH, "//tr[td[1]='featurized (in the PCA)']/td[2]").text
+    featurized = browser.find_element(By.XPATH, "//tr[td[1]='featurized by this run']/td[2]").text
     page = browser.find_element(By.TAG_NAME, "body").text
     browser.switch_to.default_content()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ import pytest
 
 from fruits_spark.model_cache import default_cache_dir
 from tests.suite import REPO_ROOT
-from tools.demo import BUCKET, DemoRun, run_demo
+from tools.demo import BUCKET, DemoRun, run_demo, summary
 from tools.process_tree import alive, descendants
 from tools.sample_images import generate
 
@@ -89,20 +89,123 @@ def test_outputs_hold_one_pca_row_per_featurized_image(first_demo: DemoRun) -> N
 
 
 def test_the_empty_file_is_a_reject(first_demo: DemoRun) -> None:
-    assert first_demo.n_rejected == 1
+    assert first_demo.summary["rejected"] == 1
 
 
-def test_a_second_demo_uploads_and_featurizes_nothing_new(
-    first_demo: DemoRun, landing: Path, state_dir: Path, node_dir: Path, tmp_path: Path
+@pytest.fixture(scope="module")
+def landing_changes(first_demo: DemoRun, landing: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """After the first demo, what a team does to a landing folder: a label fix, a deletion, an image
+    replaced in place, and new images. Returns what changed, relative to the landing folder."""
+    labels = sorted(folder.name for folder in landing.iterdir() if folder.is_dir() and folder.name != "Kiwi")
+    first, second = (sorted((landing / label).glob("*.jpg")) for label in labels[:2])
+    extra = generate(tmp_path_factory.mktemp("extra"), 3, n_labels=1, seed=7)
+    moved, deleted, rewritten = first[0], first[1], second[0]
+    moved_to = landing / labels[1] / f"moved_{moved.name}"
+    moved.rename(moved_to)
+    deleted.unlink()
+    rewritten.write_bytes(extra[0].read_bytes())
+    added = [landing / labels[0] / "added_0.jpg", landing / labels[2] / "added_1.jpg"]
+    for source, target in zip(extra[1:], added, strict=True):
+        shutil.copy(source, target)
+    relative = lambda path: path.relative_to(landing).as_posix()  # noqa: E731
+    return {
+        "featurized": {relative(moved_to), relative(rewritten), *map(relative, added)},
+        "removed": {relative(moved), relative(deleted)},
+    }
+
+
+@pytest.fixture(scope="module")
+def changed_demo(landing_changes: dict, landing: Path, state_dir: Path, node_dir: Path, tmp_path_factory) -> DemoRun:
+    return run_demo(landing, tmp_path_factory.mktemp("out"), state_dir, weights="none", node_dir=node_dir)
+
+
+@pytest.fixture(scope="module")
+def unchanged_demo(changed_demo: DemoRun, landing: Path, state_dir: Path, node_dir: Path, tmp_path_factory) -> DemoRun:
+    return run_demo(landing, tmp_path_factory.mktemp("out"), state_dir, weights="none", node_dir=node_dir)
+
+
+def landing_images(landing: Path) -> dict[str, str]:
+    """``<label>/<file> -> label`` of the landing folder's images that have features (the empty one has none)."""
+    return {
+        path.relative_to(landing).as_posix(): path.parent.name
+        for path in landing.rglob("*.jpg")
+        if path.stat().st_size > 0
+    }
+
+
+def test_after_moves_deletions_a_rewrite_and_additions_the_pca_holds_exactly_the_landing_folder(
+    changed_demo: DemoRun, landing: Path
 ) -> None:
-    features_before = saved_objects(state_dir, "features/none")
+    assert changed_demo.state == "success", changed_demo.log_file.read_text()[-5000:]
+    pca = pd.read_parquet(changed_demo.output_dir / "pca")
+    csv = pd.read_csv(changed_demo.output_dir / "report" / "pca_features.csv")
 
-    second = run_demo(landing, tmp_path, state_dir, weights="none", node_dir=node_dir)
+    for output in (pca, csv):
+        keys = output["path"].str.split(f"{BUCKET}/images/", n=1, regex=False).str[1]
+        assert sorted(keys) == sorted(landing_images(landing))
+        assert dict(zip(keys, output["label"], strict=True)) == landing_images(landing)
 
-    assert second.state == "success", second.log_file.read_text()[-5000:]
-    assert f"Uploaded 0 new or changed image(s) of {N_GOOD + 1}" in second.log_file.read_text()
-    assert "nothing new to featurize" in step_stdout(state_dir, second)
-    assert saved_objects(state_dir, "features/none") == features_before
+
+def test_only_what_changed_is_featurized_and_removals_are_logged(
+    changed_demo: DemoRun, landing_changes: dict, landing: Path, state_dir: Path
+) -> None:
+    summary = changed_demo.summary
+    log = changed_demo.log_file.read_text()
+
+    assert (summary["uploaded"], summary["removed"]) == (4, 2)
+    assert summary["featurized"] == len(landing_changes["featurized"]) == 4
+    assert summary["reused"] == len(landing_images(landing)) - 4
+    assert summary["cluster_created"] is True
+    for key in landing_changes["removed"]:
+        assert f"Removed s3://{BUCKET}/images/{key}: no longer in the landing folder" in log
+    assert "featurized 4, rejected 0" in step_stdout(state_dir, changed_demo)
+
+
+def test_a_run_with_nothing_new_creates_no_cluster_and_reuses_the_last_outputs(
+    changed_demo: DemoRun, unchanged_demo: DemoRun, landing: Path
+) -> None:
+    summary = unchanged_demo.summary
+    log = unchanged_demo.log_file.read_text()
+
+    assert unchanged_demo.state == "success", log[-5000:]
+    assert unchanged_demo.clusters == {}
+    assert (summary["uploaded"], summary["removed"], summary["featurized"]) == (0, 0, 0)
+    assert summary["reused_run_id"] == changed_demo.run_id
+    assert summary["cluster_created"] is False
+    assert f"Nothing changed since run {changed_demo.run_id}" in log
+    assert f"reused run {changed_demo.run_id}'s outputs" in log
+    assert len(pd.read_parquet(unchanged_demo.output_dir / "pca")) == len(landing_images(landing))
+
+
+def test_the_demo_summary_says_what_was_uploaded_removed_featurized_and_reused(
+    changed_demo: DemoRun, unchanged_demo: DemoRun, landing: Path
+) -> None:
+    n_images = len(landing_images(landing))
+
+    changed = summary(changed_demo, "none", 60)
+    unchanged = summary(unchanged_demo, "none", 10)
+
+    assert f"images: uploaded 4, removed 2, featurized 4, reused {n_images - 4}, rejected 1" in changed
+    assert "clusters: j-" in changed
+    assert f"images: uploaded 0, removed 0, featurized 0, reused {n_images}, rejected 1" in unchanged
+    assert f"nothing changed: reused the outputs of run {changed_demo.run_id}" in unchanged
+    assert "clusters: none" in unchanged
+
+
+def test_an_empty_landing_folder_is_refused_in_one_line_and_removes_nothing(
+    unchanged_demo: DemoRun, landing: Path, state_dir: Path, node_dir: Path, tmp_path: Path
+) -> None:
+    images_before = saved_objects(state_dir, "images/")
+    n_images = len(list(landing.rglob("*.jpg")))
+    (tmp_path / "empty").mkdir()
+
+    refused = run_demo(tmp_path / "empty", tmp_path / "out", state_dir, weights="none", node_dir=node_dir)
+
+    assert refused.state == "failed"
+    assert refused.clusters == {}
+    message = f"has 0 image(s) and would remove {n_images} of the {n_images} in images/ (100%, above max_removal_share"
+    assert message in refused.log_file.read_text()
+    assert saved_objects(state_dir, "images/") == images_before
 
 
 def test_a_failed_step_fails_the_run_reports_why_and_terminates_the_cluster(

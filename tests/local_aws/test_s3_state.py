@@ -37,6 +37,21 @@ def test_any_key_s3_takes_survives_a_restart(tmp_path: Path) -> None:
     assert region == "eu-west-1"
 
 
+def test_a_restart_keeps_each_objects_last_modified_as_s3_would(tmp_path: Path) -> None:
+    with EmbeddedAws(state_dir=tmp_path) as aws:
+        _create_bucket(aws)
+        aws.client("s3").put_object(Bucket=BUCKET, Key="images/Kiwi/a.jpg", Body=b"kiwi")
+        before = {obj["Key"]: obj["LastModified"] for obj in _objects(aws)}
+    time.sleep(1.1)
+
+    with EmbeddedAws(state_dir=tmp_path) as aws:
+        after = {obj["Key"]: obj["LastModified"] for obj in _objects(aws)}
+        head = aws.client("s3").head_object(Bucket=BUCKET, Key="images/Kiwi/a.jpg")
+
+    assert after == before
+    assert head["LastModified"] == before["images/Kiwi/a.jpg"]
+
+
 def test_a_stopped_endpoint_leaves_no_s3_behind_in_the_process(tmp_path: Path) -> None:
     with EmbeddedAws() as aws:
         _create_bucket(aws)

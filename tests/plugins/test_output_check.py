@@ -3,12 +3,11 @@ from __future__ import annotations
 import io
 import json
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fruits_airflow.output_check import OutputCheckError, count_rows, verify_output
+from fruits_airflow.output_check import OutputCheckError, verify_output
 from fruits_airflow.paths import RunPaths
 
 K = 7
@@ -36,13 +35,10 @@ def vectors(lengths: list[int], column: str) -> pa.Table:
     )
 
 
-def write_features(s3, paths: RunPaths, counts: list[int]) -> None:
-    """A Spark-like dataset: part files, a _SUCCESS marker and a metadata file that is not data."""
-    for part, count in enumerate(counts):
-        key = f"{paths.features_prefix}part-{part:05d}-abc.snappy.parquet"
-        put_parquet(s3, paths.bucket, key, vectors([N_FEATURES] * count, "features"))
-    s3.put_object(Bucket=paths.bucket, Key=f"{paths.features_prefix}_SUCCESS", Body=b"")
-    s3.put_object(Bucket=paths.bucket, Key=f"{paths.features_prefix}_fruits_model.json", Body=b"{}")
+def write_manifest(s3, paths: RunPaths, n_features: int | None) -> None:
+    """The manifest extract_features writes; ``n_features`` counts the listed images with features."""
+    manifest = {"images_digest": "d", "n_images": 9, "n_featurized": 2, "n_reused": 3, "n_features": n_features}
+    s3.put_object(Bucket=paths.bucket, Key=paths.manifest_key, Body=json.dumps(manifest).encode())
 
 
 def write_pca(s3, paths: RunPaths, lengths_per_part: list[list[int]]) -> None:
@@ -66,7 +62,7 @@ def write_report(s3, paths: RunPaths, n_images: int, k: int = K, skip: str | Non
 
 
 def test_a_consistent_output_passes_with_its_counts(s3, paths):
-    write_features(s3, paths, [3, 2])
+    write_manifest(s3, paths, 5)
     write_pca(s3, paths, [[K] * 4, [K]])
     write_report(s3, paths, n_images=5)
 
@@ -75,23 +71,17 @@ def test_a_consistent_output_passes_with_its_counts(s3, paths):
     assert (summary.n_features, summary.n_pca_rows, summary.k) == (5, 5, K)
 
 
-def test_rows_are_counted_from_every_part_file(s3, paths):
-    write_features(s3, paths, [3, 4, 1])
-
-    assert count_rows(s3, paths.bucket, paths.features_prefix) == 8
-
-
 def test_fewer_pca_rows_than_featurized_images_fail(s3, paths):
-    write_features(s3, paths, [3, 2])
+    write_manifest(s3, paths, 5)
     write_pca(s3, paths, [[K] * 4])
     write_report(s3, paths, n_images=4)
 
-    with pytest.raises(OutputCheckError, match=r"pca/ has 4 rows but .*features/imagenet/ has 5 featurized images"):
+    with pytest.raises(OutputCheckError, match=r"pca/ has 4 rows but .*manifest\.json counts 5 images with features"):
         verify_output(s3, paths)
 
 
 def test_vectors_of_the_wrong_length_fail(s3, paths):
-    write_features(s3, paths, [3])
+    write_manifest(s3, paths, 3)
     write_pca(s3, paths, [[K, K, K - 1]])
     write_report(s3, paths, n_images=3)
 
@@ -100,7 +90,7 @@ def test_vectors_of_the_wrong_length_fail(s3, paths):
 
 
 def test_a_missing_report_file_is_named(s3, paths):
-    write_features(s3, paths, [3])
+    write_manifest(s3, paths, 3)
     write_pca(s3, paths, [[K] * 3])
     write_report(s3, paths, n_images=3, skip="pca_scatter.png")
 
@@ -109,7 +99,7 @@ def test_a_missing_report_file_is_named(s3, paths):
 
 
 def test_a_report_counting_other_images_fails(s3, paths):
-    write_features(s3, paths, [3])
+    write_manifest(s3, paths, 3)
     write_pca(s3, paths, [[K] * 3])
     write_report(s3, paths, n_images=4)
 
@@ -118,42 +108,38 @@ def test_a_report_counting_other_images_fails(s3, paths):
 
 
 def test_no_pca_output_fails(s3, paths):
-    write_features(s3, paths, [3])
+    write_manifest(s3, paths, 3)
     write_report(s3, paths, n_images=3)
 
     with pytest.raises(OutputCheckError, match=r"no parquet files under .*/pca/"):
         verify_output(s3, paths)
 
 
-def test_a_run_with_its_own_features_is_checked_against_them(s3, bucket):
-    own = RunPaths.for_run(bucket, "manual__2", reprocess_all=True, weights="imagenet")
-    shared = RunPaths.for_run(bucket, "manual__2", reprocess_all=False, weights="imagenet")
-    write_features(s3, shared, [10])
-    write_features(s3, own, [2])
-    write_pca(s3, own, [[K] * 2])
-    write_report(s3, own, n_images=2)
+def test_the_count_comes_from_the_manifest_not_the_append_only_features(s3, paths):
+    # The dataset holds stale rows (moved, removed, rewritten images): only the manifest's count is current.
+    s3.put_object(Bucket=paths.bucket, Key=f"{paths.features_prefix}part-00000.parquet", Body=b"not read")
+    write_manifest(s3, paths, 2)
+    write_pca(s3, paths, [[K] * 2])
+    write_report(s3, paths, n_images=2)
 
-    assert verify_output(s3, own).n_features == 2
+    summary = verify_output(s3, paths)
+
+    assert summary.n_features == 2
+    assert summary.manifest["n_featurized"] == 2
 
 
-def test_counting_rows_reads_the_footers_not_the_features(s3, paths, monkeypatch):
-    rows = 1000
-    noise = np.random.default_rng(0).random((rows, N_FEATURES), dtype=np.float32)
-    features = pa.table(
-        {"features": pa.FixedSizeListArray.from_arrays(noise.ravel(), N_FEATURES).cast(pa.list_(pa.float32()))}
-    )
-    key = f"{paths.features_prefix}part-00000.snappy.parquet"
-    put_parquet(s3, paths.bucket, key, features)
-    size = s3.head_object(Bucket=paths.bucket, Key=key)["ContentLength"]
-    fetched = []
-    get_object = s3.get_object
+def test_a_missing_manifest_is_named(s3, paths):
+    write_pca(s3, paths, [[K] * 3])
+    write_report(s3, paths, n_images=3)
 
-    def recording_get_object(**kwargs):
-        response = get_object(**kwargs)
-        fetched.append(response["ContentLength"])
-        return response
+    with pytest.raises(OutputCheckError, match=r"runs/manual__1/manifest\.json is missing"):
+        verify_output(s3, paths)
 
-    monkeypatch.setattr(s3, "get_object", recording_get_object)
 
-    assert count_rows(s3, paths.bucket, paths.features_prefix) == rows
-    assert sum(fetched) < size / 10
+def test_a_manifest_without_a_count_fails(s3, paths):
+    write_manifest(s3, paths, None)
+    write_pca(s3, paths, [[K] * 3])
+    write_report(s3, paths, n_images=3)
+
+    with pytest.raises(OutputCheckError, match=r"manifest\.json has no integer 'n_features'"):
+        verify_output(s3, paths)

@@ -104,14 +104,27 @@ def successful_run(s3, paths, network, pipeline_env) -> tuple[dict, OutletEventA
     }
     for name, body in report.items():
         s3.put_object(Bucket=paths.bucket, Key=f"{paths.report_prefix}{name}", Body=body)
+    manifest = {
+        "images_digest": "d",
+        "n_images": 10,
+        "n_featurized": 5,
+        "n_reused": 3,
+        "n_rejected": 2,
+        "n_features": 8,
+    }
+    s3.put_object(Bucket=paths.bucket, Key=paths.manifest_key, Body=json.dumps(manifest).encode())
     events = OutletEventAccessors()
     context = {
         "run_id": RUN_ID,
         "dag": type("Dag", (), {"dag_id": DAG_ID})(),
-        "params": {"reprocess_all": False, "weights": "none"},
+        "params": {"reprocess_all": False, "weights": "none", "variance": 0.9},
     }
     config = {"bucket": paths.bucket, **network}
-    returned = tasks.check_output.function(config, dataclasses.asdict(paths), 3, outlet_events=events, **context)
+    uploaded = {"uploaded": 3, "removed": 4, "n_images": 10}
+    found = {"images_digest": "d", "n_images": 10, "reason": "", "reused_run_id": None, "reused_run_key": None}
+    returned = tasks.check_output.function(
+        config, dataclasses.asdict(paths), uploaded, found, outlet_events=events, **context
+    )
     return returned, events
 
 
@@ -125,8 +138,9 @@ def get_report(client: TestClient, token: str | None, dag_id: str = DAG_ID, run_
 def test_check_output_writes_the_summary_the_view_reads(successful_run, s3, paths):
     returned, _ = successful_run
     summary = json.loads(s3.get_object(Bucket=paths.bucket, Key=f"{paths.run_prefix}summary.json")["Body"].read())
-    assert summary[Summary.UPLOADED] == 3
-    assert (summary[Summary.FEATURIZED], summary[Summary.REJECTED], summary[Summary.K]) == (8, 2, K)
+    assert (summary[Summary.UPLOADED], summary[Summary.REMOVED]) == (3, 4)
+    assert (summary[Summary.FEATURIZED], summary[Summary.REUSED], summary[Summary.REJECTED]) == (5, 3, 2)
+    assert (summary[Summary.N_IMAGES], summary[Summary.K], summary[Summary.CLUSTER_CREATED]) == (8, K, True)
     assert summary[Summary.VARIANCE_KEPT] == 0.93
     assert [r["reason"] for r in summary[Summary.REJECTS]] == [r[2] for r in REJECTS]
     assert returned == {key: value for key, value in summary.items() if key != Summary.REJECTS}
@@ -149,13 +163,33 @@ def test_a_successful_run_shows_counts_pca_separability_plots_rejects_and_locati
 
     assert response.status_code == 200, response.text
     page = response.text
-    for expected in ("uploaded", "featurized (in the PCA)", ">8<", ">3<", "93.0%", "90.0%", "50.0%", "not recorded"):
+    for expected in ("uploaded", "removed", "featurized by this run", "reused", ">8<", ">3<", ">4<", ">5<", "93.0%"):
+        assert expected in page, expected
+    for expected in ("90.0%", "50.0%"):
         assert expected in page, expected
     assert page.count("data:image/png;base64,") == 2
     assert "empty file" in page
     assert paths.pca_uri in page
     assert "random weights" in page
     assert response.headers["cache-control"] == "no-store"
+
+
+def test_a_run_that_reused_another_run_s_outputs_says_so(api_app, s3, paths, pipeline_env):
+    summary = {
+        Summary.CLUSTER_CREATED: False,
+        Summary.REUSED_RUN_ID: "scheduled__<earlier>",
+        Summary.UPLOADED: 0,
+        Summary.REMOVED: 0,
+        Summary.FEATURIZED: 0,
+        Summary.REUSED: 12,
+        Summary.N_IMAGES: 12,
+    }
+    s3.put_object(Bucket=paths.bucket, Key=paths.summary_key, Body=json.dumps(summary).encode())
+
+    page = get_report(api_app, token_of("VIEWER")).text
+
+    assert "no cluster, this run reused the outputs of run scheduled__&lt;earlier&gt;" in page
+    assert ">12<" in page
 
 
 def test_labels_and_reasons_from_file_names_are_escaped(api_app, successful_run):
@@ -216,10 +250,7 @@ def test_a_user_without_read_access_to_the_dag_gets_403(api_app, s3, pipeline_en
     ("upload_result", "expected"),
     [
         (5, {Summary.UPLOADED: 5}),
-        (
-            {"uploaded": 2, "removed": 1, "reused": "manual__1", "other": 0},
-            {"uploaded": 2, "removed": 1, "reused": "manual__1"},
-        ),
+        ({"uploaded": 2, "removed": 1, "n_images": 7, "other": 0}, {"uploaded": 2, "removed": 1}),
         (None, {}),
     ],
 )

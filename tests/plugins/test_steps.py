@@ -65,6 +65,7 @@ def test_extract_features_reads_the_images_and_grows_the_shared_features(steps):
     assert option(extract_features, "--features") == PATHS.features_uri == "s3://fruits-test-bucket/features/imagenet/"
     assert option(extract_features, "--rejects") == "s3://fruits-test-bucket/features_rejects/imagenet/"
     assert option(extract_features, "--weights") == "none"
+    assert option(extract_features, "--manifest") == PATHS.uri(PATHS.manifest_key)
 
 
 def test_extract_features_shares_one_model_cache_beside_the_code_versions(steps):
@@ -83,6 +84,8 @@ def test_the_pca_reads_those_features_and_writes_under_the_run(steps):
     assert option(pca, "--output") == PATHS.pca_uri
     assert option(pca, "--report") == PATHS.report_uri
     assert option(pca, "--variance") == "0.8"
+    assert option(pca, "--images") == "s3://fruits-test-bucket/images/"
+    assert option(pca, "--manifest") == PATHS.uri(PATHS.manifest_key)
     assert PATHS.pca_uri.startswith(f"s3://fruits-test-bucket/runs/{PATHS.run_key}/")
 
 

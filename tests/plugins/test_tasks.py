@@ -71,15 +71,32 @@ def test_a_bad_variable_fails_without_retries(set_variable):
 
 
 def test_without_a_landing_folder_nothing_is_uploaded(variable, bucket, s3):
-    assert tasks.upload_new_images.function(variable) == 0
+    assert tasks.upload_new_images.function(variable) == {"uploaded": 0, "removed": 0, "n_images": 0}
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+
+
+def test_an_empty_landing_folder_fails_in_one_line_and_removes_nothing(variable, bucket, s3, tmp_path):
+    s3.put_object(Bucket=bucket, Key="images/Kiwi/0_100.jpg", Body=b"kiwi")
+
+    with pytest.raises(AirflowFailException) as failure:
+        tasks.upload_new_images.function({**variable, "images_dir": str(tmp_path)})
+
+    (line,) = str(failure.value).splitlines()
+    assert "would remove 1 of the 1 in images/ (100%, above max_removal_share 0.5)" in line
+    assert "'max_removal_share' in the Variable fruits_pipeline" in line
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 1
+
+
+def test_a_missing_landing_folder_fails_in_one_line(variable, tmp_path):
+    with pytest.raises(AirflowFailException, match=r"images_dir .*nowhere is not a folder on this worker"):
+        tasks.upload_new_images.function({**variable, "images_dir": str(tmp_path / "nowhere")})
 
 
 def test_the_landing_folder_is_uploaded_through_aws_default(variable, bucket, s3, tmp_path):
     (tmp_path / "Kiwi").mkdir()
     (tmp_path / "Kiwi" / "0_100.jpg").write_bytes(b"kiwi")
 
-    assert tasks.upload_new_images.function({**variable, "images_dir": str(tmp_path)}) == 1
+    assert tasks.upload_new_images.function({**variable, "images_dir": str(tmp_path)})["uploaded"] == 1
     assert s3.head_object(Bucket=bucket, Key="images/Kiwi/0_100.jpg")["ContentLength"] == 4
 
 

@@ -51,6 +51,7 @@ def test_extract_features_parses_the_steps_arguments_into_the_runs_paths(weights
     assert (config.images, config.weights) == (paths.images_uri, weights)
     assert config.features == paths.features_uri.rstrip("/")
     assert config.rejects == paths.rejects_uri.rstrip("/")
+    assert config.manifest == paths.uri(paths.manifest_key)
     assert config.model_cache == paths.model_cache_uri == "s3://fruits-contract/artifacts/models/"
 
 
@@ -64,6 +65,7 @@ def test_pca_parses_the_steps_arguments_into_the_runs_paths_and_every_digit_of_t
     assert config.features == paths.features_uri.rstrip("/")
     assert config.output == paths.pca_uri.rstrip("/")
     assert config.report == paths.report_uri.rstrip("/")
+    assert (config.images, config.manifest) == (paths.images_uri, paths.uri(paths.manifest_key))
 
 
 def test_a_variance_the_form_should_have_refused_is_refused_by_the_job_too():

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +14,19 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from fruits_contract import images_digest
 from fruits_spark.errors import JobInputError
-from fruits_spark.extract_features import ExtractConfig, ExtractSummary, image_frame, parse_args, run
+from fruits_spark.extract_features import (
+    ExtractConfig,
+    ExtractSummary,
+    image_frame,
+    known_versions,
+    parse_args,
+    run,
+)
 from fruits_spark.images import Listing, decode_image
 from fruits_spark.model import FEATURE_LENGTH, CompiledModel, build_keras_model
+from fruits_spark.storage import HadoopFs
 from tools.sample_images import generate
 
 
@@ -60,6 +73,8 @@ def test_features_have_the_contract_schema(features: DataFrame) -> None:
         ("path", "string"),
         ("label", "string"),
         ("features", "array<float>"),
+        ("size", "bigint"),
+        ("modified", "bigint"),
     ]
     lengths = {row[0] for row in features.selectExpr("size(features)").distinct().collect()}
     assert lengths == {FEATURE_LENGTH}
@@ -168,9 +183,88 @@ def test_added_images_are_the_only_ones_featurized(
     assert set(before) <= set(after)
 
 
+def test_moved_rewritten_and_added_images_are_featurized_again_and_removed_ones_are_not(
+    spark: SparkSession,
+    image_tree: dict,
+    fresh_tree: Path,
+    random_model: CompiledModel,
+    image_size: int,
+    tmp_path: Path,
+) -> None:
+    config = dataclasses.replace(
+        _config(fresh_tree, tmp_path, image_size), manifest=str(tmp_path / "run" / "manifest.json")
+    )
+    first = run(spark, config, random_model)
+    images = [fresh_tree / path.relative_to(image_tree["root"]) for path in image_tree["good"]]
+    moved, removed, rewritten = images[0], images[1], images[2]
+    (fresh_tree / "Relabelled").mkdir()
+    moved.rename(fresh_tree / "Relabelled" / moved.name)
+    removed.unlink()
+    rewritten.write_bytes(images[3].read_bytes())
+    os.utime(rewritten, (time.time() + 5, time.time() + 5))  # a later modification time, as S3 gives a rewrite
+    shutil.copy(images[4], fresh_tree / images[4].parent.name / "added.jpg")
+
+    summary = run(spark, config, random_model)
+
+    manifest = json.loads(Path(config.manifest).read_text())
+    n_features = first.n_featurized  # one removed, one added
+    assert summary.n_featurized == 3
+    assert manifest["n_images"] == first.n_inputs
+    assert (manifest["n_featurized"], manifest["n_reused"]) == (3, n_features - 3)
+    assert manifest["n_features"] == n_features
+    assert manifest["n_stale_rows"] == 3  # the moved, removed and rewritten images' old rows
+    current = {row.path: row for row in spark.read.parquet(config.features).collect()}
+    assert _uri(fresh_tree / "Relabelled" / moved.name) in current
+    assert current[_uri(fresh_tree / "Relabelled" / moved.name)].label == "Relabelled"
+
+
+def _jobs_of(spark: SparkSession, group: str, action) -> tuple[object, int]:
+    spark.sparkContext.setJobGroup(group, group)
+    try:
+        result = action()
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+    return result, len(spark.sparkContext.statusTracker().getJobIdsForGroup(group))
+
+
+def test_known_versions_runs_no_spark_job_on_a_first_run_and_one_after(
+    spark: SparkSession, fresh_tree: Path, random_model: CompiledModel, image_size: int, tmp_path: Path
+) -> None:
+    config = _config(fresh_tree, tmp_path, image_size)
+    fs = HadoopFs(spark)
+    fs.ensure_writable_dir(config.features, "--features")  # as run() does before it asks
+    fs.ensure_writable_dir(config.rejects, "--rejects")
+
+    empty, first_jobs = _jobs_of(spark, "known-first", lambda: known_versions(spark, fs, config))
+    summary = run(spark, config, random_model)
+    (features, rejects), later_jobs = _jobs_of(spark, "known-later", lambda: known_versions(spark, fs, config))
+
+    assert (empty, first_jobs) == ((set(), set()), 0)
+    assert later_jobs >= 1
+    assert (len(features), len(rejects)) == (summary.n_featurized, summary.n_rejected)
+    stored = {(row.path, row.size, row.modified) for row in spark.read.parquet(config.features).collect()}
+    assert features == stored
+
+
+def test_the_manifest_digest_is_the_contracts_over_the_listing(
+    spark: SparkSession, fresh_tree: Path, random_model: CompiledModel, image_size: int, tmp_path: Path
+) -> None:
+    config = dataclasses.replace(
+        _config(fresh_tree, tmp_path, image_size), manifest=str(tmp_path / "run" / "manifest.json")
+    )
+    run(spark, config, random_model)
+    files = [p for p in fresh_tree.rglob("*") if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg", ".png")]
+
+    expected = images_digest(
+        (p.relative_to(fresh_tree).as_posix(), p.stat().st_size, int(p.stat().st_mtime * 1000)) for p in files
+    )
+
+    assert json.loads(Path(config.manifest).read_text())["images_digest"] == expected
+
+
 def test_new_images_are_read_in_one_even_partition_per_core(spark: SparkSession) -> None:
     paths = [f"s3://b/images/Kiwi/{number}.jpg" for number in range(100)]
-    listing = Listing(to_read=paths, rejected={}, labels=dict.fromkeys(paths, "Kiwi"))
+    listing = Listing(paths, {}, dict.fromkeys(paths, "Kiwi"), dict.fromkeys(paths, (10, 0)))
 
     per_partition = image_frame(spark, listing).groupBy(F.spark_partition_id()).count().collect()
 
@@ -179,7 +273,7 @@ def test_new_images_are_read_in_one_even_partition_per_core(spark: SparkSession)
 
 def test_partitions_hold_at_most_1024_images_in_whole_waves(spark: SparkSession) -> None:
     paths = [f"s3://b/images/Kiwi/{number}.jpg" for number in range(2100)]
-    listing = Listing(to_read=paths, rejected={}, labels=dict.fromkeys(paths, "Kiwi"))
+    listing = Listing(paths, {}, dict.fromkeys(paths, "Kiwi"), dict.fromkeys(paths, (10, 0)))
 
     per_partition = image_frame(spark, listing).groupBy(F.spark_partition_id()).count().collect()
 

@@ -32,9 +32,50 @@ def _planted_features(seed: int = 3) -> np.ndarray:
 
 def write_features(spark: SparkSession, uri: str, features: np.ndarray) -> list[tuple[str, str]]:
     keys = [(f"file:/images/{LABELS[i % 3]}/{i}_100.jpg", LABELS[i % 3]) for i in range(len(features))]
-    rows = [(path, label, vector.tolist()) for (path, label), vector in zip(keys, features, strict=True)]
+    rows = [(path, label, vector.tolist(), 100, 0) for (path, label), vector in zip(keys, features, strict=True)]
     spark.createDataFrame(rows, FEATURES_SCHEMA).coalesce(2).write.mode("overwrite").parquet(uri)
     return keys
+
+
+def test_with_images_the_pca_covers_each_listed_image_once_under_its_current_label(
+    spark: SparkSession, planted: np.ndarray, tmp_path: Path
+) -> None:
+    images, current = tmp_path / "images", planted[:60]
+    rows = []
+    for index, vector in enumerate(current):
+        label = LABELS[index % 3]
+        image = images / label / f"{index}.jpg"
+        image.parent.mkdir(parents=True, exist_ok=True)
+        image.write_bytes(b"x" * (index + 1))
+        modified = image.stat().st_mtime_ns // 1_000_000
+        rows.append((f"file:{image}", label, vector.tolist(), index + 1, modified))
+        if index % 10 == 0:  # an earlier content of the same file, under its earlier label
+            rows.append((f"file:{image}", "Old", planted[60 + index // 10].tolist(), index + 1, modified - 5000))
+    for index, vector in enumerate(planted[70:]):  # images since removed or moved away
+        rows.append((f"file:{images}/Kiwi/gone_{index}.jpg", "Kiwi", vector.tolist(), 1, 0))
+    features = str(tmp_path / "features")
+    spark.createDataFrame(rows, FEATURES_SCHEMA).coalesce(2).write.parquet(features)
+    argv = ["--features", features, "--output", str(tmp_path / "pca"), "--images", str(images), "--k", "3"]
+
+    fit = run(spark, parse_args(argv))
+
+    output = spark.read.parquet(str(tmp_path / "pca")).collect()
+    assert sorted(row.path for row in output) == sorted(f"file:{image}" for image in images.rglob("*.jpg"))
+    assert {row.label for row in output} == set(LABELS)
+    assert fit.n_images == len(current)
+    np.testing.assert_allclose(fit.explained_variance_ratio, NumpyPca(current).ratios, atol=1e-5)
+
+
+def test_a_manifest_of_another_listing_is_refused(spark: SparkSession, features_uri: str, tmp_path: Path) -> None:
+    images = tmp_path / "images" / "Kiwi"
+    images.mkdir(parents=True)
+    (images / "0.jpg").write_bytes(b"kiwi")
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"images_digest": "another listing", "n_features": 1}))
+    argv = ["--features", features_uri, "--output", str(tmp_path / "pca"), "--images", str(images.parent)]
+
+    with pytest.raises(JobInputError, match=r"changed since extract_features listed them"):
+        run(spark, parse_args([*argv, "--manifest", str(manifest)]))
 
 
 class NumpyPca:

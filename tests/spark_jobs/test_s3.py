@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 from botocore.client import BaseClient
 
+from fruits_airflow.reuse import images_in_s3
 from fruits_spark.images import decode_image
 from local_aws import EmbeddedAws
 from local_aws.request_log import Request, requests_under
@@ -30,6 +31,7 @@ BUCKET = "fruits-s3a"
 IMAGES = f"s3://{BUCKET}/images/"
 FEATURES = f"s3://{BUCKET}/features/imagenet/"
 REJECTS = f"s3://{BUCKET}/features/imagenet_rejects/"
+MANIFEST = f"s3://{BUCKET}/runs/r1/manifest.json"
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ def extract(submit, uploaded, aws_environment, keras_cache, image_size) -> Calla
     def run() -> JobRun:
         job = submit(
             "extract_features.py",
-            *("--images", IMAGES, "--features", FEATURES, "--rejects", REJECTS),
+            *("--images", IMAGES, "--features", FEATURES, "--rejects", REJECTS, "--manifest", MANIFEST),
             *("--weights", "imagenet", "--image-size", str(image_size)),
             env={**aws_environment, "KERAS_HOME": str(home)},
         )
@@ -177,6 +179,12 @@ def test_rerun_reads_no_image_and_writes_no_features(first_run, rerun):
     assert image_objects == []
     assert "0 new" in rerun.result.stdout
     assert [r.path for r in writes if not r.path.endswith("/_write_check")] == []
+
+
+def test_the_jobs_digest_of_the_images_is_the_one_the_dag_computes_from_its_listing(first_run, s3):
+    manifest = json.loads(s3.get_object(Bucket=BUCKET, Key="runs/r1/manifest.json")["Body"].read())
+
+    assert (manifest["images_digest"], manifest["n_images"]) == images_in_s3(s3, BUCKET)
 
 
 def test_pca_over_s3_writes_its_output_and_report_and_agrees_with_numpy(first_run, submit, aws_environment, s3):

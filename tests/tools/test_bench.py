@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tools.bench import BASELINE, PROJECT, rate_and_fixed_cost, summarize, table
+from tools.bench import BASELINE, PROJECT, JobRun, rate_and_fixed_cost, run_figures, summarize, table
 
 
 def _sized(wall_2048: float, wall_8192: float, memory: float) -> dict:
@@ -80,3 +80,17 @@ def test_table_shows_each_figure_and_goal_on_its_own_line(result: dict) -> None:
     assert any(line.strip().startswith("marginal rate") and line.endswith("96 images/s") for line in lines)
     assert any(line.startswith("goal fixed_cost_s") and line.endswith("12.00  met") for line in lines)
     assert any(line.startswith("    at 30 ms per request") and line.endswith("170 images/s") for line in lines)
+
+
+def test_a_run_s_figures_count_featurized_images_only_for_a_job_that_featurizes() -> None:
+    extract = JobRun(30.0, 50.0, 1.3, 0.5, {"n_featurized": 2048, "seconds": {"featurize": 19.0}})
+    pca = JobRun(12.0, 15.0, 0.9, 0.2, {"k": 40, "seconds": {"fit": 4.0}})
+
+    assert run_figures(extract)["n_featurized"] == 2048
+    assert run_figures(pca) == {
+        "wall_s": 12.0,
+        "cpu_s": 15.0,
+        "peak_memory_gb": 0.9,
+        "other_cpu_s": 0.2,
+        "seconds": {"fit": 4.0},
+    }

@@ -53,6 +53,18 @@ def test_the_bucket_is_created_in_the_region(aws, s3, emr, ec2, iam, new_bucket)
     assert s3.get_bucket_location(Bucket=new_bucket)["LocationConstraint"] == aws.region
 
 
+def test_the_bucket_is_versioned_as_the_stacks_so_a_removed_image_can_be_restored(aws, s3, emr, ec2, iam, new_bucket):
+    provision(s3, emr, ec2, iam, new_bucket, aws.region)
+    s3.put_object(Bucket=new_bucket, Key="images/Kiwi/a.jpg", Body=b"kiwi")
+    s3.delete_object(Bucket=new_bucket, Key="images/Kiwi/a.jpg")
+
+    (kept,) = s3.list_object_versions(Bucket=new_bucket, Prefix="images/")["Versions"]
+    restored = s3.get_object(Bucket=new_bucket, Key="images/Kiwi/a.jpg", VersionId=kept["VersionId"])
+
+    assert s3.get_bucket_versioning(Bucket=new_bucket)["Status"] == "Enabled"
+    assert restored["Body"].read() == b"kiwi"
+
+
 def test_the_security_configuration_is_the_stacks_and_passes_the_dags_check(aws, s3, emr, ec2, iam, new_bucket):
     provision(s3, emr, ec2, iam, new_bucket, aws.region)
 
