@@ -64,11 +64,16 @@ format: install ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: install lint browser ## install, lint and run the whole test suite
-	$(BIN)/pytest $(PYTEST_ARGS)
+# pytest-xdist: one worker per core. Each test file runs whole on one worker (tests/conftest.py groups
+# them), so its module fixtures are built once; the end-to-end tests all run on one worker, in order.
+TEST_WORKERS ?= $(shell nproc)
+PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadgroup
+
+test: install lint browser ## install, lint and run the whole test suite (TEST_WORKERS=0: no workers)
+	$(BIN)/pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 test-fast: install ## the inner loop: every test but the end-to-end ones, no lint, no apt (PYTEST_ARGS=tests/plugins)
-	$(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
+	$(BIN)/pytest $(PYTEST_PARALLEL) -m "not e2e" $(PYTEST_ARGS)
 
 package: install ## build dist/fruits_spark.zip, the --py-files zip of the Spark jobs
 	$(BIN)/python -m fruits_airflow.artifacts --out dist

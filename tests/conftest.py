@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from fruits_spark.model_cache import MODEL_CACHE_ENV
-from tests.suite import DAGS_DIR, KINDS, PLUGINS_DIR
+from tests.suite import DAGS_DIR, KINDS, PLUGINS_DIR, REPO_ROOT
 
 # The embedded AWS endpoint's fixtures, for tests/local_aws and the tools that provision it.
 pytest_plugins = ("tests.embedded_aws",)
@@ -42,13 +42,20 @@ os.environ.update(
 # One compiled-model cache for the session, the default of every job run that names none (spark-submit
 # inherits it, and the demo copies it into and back out of its bucket's artifacts/models/): each model
 # is compiled once per session instead of once per run. The cache's own tests use empty folders.
-MODEL_CACHE = tempfile.mkdtemp(prefix="fruits-model-cache-")
-os.environ[MODEL_CACHE_ENV] = MODEL_CACHE
+# pytest-xdist's workers (-n) inherit the controller's environment and share its cache (an entry is
+# written whole, manifest last, so concurrent writers are safe); the controller removes it at the end.
+IS_XDIST_WORKER = "PYTEST_XDIST_WORKER" in os.environ
+if IS_XDIST_WORKER and MODEL_CACHE_ENV in os.environ:
+    MODEL_CACHE = os.environ[MODEL_CACHE_ENV]
+else:
+    MODEL_CACHE = tempfile.mkdtemp(prefix="fruits-model-cache-")
+    os.environ[MODEL_CACHE_ENV] = MODEL_CACHE
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
-    shutil.rmtree(MODEL_CACHE, ignore_errors=True)
+    if not IS_XDIST_WORKER:
+        shutil.rmtree(MODEL_CACHE, ignore_errors=True)
 
 
 def kind_of(item: pytest.Item) -> str:
@@ -60,10 +67,16 @@ def kind_of(item: pytest.Item) -> str:
     return "unit"
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test's kind, and its group for ``-n N --dist loadgroup`` (the Makefile's): a test file runs
+    whole on one worker, so its module fixtures are built once; the end-to-end tests all run on one
+    worker, one after the other, as they do alone."""
     for item in items:
         if not any(item.get_closest_marker(kind) for kind in KINDS):
             item.add_marker(kind_of(item))
+        group = "e2e" if item.get_closest_marker("e2e") else item.path.relative_to(REPO_ROOT).as_posix()
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
