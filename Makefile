@@ -64,13 +64,15 @@ format: install ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# pytest-xdist: one worker per core. Each test file runs whole on one worker (tests/conftest.py groups
-# them), so its module fixtures are built once; the end-to-end tests all run on one worker, in order.
+# pytest-xdist: one worker per core, each test file whole on one worker (--dist loadfile), so that its
+# module fixtures are built once. The end-to-end tests then run in this process, one after the other,
+# as they would alone. Exit code 5 means PYTEST_ARGS (tests/e2e, say) selected none of a part: not a failure.
 TEST_WORKERS ?= $(shell nproc)
-PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadgroup
+PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile
 
 test: install lint browser ## install, lint and run the whole test suite (TEST_WORKERS=0: no workers)
-	$(BIN)/pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
+	$(BIN)/pytest $(PYTEST_PARALLEL) -m "not e2e" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(BIN)/pytest -m e2e $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 test-fast: install ## the inner loop: every test but the end-to-end ones, no lint, no apt (PYTEST_ARGS=tests/plugins)
 	$(BIN)/pytest $(PYTEST_PARALLEL) -m "not e2e" $(PYTEST_ARGS)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from fruits_spark.model_cache import MODEL_CACHE_ENV
-from tests.suite import DAGS_DIR, KINDS, PLUGINS_DIR, REPO_ROOT
+from tests.suite import DAGS_DIR, KINDS, PLUGINS_DIR
 
 # The embedded AWS endpoint's fixtures, for tests/local_aws and the tools that provision it.
 pytest_plugins = ("tests.embedded_aws",)
@@ -67,16 +67,10 @@ def kind_of(item: pytest.Item) -> str:
     return "unit"
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Each test's kind, and its group for ``-n N --dist loadgroup`` (the Makefile's): a test file runs
-    whole on one worker, so its module fixtures are built once; the end-to-end tests all run on one
-    worker, one after the other, as they do alone."""
     for item in items:
         if not any(item.get_closest_marker(kind) for kind in KINDS):
             item.add_marker(kind_of(item))
-        group = "e2e" if item.get_closest_marker("e2e") else item.path.relative_to(REPO_ROOT).as_posix()
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
