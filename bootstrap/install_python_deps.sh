@@ -99,7 +99,9 @@ main() {
     "$uv" venv --quiet --clear --python "$PYTHON" "$VENV_DIR"
   fi
   log "installing the $role node's $(grep -c '==' "$requirements") pinned packages into $VENV_DIR"
-  "$uv" pip sync --quiet --python "$VENV_DIR/bin/python" "$requirements"
+  # --compile-bytecode: the executors run as another user than this bootstrap, so they could never write
+  # the .pyc files uv leaves out by default; each Python worker would compile pandas and numpy from source.
+  "$uv" pip sync --quiet --compile-bytecode --python "$VENV_DIR/bin/python" "$requirements"
   "$VENV_DIR/bin/python" -c "$imports"
   echo "$wanted" >"$MARKER"
   log "done in ${SECONDS}s on the $role node: $("$VENV_DIR/bin/python" --version) in $VENV_DIR ($(du -sh "$VENV_DIR" | cut -f 1))"

@@ -11,10 +11,10 @@ the features dataset's rows of files since moved, removed or rewritten are left 
 the same listing, and a current row for each image the manifest counts as featurized. Without
 ``--images``, every row of ``--features`` is used.
 
-PCA is fitted once over all components, which yields the whole explained-variance spectrum; k is
-then the smallest number of components reaching the threshold (or the given k), and the data are
-projected on those k. The report is written before the parquet, so the parquet's ``_SUCCESS``
-marks the whole output complete.
+PCA is fitted once over all components, which yields the whole explained-variance spectrum (the
+covariance's eigendecomposition, fruits_spark.covariance); k is then the smallest number of
+components reaching the threshold (or the given k), and the data are projected on those k. The
+report is written before the parquet, so the parquet's ``_SUCCESS`` marks the whole output complete.
 """
 
 from __future__ import annotations
@@ -28,12 +28,13 @@ from dataclasses import dataclass
 
 import numpy as np
 from pyspark import StorageLevel
-from pyspark.ml.feature import PCA, StandardScaler
+from pyspark.ml.feature import StandardScaler
 from pyspark.ml.functions import array_to_vector
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from fruits_contract import DEFAULT_VARIANCE, PCA_COLUMN, PCA_JOB, Flag, ManifestKeys
+from fruits_spark.covariance import covariance_matrix, principal_axes
 from fruits_spark.errors import JobInputError, run_cli
 from fruits_spark.listing import VERSION_COLUMNS, current_rows, list_images, listing_digest, versions_frame
 from fruits_spark.pca_fit import PcaFit
@@ -171,8 +172,8 @@ def choose_k(explained_variance_ratio: np.ndarray, threshold: float) -> int:
 
 
 def fit_pca(scaled: DataFrame, n_images: int, n_features: int, config: PcaConfig) -> PcaFit:
-    model = PCA(k=n_features, inputCol="scaled", outputCol="projected").fit(scaled)
-    ratios = model.explainedVariance.toArray()
+    """The whole spectrum of ``scaled``'s covariance (fruits_spark.covariance), and k from ``config``."""
+    ratios, axes = principal_axes(covariance_matrix(scaled, "scaled", n_features))
     if config.k is not None and config.k > n_features:
         raise JobInputError(f"--k {config.k} exceeds the {n_features} features; pass at most {n_features}")
     if config.k is not None:
@@ -180,7 +181,7 @@ def fit_pca(scaled: DataFrame, n_images: int, n_features: int, config: PcaConfig
     else:
         assert config.variance is not None, "PcaConfig holds a variance when it holds no k"
         k = choose_k(ratios, config.variance)
-    return PcaFit(k, config.variance, n_images, n_features, ratios, model.pc.toArray())
+    return PcaFit(k, config.variance, n_images, n_features, ratios, axes)
 
 
 def project(scaled: DataFrame, fit: PcaFit) -> DataFrame:

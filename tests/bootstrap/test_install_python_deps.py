@@ -131,7 +131,7 @@ def test_a_fresh_primary_node_gets_a_virtualenv_synced_to_the_primary_s_requirem
     assert result.returncode == 0, result.stderr
     venv = f"{node['FRUITS_PIPELINE_HOME']}/venv"
     assert any(call.startswith("uv venv ") and call.endswith(f"--python python3.11 {venv}") for call in calls)
-    assert any(call.startswith(f"uv pip sync --quiet --python {venv}/bin/python ") for call in calls)
+    assert any(call.startswith(f"uv pip sync --quiet --compile-bytecode --python {venv}/bin/python ") for call in calls)
     assert Path(node["SYNCED"]).read_text() == PRIMARY_REQUIREMENTS.read_text()
     (check,) = [call for call in calls if call.startswith("venv-python -c ")]
     assert check.endswith(", tensorflow")

@@ -79,18 +79,19 @@ def test_a_manifest_of_another_listing_is_refused(spark: SparkSession, features_
 
 
 class NumpyPca:
-    """The oracle: standardize with the sample standard deviation, then eigendecompose the covariance."""
+    """The oracle: standardize with the sample standard deviation, then take the singular value
+    decomposition of the standardized matrix itself (the job eigendecomposes a covariance it sums in
+    Spark; this never forms one)."""
 
     def __init__(self, features: np.ndarray) -> None:
         matrix = features.astype(np.float64)
         std = matrix.std(axis=0, ddof=1)
         safe_std = np.where(std > 0, std, 1.0)
         self.standardized = np.where(std > 0, (matrix - matrix.mean(axis=0)) / safe_std, 0.0)
-        covariance = self.standardized.T @ self.standardized / (len(matrix) - 1)
-        eigenvalues, eigenvectors = np.linalg.eigh(covariance)
-        order = np.argsort(eigenvalues)[::-1]
-        self.ratios = eigenvalues[order] / eigenvalues.sum()
-        self.axes = eigenvectors[:, order]
+        _, singular_values, right_vectors = np.linalg.svd(self.standardized, full_matrices=False)
+        variances = singular_values**2
+        self.ratios = variances / variances.sum()
+        self.axes = right_vectors.T
 
 
 @pytest.fixture(scope="module")

@@ -72,3 +72,15 @@ def test_the_primary_node_gets_tensorflow_for_the_driver_s_compile(tmp_path):
     assert primary.exit_code == 0, primary.stderr
     assert "on the primary node" in primary.stderr
     assert {"tensorflow-cpu", "keras", "ai-edge-litert"} <= distributions(primary.venv)
+
+
+def test_a_core_node_s_packages_come_compiled(core):
+    """The executors run as another user than the bootstrap and could not write .pyc files themselves."""
+    site_packages = Path(core.venv) / "lib/python3.11/site-packages"
+
+    for package in ("pandas", "numpy", "pyarrow", "PIL"):
+        sources = list((site_packages / package).rglob("*.py"))
+        # Every module, not only those the bootstrap's own import check loads (and may have compiled).
+        uncompiled = [py for py in sources if not list((py.parent / "__pycache__").glob(f"{py.stem}.cpython-311*.pyc"))]
+        assert sources, package
+        assert not uncompiled, f"{package}: {len(uncompiled)} of {len(sources)} modules uncompiled"
