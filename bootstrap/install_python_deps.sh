@@ -99,8 +99,10 @@ main() {
     "$uv" venv --quiet --clear --python "$PYTHON" "$VENV_DIR"
   fi
   log "installing the $role node's $(grep -c '==' "$requirements") pinned packages into $VENV_DIR"
-  # --compile-bytecode: the executors run as another user than this bootstrap, so they could never write
-  # the .pyc files uv leaves out by default; each Python worker would compile pandas and numpy from source.
+  # --compile-bytecode: every module compiled now (uv writes no .pyc by default), not only those the import
+  # check below loads. The executors run as another user than this bootstrap and cannot write the missing
+  # ones, so each Python worker would compile them from source again (and where PYTHONDONTWRITEBYTECODE is
+  # set, as on the machine that emulates the node, no import writes any).
   "$uv" pip sync --quiet --compile-bytecode --python "$VENV_DIR/bin/python" "$requirements"
   "$VENV_DIR/bin/python" -c "$imports"
   echo "$wanted" >"$MARKER"
