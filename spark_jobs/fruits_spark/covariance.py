@@ -40,7 +40,9 @@ def covariance_matrix(vectors: DataFrame, column: str, n_features: int) -> np.nd
         yield pd.DataFrame({"n": [n_rows], "total": [total.tobytes()], "gram": [gram.tobytes()]})
 
     # One partial sum per partition reaches the driver: as many partitions as cores run them, up to
-    # MAX_PARTIALS (13 MB each at 1280 features).
+    # MAX_PARTIALS (13 MB each at 1280 features). The coalesce also narrows what runs before it in the
+    # same stage: on a cluster of more than MAX_PARTIALS cores, the pass that first computes (and caches)
+    # the vectors uses MAX_PARTIALS of them; a tree reduction of the partials would lift that.
     n_partitions = min(vectors.sparkSession.sparkContext.defaultParallelism, MAX_PARTIALS)
     as_arrays = vectors.select(_as_array(vectors, column).alias(column)).coalesce(n_partitions)
     n_rows, total, gram = 0, np.zeros(n_features), np.zeros((n_features, n_features))
