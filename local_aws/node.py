@@ -64,7 +64,7 @@ class Node:
             _write_stand_in(self.bin / name, name)
         instance = Path(self.node_path(str(INSTANCE_JSON)))
         instance.parent.mkdir(parents=True, exist_ok=True)
-        instance.write_text(json.dumps(instance_description(primary=primary)))
+        _write_whole(instance, json.dumps(instance_description(primary=primary)))
 
     def node_path(self, path: str) -> str:
         """Where a node's path is here: ``/mnt/...`` under the node's folder; any other path as it is."""
@@ -157,5 +157,13 @@ def _write_stand_in(path: Path, name: str) -> None:
     script = Path(__file__).with_name("node_commands.py").absolute()
     text = f'#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(str(script))} {name} "$@"\n'
     if not path.exists() or path.read_text() != text:
-        path.write_text(text)
-    path.chmod(0o755)
+        _write_whole(path, text, mode=0o755)
+
+
+def _write_whole(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write ``text`` to ``path`` in one step: several endpoints, in several processes, may share a node
+    (the tests' does), and a bootstrap running on it must never read a half-written file."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    partial.write_text(text)
+    partial.chmod(mode)
+    os.replace(partial, path)

@@ -47,23 +47,38 @@ if JIT_OPTION not in os.environ.get("SPARK_SUBMIT_OPTS", ""):  # xdist's workers
     os.environ["SPARK_SUBMIT_OPTS"] = " ".join(filter(None, (os.environ.get("SPARK_SUBMIT_OPTS"), JIT_OPTION)))
 
 
+IS_XDIST_WORKER = "PYTEST_XDIST_WORKER" in os.environ
+
+
+def session_folder(variable: str, prefix: str) -> Path:
+    """A folder for the whole session, named by ``variable``: made by pytest's main process, and found
+    there by pytest-xdist's workers (-n), which inherit its environment; the main process removes it."""
+    if IS_XDIST_WORKER and variable in os.environ:
+        return Path(os.environ[variable])
+    folder = tempfile.mkdtemp(prefix=prefix)
+    os.environ[variable] = folder
+    return Path(folder)
+
+
 # One compiled-model cache for the session, the default of every job run that names none (spark-submit
 # inherits it, and the demo copies it into and back out of its bucket's artifacts/models/): each model
-# is compiled once per session instead of once per run. The cache's own tests use empty folders.
-# pytest-xdist's workers (-n) inherit the controller's environment and share its cache (an entry is
-# written whole, manifest last, so concurrent writers are safe); the controller removes it at the end.
-IS_XDIST_WORKER = "PYTEST_XDIST_WORKER" in os.environ
-if IS_XDIST_WORKER and MODEL_CACHE_ENV in os.environ:
-    MODEL_CACHE = os.environ[MODEL_CACHE_ENV]
-else:
-    MODEL_CACHE = tempfile.mkdtemp(prefix="fruits-model-cache-")
-    os.environ[MODEL_CACHE_ENV] = MODEL_CACHE
+# is compiled once per session instead of once per run. The cache's own tests use empty folders. An
+# entry is written whole, manifest last, so the workers' concurrent writers are safe.
+MODEL_CACHE = session_folder(MODEL_CACHE_ENV, "fruits-model-cache-")
+
+# One emulated primary node (local_aws.node) for the session's runs of the project's bootstrap script:
+# the first run installs the primary node's packages (about a minute, TensorFlow compiled included), the
+# others find them installed, as a second `make demo` does. Endpoints in several processes take turns on
+# it (the node's lock). Only the project's script runs there; tests of other bootstrap actions, or of a
+# core node, use nodes of their own.
+PROJECT_NODE = session_folder("FRUITS_TESTS_PROJECT_NODE", "fruits-project-node-")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
     if not IS_XDIST_WORKER:
         shutil.rmtree(MODEL_CACHE, ignore_errors=True)
+        shutil.rmtree(PROJECT_NODE, ignore_errors=True)
 
 
 def kind_of(item: pytest.Item) -> str:
@@ -85,3 +100,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def spark_submit_executable() -> Path:
     """The venv's spark-submit, which runs the jobs as users and EMR run them."""
     return Path(sys.executable).parent / "spark-submit"
+
+
+@pytest.fixture(scope="session")
+def project_node_dir() -> Path:
+    """The session's primary node for the project's bootstrap script (see PROJECT_NODE)."""
+    return PROJECT_NODE

@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -100,20 +101,22 @@ def bootstrap_node(node: Node, role: str, work_dir: Path) -> NodeBootstrap:
             "AWS_DEFAULT_REGION": aws.region,
             **node_credentials(_node_role(aws), aws.region),
         }
-        started = time.monotonic()
-        result = subprocess.run(
-            [
-                "bash",
-                str(BOOTSTRAP_DIR / BOOTSTRAP_SCRIPT),
-                staged.bootstrap_requirements_uri,
-                staged.bootstrap_primary_requirements_uri,
-            ],
-            env=node.bootstrap_environment(environ),
-            cwd=work_dir,
-            capture_output=True,
-            text=True,
-        )
-        seconds = time.monotonic() - started
+        # The node's lock, as the endpoint's clusters take it: another process may be bootstrapping it.
+        with node.bootstrapping(threading.Event()):
+            started = time.monotonic()
+            result = subprocess.run(
+                [
+                    "bash",
+                    str(BOOTSTRAP_DIR / BOOTSTRAP_SCRIPT),
+                    staged.bootstrap_requirements_uri,
+                    staged.bootstrap_primary_requirements_uri,
+                ],
+                env=node.bootstrap_environment(environ),
+                cwd=work_dir,
+                capture_output=True,
+                text=True,
+            )
+            seconds = time.monotonic() - started
         load_average = os.getloadavg()[0]
     venv = Path(node.node_path(str(PIPELINE_HOME / "venv")))
     size, packages = venv_size(venv) if venv.is_dir() else (0, 0)

@@ -73,6 +73,14 @@ def landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def aws(tmp_path_factory: pytest.TempPathFactory, project_node_dir: Path) -> Iterator[EmbeddedAws]:
+    """The endpoint, its clusters bootstrapping on the session's node: the project's script installs the
+    primary node's packages once per session (tests/conftest.py), not once per module that runs it."""
+    with EmbeddedAws(port=0, state_dir=tmp_path_factory.mktemp("local-aws"), node_dir=project_node_dir) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="module")
 def provisioned(aws: EmbeddedAws, landing: Path) -> Iterator[dict[str, str]]:
     """The stack in the endpoint, and Airflow's connection and Variable."""
     variable = provision(aws.client("s3"), aws.client("emr"), aws.client("ec2"), aws.client("iam"), BUCKET, REGION)

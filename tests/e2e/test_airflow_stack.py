@@ -74,10 +74,15 @@ def read_banner(process: subprocess.Popen, stderr_file: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, project_env: dict[str, str]) -> Iterator[Stack]:
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, project_env: dict[str, str], project_node_dir: Path
+) -> Iterator[Stack]:
     images = tmp_path_factory.mktemp("landing") / "images"
     generate(images, N_IMAGES, n_labels=2)
     state_dir = tmp_path_factory.mktemp("stack-state")
+    # The session's node, shared with the demos, as `make airflow` and `make demo` share .local-aws's.
+    (state_dir / "aws").mkdir()
+    (state_dir / "aws" / "node").symlink_to(project_node_dir)
     stderr_file = state_dir / "stack.stderr"
     # Airflow as users run it: the suite's unit-test mode would create the DAG unpaused, so that its
     # scheduled run started before the triggered one.

@@ -42,8 +42,10 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def first_demo(landing: Path, state_dir: Path, node_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
-    return run_demo(landing, tmp_path_factory.mktemp("out"), state_dir, weights="none", node_dir=node_dir)
+def first_demo(
+    landing: Path, state_dir: Path, project_node_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> DemoRun:
+    return run_demo(landing, tmp_path_factory.mktemp("out"), state_dir, weights="none", node_dir=project_node_dir)
 
 
 def saved_objects(state_dir: Path, prefix: str) -> list[tuple[str, str]]:
@@ -115,13 +117,17 @@ def landing_changes(first_demo: DemoRun, landing: Path, tmp_path_factory: pytest
 
 
 @pytest.fixture(scope="module")
-def changed_demo(landing_changes: dict, landing: Path, state_dir: Path, node_dir: Path, tmp_path_factory) -> DemoRun:
-    return run_demo(landing, tmp_path_factory.mktemp("out"), state_dir, weights="none", node_dir=node_dir)
+def changed_demo(
+    landing_changes: dict, landing: Path, state_dir: Path, project_node_dir: Path, tmp_path_factory
+) -> DemoRun:
+    return run_demo(landing, tmp_path_factory.mktemp("out"), state_dir, weights="none", node_dir=project_node_dir)
 
 
 @pytest.fixture(scope="module")
-def unchanged_demo(changed_demo: DemoRun, landing: Path, state_dir: Path, node_dir: Path, tmp_path_factory) -> DemoRun:
-    return run_demo(landing, tmp_path_factory.mktemp("out"), state_dir, weights="none", node_dir=node_dir)
+def unchanged_demo(
+    changed_demo: DemoRun, landing: Path, state_dir: Path, project_node_dir: Path, tmp_path_factory
+) -> DemoRun:
+    return run_demo(landing, tmp_path_factory.mktemp("out"), state_dir, weights="none", node_dir=project_node_dir)
 
 
 def landing_images(landing: Path) -> dict[str, str]:
@@ -193,13 +199,13 @@ def test_the_demo_summary_says_what_was_uploaded_removed_featurized_and_reused(
 
 
 def test_an_empty_landing_folder_is_refused_in_one_line_and_removes_nothing(
-    unchanged_demo: DemoRun, landing: Path, state_dir: Path, node_dir: Path, tmp_path: Path
+    unchanged_demo: DemoRun, landing: Path, state_dir: Path, project_node_dir: Path, tmp_path: Path
 ) -> None:
     images_before = saved_objects(state_dir, "images/")
     n_images = len(list(landing.rglob("*.jpg")))
     (tmp_path / "empty").mkdir()
 
-    refused = run_demo(tmp_path / "empty", tmp_path / "out", state_dir, weights="none", node_dir=node_dir)
+    refused = run_demo(tmp_path / "empty", tmp_path / "out", state_dir, weights="none", node_dir=project_node_dir)
 
     assert refused.state == "failed"
     assert refused.clusters == {}
@@ -209,11 +215,11 @@ def test_an_empty_landing_folder_is_refused_in_one_line_and_removes_nothing(
 
 
 def test_a_failed_step_fails_the_run_reports_why_and_terminates_the_cluster(
-    landing: Path, node_dir: Path, tmp_path: Path
+    landing: Path, project_node_dir: Path, tmp_path: Path
 ) -> None:
     missing_weights = f"s3://{BUCKET}/nowhere/mobilenet_v2.weights.h5"
 
-    failed = run_demo(landing, tmp_path / "out", tmp_path / "state", weights=missing_weights, node_dir=node_dir)
+    failed = run_demo(landing, tmp_path / "out", tmp_path / "state", weights=missing_weights, node_dir=project_node_dir)
 
     log = failed.log_file.read_text()
     assert failed.state == "failed"
@@ -264,12 +270,12 @@ def test_a_bootstrap_that_cannot_install_fails_the_run_before_any_step_and_the_d
 
 
 def test_ctrl_c_during_a_step_stops_every_process_the_demo_started(
-    landing: Path, node_dir: Path, tmp_path: Path, project_env: dict[str, str]
+    landing: Path, project_node_dir: Path, tmp_path: Path, project_env: dict[str, str]
 ) -> None:
     command = [sys.executable, "-m", "tools.demo", "--images", str(landing), "--out", str(tmp_path / "out")]
     # The session's node, where the cluster's venv is already built, as a second `make demo` finds it.
     (tmp_path / "state" / "aws").mkdir(parents=True)
-    (tmp_path / "state" / "aws" / "node").symlink_to(node_dir)
+    (tmp_path / "state" / "aws" / "node").symlink_to(project_node_dir)
     # A session of its own, like a terminal's foreground job: Ctrl-C signals the whole group.
     stderr_file = tmp_path / "demo.stderr"
     with stderr_file.open("w") as sink:

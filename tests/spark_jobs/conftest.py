@@ -48,12 +48,8 @@ def spark() -> SparkSession:
 def spark_submit(spark_submit_executable: Path) -> Callable[..., subprocess.CompletedProcess]:
     """Run a script with the venv's spark-submit on local[2], without the tests' PYTHONPATH."""
 
-    def run(
-        script: Path, *args: str, env: dict[str, str] | None = None, py_files: Path | None = None
-    ) -> subprocess.CompletedProcess:
+    def run(script: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         command = [str(spark_submit_executable), "--master", "local[2]"]
-        if py_files is not None:
-            command += ["--py-files", str(py_files)]
         base_env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
         return subprocess.run(
             [*command, str(script), *args], env={**base_env, **(env or {})}, capture_output=True, text=True, timeout=600

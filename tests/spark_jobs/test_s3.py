@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import socket
 import subprocess
 from collections.abc import Callable
@@ -21,6 +22,7 @@ import pandas as pd
 import pytest
 from botocore.client import BaseClient
 
+from fruits_airflow.artifacts import ENTRY_SCRIPTS, build_py_files_zip
 from fruits_airflow.reuse import images_in_s3
 from fruits_spark.images import decode_image
 from local_aws import EmbeddedAws
@@ -58,14 +60,27 @@ def aws_environment(aws: EmbeddedAws) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def submit(spark_submit_executable: Path, aws: EmbeddedAws) -> Callable[..., JobRun]:
-    """Run a job script with the venv's spark-submit, the AWS variables given, without the tests' PYTHONPATH."""
+def staged_jobs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """As the DAG stages them for EMR: the entry scripts in a folder of their own, away from the source
+    tree, and their package only in the --py-files zip."""
+    staged = tmp_path_factory.mktemp("staged")
+    for script in ENTRY_SCRIPTS:
+        shutil.copy(SPARK_JOBS_DIR / script, staged / script)
+    return staged, build_py_files_zip(staged / "fruits_spark.zip")
+
+
+@pytest.fixture(scope="module")
+def submit(spark_submit_executable: Path, aws: EmbeddedAws, staged_jobs: tuple[Path, Path]) -> Callable[..., JobRun]:
+    """Run a staged job script with the venv's spark-submit and --py-files, as an EMR step does, with the
+    AWS variables given and without the tests' PYTHONPATH."""
+    scripts, py_files = staged_jobs
 
     def run(script: str, *args: str, env: dict[str, str]) -> JobRun:
         base = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("AWS_")}
         aws.requests.clear()
+        command = [str(spark_submit_executable), "--master", "local[2]", "--py-files", str(py_files)]
         result = subprocess.run(
-            [str(spark_submit_executable), "--master", "local[2]", str(SPARK_JOBS_DIR / script), *args],
+            [*command, str(scripts / script), *args],
             env={**base, **env},
             capture_output=True,
             text=True,
@@ -187,10 +202,17 @@ def test_the_jobs_digest_of_the_images_is_the_one_the_dag_computes_from_its_list
     assert (manifest["images_digest"], manifest["n_images"]) == images_in_s3(s3, BUCKET)
 
 
-def test_pca_over_s3_writes_its_output_and_report_and_agrees_with_numpy(first_run, submit, aws_environment, s3):
+def test_pca_over_s3_writes_its_output_report_and_summary_and_agrees_with_numpy(
+    first_run, submit, aws_environment, s3, tmp_path
+):
     output, report = f"s3://{BUCKET}/runs/r1/pca/", f"s3://{BUCKET}/runs/r1/report/"
+    summary_json = tmp_path / "summary.json"
 
-    run = submit("pca.py", "--features", FEATURES, "--output", output, "--report", report, env=aws_environment)
+    run = submit(
+        "pca.py",
+        *("--features", FEATURES, "--output", output, "--report", report, "--summary-json", str(summary_json)),
+        env=aws_environment,
+    )
 
     assert run.result.returncode == 0, run.result.stdout[-3000:]
     assert "_SUCCESS" in keys_under(s3, output)
@@ -203,7 +225,13 @@ def test_pca_over_s3_writes_its_output_and_report_and_agrees_with_numpy(first_ru
     standardized = np.where(std > 0, (matrix - matrix.mean(axis=0)) / np.where(std > 0, std, 1), 0.0)
     eigenvalues = np.linalg.eigvalsh(np.cov(standardized, rowvar=False))[::-1]
     np.testing.assert_allclose(summary["explained_variance_ratio"], eigenvalues / eigenvalues.sum(), atol=1e-6)
-    assert len(read_parquet(s3, output)) == summary["n_images"]
+    rows = read_parquet(s3, output)
+    assert len(rows) == summary["n_images"]
+    assert {len(vector) for vector in rows["pca_features"]} == {summary["k"]}
+    # The run's own figures and phase times (--summary-json), which `make bench` reads.
+    document = json.loads(summary_json.read_text())
+    assert (document["k"], document["n_images"], document["n_features"]) == (summary["k"], len(rows), 1280)
+    assert document["seconds"]["total"] >= document["seconds"]["run"] > 0
 
 
 def assert_one_error_line(run: JobRun, prefix: str) -> str:

@@ -24,9 +24,7 @@ EXECUTOR_CODE = (
 )
 
 
-def run_bootstrap(tmp_path: Path, role: str) -> NodeBootstrap:
-    node = Node(tmp_path / "node", primary=role == "primary")
-    work_dir = tmp_path / "work"
+def run_bootstrap(node: Node, role: str, work_dir: Path) -> NodeBootstrap:
     work_dir.mkdir()
     return bootstrap_node(node, role, work_dir)
 
@@ -38,7 +36,8 @@ def distributions(venv: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def core(tmp_path_factory: pytest.TempPathFactory) -> NodeBootstrap:
-    return run_bootstrap(tmp_path_factory.mktemp("core"), "core")
+    folder = tmp_path_factory.mktemp("core")
+    return run_bootstrap(Node(folder / "node", primary=False), "core", folder / "work")
 
 
 def test_a_core_node_s_bootstrap_succeeds_as_a_core_node(core):
@@ -66,11 +65,13 @@ def test_a_core_node_s_venv_imports_the_executors_code_without_tensorflow(core):
     assert result.stdout.strip() == "[]"
 
 
-def test_the_primary_node_gets_tensorflow_for_the_driver_s_compile(tmp_path):
-    primary = run_bootstrap(tmp_path, "primary")
+def test_the_primary_node_gets_tensorflow_for_the_driver_s_compile(project_node_dir, tmp_path):
+    """On the session's primary node: the script installs there once per session, first for whichever
+    test gets there first (another module's cluster, or this), and finds its packages there after."""
+    primary = run_bootstrap(Node(project_node_dir, primary=True), "primary", tmp_path / "work")
 
     assert primary.exit_code == 0, primary.stderr
-    assert "on the primary node" in primary.stderr
+    assert "the primary node's" in primary.stderr
     assert {"tensorflow-cpu", "keras", "ai-edge-litert"} <= distributions(primary.venv)
 
 
