@@ -20,8 +20,9 @@ import pytest
 from fruits_spark.model_cache import MODEL_CACHE_ENV
 from tests.suite import DAGS_DIR, KINDS, PLUGINS_DIR
 
-# The embedded AWS endpoint's fixtures, for tests/local_aws and the tools that provision it.
-pytest_plugins = ("tests.embedded_aws",)
+# The embedded AWS endpoint's fixtures, for tests/local_aws and the tools that provision it; and the
+# order in which pytest-xdist's workers get the test files.
+pytest_plugins = ("tests.embedded_aws", "tests.file_order")
 SPARK_FIXTURES = frozenset({"spark", "spark_submit_executable"})
 E2E_DIR = Path(__file__).parent / "e2e"
 

@@ -10,8 +10,8 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -21,6 +21,9 @@ from fruits_spark.model import CompiledModel, build_keras_model, imagenet_weight
 from fruits_spark.model_cache import default_cache_dir, load_or_compile
 from fruits_spark.session import configure
 from tools.sample_images import generate
+
+if TYPE_CHECKING:  # Keras imports TensorFlow (7 s): only the tests that build a Keras model pay for it.
+    import keras
 
 TEST_IMAGE_SIZE = 96
 GOOD_IMAGES = 24

@@ -11,7 +11,6 @@ import os
 import shutil
 from pathlib import Path
 
-import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -98,6 +97,8 @@ def test_the_key_names_the_weights_the_size_and_the_converter(image_size: int) -
 
 
 def test_imagenet_weights_are_named_by_the_keras_version() -> None:
+    import keras
+
     assert weights_identity("imagenet", None) == f"imagenet-keras{keras.__version__}"
 
 
