@@ -30,10 +30,7 @@ VERSIONS_SCHEMA = StructType(
 
 def list_images(fs: HadoopFs, images_uri: str, flag: str = "--images") -> Listing:
     """Every image file under ``images_uri`` (any depth, any case of extension); others ignored."""
-    try:
-        kind = fs.kind(images_uri)
-    except OSError as error:
-        raise JobInputError(f"{flag} {images_uri} cannot be read ({error}); check the URI and access to it") from None
+    kind = fs.input_kind(images_uri, flag)
     if kind is None:
         raise JobInputError(f"{flag} {images_uri} does not exist; pass the folder of <label>/<image> files")
     if kind == "file":

@@ -97,11 +97,7 @@ def parse_args(argv: Sequence[str]) -> PcaConfig:
 
 def read_features(spark: SparkSession, fs: HadoopFs, uri: str) -> DataFrame:
     """The complete features dataset, or a clear error when it is missing, partial or unusable."""
-    try:
-        kind = fs.kind(uri)
-    except OSError as error:
-        raise JobInputError(f"--features {uri} cannot be read ({error}); check the URI and access to it") from None
-    if kind is None:
+    if fs.input_kind(uri, Flag.FEATURES) is None:
         raise JobInputError(f"--features {uri} does not exist; run extract_features first")
     if not fs.exists(join_uri(uri, SUCCESS_MARKER)):
         raise JobInputError(f"--features {uri} has no {SUCCESS_MARKER} marker: extract_features did not finish")

@@ -61,6 +61,14 @@ class HadoopFs:
             raise OSError(_java_error_summary(error)) from None
         return "dir" if status.isDirectory() else "file"
 
+    def input_kind(self, uri: str, flag: str) -> str | None:
+        """:meth:`kind` of a job's input, named by its flag: a store that cannot tell (unreachable,
+        access denied, no such bucket) is one error line for the user, who can fix the URI or access."""
+        try:
+            return self.kind(uri)
+        except OSError as error:
+            raise JobInputError(f"{flag} {uri} cannot be read ({error}); check the URI and access to it") from None
+
     def exists(self, uri: str) -> bool:
         path = self._path(uri)
         return bool(self._fs(path).exists(path))
