@@ -15,22 +15,23 @@ from typing import Any
 
 from botocore.client import BaseClient
 
-from fruits_airflow.paths import RUNS_PREFIX, run_key
+from fruits_airflow.paths import RunPaths, run_key
 from fruits_airflow.s3_objects import read_object
-from fruits_contract import CUMULATIVE_PLOT, RUN_SUMMARY, SCATTER_PLOT, SEPARABILITY_REPORT, VARIANCE_REPORT
+from fruits_contract import CUMULATIVE_PLOT, SCATTER_PLOT, SEPARABILITY_REPORT, VARIANCE_REPORT
 
 PLOTS = (CUMULATIVE_PLOT, SCATTER_PLOT)
-FAILURE_REPORT = "failure.json"
 # A plot larger than this is not embedded in the page (the job's plots are about 50 to 150 kB).
 MAX_PLOT_BYTES = 5 * 1024 * 1024
 
 
 @dataclass(frozen=True)
 class RunReport:
-    """The run's documents, each None when S3 has no such file; ``plots`` maps a file name to its PNG bytes."""
+    """The run's documents, each None when S3 has no such file; ``plots`` maps a file name to its PNG bytes.
 
-    bucket: str
-    run_prefix: str
+    :param paths: where the run's documents are (only its run key matters here, not its features' place).
+    """
+
+    paths: RunPaths
     summary: dict[str, Any] | None = None
     failure: dict[str, Any] | None = None
     variance: dict[str, Any] | None = None
@@ -39,11 +40,11 @@ class RunReport:
 
     @property
     def run_uri(self) -> str:
-        return f"s3://{self.bucket}/{self.run_prefix}"
+        return self.paths.uri(self.paths.run_prefix)
 
     @property
     def report_uri(self) -> str:
-        return f"{self.run_uri}report/"
+        return self.paths.report_uri
 
     @property
     def is_empty(self) -> bool:
@@ -63,19 +64,17 @@ def read_run_report(s3_client: BaseClient, bucket: str, run_id: str) -> RunRepor
 
     :raises botocore.exceptions.ClientError: when S3 refuses a read (other than a missing file).
     """
-    prefix = f"{RUNS_PREFIX}{run_key(run_id)}/"
-    report_prefix = f"{prefix}report/"
+    paths = RunPaths(bucket, run_key(run_id))
     plots = {}
     for name in PLOTS:
-        body = read_object(s3_client, bucket, f"{report_prefix}{name}", MAX_PLOT_BYTES)
+        body = read_object(s3_client, bucket, f"{paths.report_prefix}{name}", MAX_PLOT_BYTES)
         if body is not None:
             plots[name] = body
     return RunReport(
-        bucket=bucket,
-        run_prefix=prefix,
-        summary=_json(s3_client, bucket, f"{prefix}{RUN_SUMMARY}"),
-        failure=_json(s3_client, bucket, f"{prefix}{FAILURE_REPORT}"),
-        variance=_json(s3_client, bucket, f"{report_prefix}{VARIANCE_REPORT}"),
-        separability=_json(s3_client, bucket, f"{report_prefix}{SEPARABILITY_REPORT}"),
+        paths=paths,
+        summary=_json(s3_client, bucket, paths.summary_key),
+        failure=_json(s3_client, bucket, paths.failure_key),
+        variance=_json(s3_client, bucket, f"{paths.report_prefix}{VARIANCE_REPORT}"),
+        separability=_json(s3_client, bucket, f"{paths.report_prefix}{SEPARABILITY_REPORT}"),
         plots=plots,
     )
