@@ -169,9 +169,10 @@ def choose_k(explained_variance_ratio: np.ndarray, threshold: float) -> int:
 
 def fit_pca(scaled: DataFrame, n_images: int, n_features: int, config: PcaConfig) -> PcaFit:
     """The whole spectrum of ``scaled``'s covariance (fruits_spark.covariance), and k from ``config``."""
-    ratios, axes = principal_axes(covariance_matrix(scaled, "scaled", n_features))
+    # Before the covariance's pass over every vector, not after it.
     if config.k is not None and config.k > n_features:
         raise JobInputError(f"--k {config.k} exceeds the {n_features} features; pass at most {n_features}")
+    ratios, axes = principal_axes(covariance_matrix(scaled, "scaled", n_features))
     if config.k is not None:
         k = config.k
     else:
