@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from fruits_spark.model_cache import MODEL_CACHE_ENV
-from tests.suite import DAGS_DIR, KINDS, PLUGINS_DIR
+from tests.suite import DAGS_DIR, IS_XDIST_WORKER, KINDS, PLUGINS_DIR
 
 # The embedded AWS endpoint's fixtures, for tests/local_aws and the tools that provision it; and the
 # order in which pytest-xdist's workers get the test files.
@@ -46,9 +46,6 @@ os.environ.update(
 JIT_OPTION = "-XX:TieredStopAtLevel=1"
 if JIT_OPTION not in os.environ.get("SPARK_SUBMIT_OPTS", ""):  # xdist's workers inherit the controller's
     os.environ["SPARK_SUBMIT_OPTS"] = " ".join(filter(None, (os.environ.get("SPARK_SUBMIT_OPTS"), JIT_OPTION)))
-
-
-IS_XDIST_WORKER = "PYTEST_XDIST_WORKER" in os.environ
 
 
 def session_folder(variable: str, prefix: str) -> Path:

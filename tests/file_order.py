@@ -13,14 +13,13 @@ or bootstrap the session's node, then the others, in collection order.
 
 from __future__ import annotations
 
-import os
-
 import pytest
+
+from tests.suite import IS_XDIST_WORKER
 
 FILE_SECONDS_KEY = "fruits/file-seconds"
 E2E_GUESS_SECONDS = 600.0
 LONG_GUESS_SECONDS = 60.0
-IS_XDIST_WORKER = "PYTEST_XDIST_WORKER" in os.environ
 _seconds_this_run: dict[str, float] = {}
 
 

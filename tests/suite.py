@@ -1,7 +1,8 @@
-"""What the whole suite shares: the repository's folders, and the kinds of test."""
+"""What the whole suite shares: the repository's folders, the kinds of test, and which process this is."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -11,3 +12,6 @@ SPARK_JOBS_DIR = REPO_ROOT / "spark_jobs"
 
 # The markers that sort tests (registered in pyproject.toml); each test has exactly one.
 KINDS = ("unit", "spark", "e2e")
+
+# True in a pytest-xdist worker (-n), false in the main process, which alone owns session-wide files.
+IS_XDIST_WORKER = "PYTEST_XDIST_WORKER" in os.environ
