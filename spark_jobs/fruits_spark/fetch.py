@@ -3,8 +3,8 @@
 Spark's own file readers cost three or more S3 requests per named file (an existence check on the
 driver, a listing job, then a status request before each GET), and read one file at a time per task:
 at S3's 20-40 ms per request a task would wait far longer than it computes. The driver lists the
-prefix once (Hadoop's FileSystem: EMRFS on EMR, S3A elsewhere) and the executors fetch only the
-files they featurize, each with a single GET through boto3, ``FETCH_THREADS`` at a time per task.
+prefix once (fruits_spark.file_listing, with boto3 too) and the executors fetch only the files they
+featurize, each with a single GET through boto3, ``FETCH_THREADS`` at a time per task.
 
 boto3 finds its endpoint, credentials and region as every AWS SDK does: ``AWS_ENDPOINT_URL`` and the
 ``AWS_*`` variables where they are set (the embedded endpoint of local runs), else the instance role
@@ -120,17 +120,17 @@ class Fetcher:
     def _client(self) -> Any:
         with self._s3_lock:
             if self._s3 is None:
-                import boto3
-                from botocore.config import Config
-
-                self._s3 = boto3.session.Session().client(
-                    "s3",
-                    config=Config(
-                        max_pool_connections=self._threads,
-                        retries={"mode": "standard", "max_attempts": 5},
-                    ),
-                )
+                self._s3 = new_s3_client(self._threads)
             return self._s3
+
+
+def new_s3_client(connections: int = 10) -> Any:
+    """A boto3 S3 client that retries as AWS advises, with ``connections`` requests in flight at most."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(max_pool_connections=connections, retries={"mode": "standard", "max_attempts": 5})
+    return boto3.session.Session().client("s3", config=config)
 
 
 _FETCHER: Fetcher | None = None

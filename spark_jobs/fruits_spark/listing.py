@@ -14,6 +14,7 @@ from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from fruits_contract import images_digest
 from fruits_spark.errors import JobInputError
+from fruits_spark.file_listing import list_files
 from fruits_spark.images import Listing, is_image_path, label_of, reject_reason_from_listing
 from fruits_spark.storage import HadoopFs
 
@@ -36,16 +37,19 @@ def list_images(fs: HadoopFs, images_uri: str, flag: str = "--images") -> Listin
     if kind == "file":
         raise JobInputError(f"{flag} {images_uri} is a file; pass the folder that holds the label folders")
     to_read, rejected, labels, versions = [], {}, {}, {}
-    for entry in fs.list_files(images_uri):
-        if not is_image_path(entry.path):
-            continue
-        labels[entry.path] = label_of(entry.path)
-        versions[entry.path] = (entry.size, entry.modified)
-        reason = reject_reason_from_listing(entry.path, entry.size)
-        if reason is None:
-            to_read.append(entry.path)
-        else:
-            rejected[entry.path] = reason
+    try:
+        for entry in list_files(fs, images_uri):
+            if not is_image_path(entry.path):
+                continue
+            labels[entry.path] = label_of(entry.path)
+            versions[entry.path] = (entry.size, entry.modified)
+            reason = reject_reason_from_listing(entry.path, entry.size)
+            if reason is None:
+                to_read.append(entry.path)
+            else:
+                rejected[entry.path] = reason
+    except OSError as error:
+        raise JobInputError(f"{flag} {images_uri} cannot be listed ({error}); check the URI and access to it") from None
     if not labels:
         raise JobInputError(f"{flag} {images_uri} holds no .jpg, .jpeg or .png files")
     return Listing(to_read=sorted(to_read), rejected=rejected, labels=labels, versions=versions)
