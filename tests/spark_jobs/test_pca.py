@@ -15,6 +15,7 @@ from fruits_spark.errors import JobInputError
 from fruits_spark.extract_features import FEATURES_SCHEMA
 from fruits_spark.pca import PcaConfig, choose_k, parse_args, run
 from fruits_spark.pca_fit import PcaFit
+from tests.spark_jobs.numpy_pca import NumpyPca
 
 N_IMAGES, N_FEATURES = 80, 24
 LABELS = ("Apple Red 1", "Banana", "Kiwi")
@@ -76,22 +77,6 @@ def test_a_manifest_of_another_listing_is_refused(spark: SparkSession, features_
 
     with pytest.raises(JobInputError, match=r"changed since extract_features listed them"):
         run(spark, parse_args([*argv, "--manifest", str(manifest)]))
-
-
-class NumpyPca:
-    """The oracle: standardize with the sample standard deviation, then take the singular value
-    decomposition of the standardized matrix itself (the job eigendecomposes a covariance it sums in
-    Spark; this never forms one)."""
-
-    def __init__(self, features: np.ndarray) -> None:
-        matrix = features.astype(np.float64)
-        std = matrix.std(axis=0, ddof=1)
-        safe_std = np.where(std > 0, std, 1.0)
-        self.standardized = np.where(std > 0, (matrix - matrix.mean(axis=0)) / safe_std, 0.0)
-        _, singular_values, right_vectors = np.linalg.svd(self.standardized, full_matrices=False)
-        variances = singular_values**2
-        self.ratios = variances / variances.sum()
-        self.axes = right_vectors.T
 
 
 @pytest.fixture(scope="module")
