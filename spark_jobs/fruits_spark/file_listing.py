@@ -39,16 +39,24 @@ def list_files(fs: HadoopFs, uri: str) -> Iterator[FileEntry]:
 
 
 def _local_files(root: str) -> Iterator[FileEntry]:
+    """As Hadoop's local ``listStatus``: symbolic links followed, what is gone by the time it is read
+    (a dangling link, a file or folder removed meanwhile) left out."""
     folders = [root.removeprefix(LOCAL_SCHEME)]
     while folders:
-        with os.scandir(folders.pop()) as entries:
-            for entry in entries:
-                if entry.is_dir():
-                    folders.append(entry.path)
-                else:
-                    stat = entry.stat()
+        try:
+            with os.scandir(folders.pop()) as entries:
+                for entry in entries:
+                    if entry.is_dir():
+                        folders.append(entry.path)
+                        continue
+                    try:
+                        stat = entry.stat()
+                    except FileNotFoundError:
+                        continue
                     # Java's File.lastModified(): whole milliseconds, truncated.
                     yield FileEntry(LOCAL_SCHEME + entry.path, stat.st_size, stat.st_mtime_ns // 1_000_000)
+        except FileNotFoundError:
+            continue
 
 
 def _s3_objects(root: str) -> Iterator[FileEntry]:
@@ -57,9 +65,8 @@ def _s3_objects(root: str) -> Iterator[FileEntry]:
     bucket, key = split_s3_uri(root) or ("", "")
     prefix = f"{key}/" if key else ""
     named_from = root.removesuffix(key) if key else f"{root}/"
-    pages = new_s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
     try:
-        for page in pages:
+        for page in new_s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for item in page.get("Contents", []):
                 if item["Key"].endswith("/"):  # a folder marker (the console's, S3A's mkdirs), not a file
                     continue

@@ -54,6 +54,9 @@ def local_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
         path.write_bytes(b"x" * number)
         # Sub-millisecond times, which both listings must cut to the same whole millisecond.
         os.utime(path, ns=(1_700_000_000_123_456_789 + number * 999_999, 1_700_000_000_123_456_789 + number * 999_999))
+    # A link is followed; a link to nothing is left out, as a file removed while the folder is listed.
+    (root / "images" / "Banana" / "linked.jpg").symlink_to(root / "images-not-below" / "Kiwi" / "1.jpg")
+    (root / "images" / "Kiwi" / "dangling.jpg").symlink_to(root / "nowhere.jpg")
     return root
 
 
@@ -64,7 +67,7 @@ def test_a_local_folder_lists_as_hadoop_lists_it(fs: HadoopFs, local_tree: Path,
     native = listed(list_files(fs, uri))
 
     assert native == listed(fs.list_files(str(local_tree / "images")))
-    assert len(native) == 7
+    assert len(native) == 8
     assert all(entry.path.startswith(f"file:{local_tree}/images/") for entry in native)
 
 
