@@ -119,6 +119,16 @@ class EmbeddedAws:
             **ADMIN.keys,
         )
 
+    def client_environment(self) -> dict[str, str]:
+        """The standard variables that point any AWS SDK at this endpoint as the administrator
+        (:data:`ADMIN`): what a shell exports for boto3, the AWS CLI, or S3A (through conf/spark)."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_ACCESS_KEY_ID": ADMIN.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": ADMIN.secret_access_key,
+            "AWS_REGION": self.region,
+        }
+
     def start(self) -> None:
         """Serve, restore S3 from the state folder, and start running steps."""
         try:

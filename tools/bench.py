@@ -230,12 +230,7 @@ def measure_s3(images: Path, work: Path, repeats: int) -> dict:
         s3.create_bucket(Bucket=S3_BUCKET, CreateBucketConfiguration={"LocationConstraint": endpoint.region})
         for path in files:
             s3.upload_file(str(path), S3_BUCKET, f"images/{path.relative_to(images).as_posix()}")
-        aws = {
-            "AWS_ENDPOINT_URL": endpoint.endpoint_url,
-            "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local",
-            "AWS_REGION": endpoint.region,
-        }
+        aws = endpoint.client_environment()
         images_uri = f"s3://{S3_BUCKET}/images/"
         for repeat in range(repeats):
             for latency_ms in (0, S3_LATENCY_MS):

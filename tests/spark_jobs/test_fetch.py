@@ -16,12 +16,7 @@ BUCKET = "fruits-fetch"
 
 @pytest.fixture
 def endpoint_environment(aws: EmbeddedAws, s3, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {
-        "AWS_ENDPOINT_URL": aws.endpoint_url,
-        "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local",
-        "AWS_REGION": aws.region,
-    }.items():
+    for name, value in aws.client_environment().items():
         monkeypatch.setenv(name, value)
     if BUCKET not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
         s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": aws.region})

@@ -88,12 +88,7 @@ def s3_fs(spark: SparkSession, aws: EmbeddedAws, s3: BaseClient) -> Iterator[Had
     }.items():
         hadoop.set(f"fs.s3a.bucket.{BUCKET}.{name}", value)
     with pytest.MonkeyPatch.context() as environment:
-        for name, value in {
-            "AWS_ENDPOINT_URL": aws.endpoint_url,
-            "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local",
-            "AWS_REGION": aws.region,
-        }.items():
+        for name, value in aws.client_environment().items():
             environment.setenv(name, value)
         yield HadoopFs(spark)
 

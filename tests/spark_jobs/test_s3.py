@@ -52,12 +52,7 @@ class JobRun:
 @pytest.fixture(scope="module")
 def aws_environment(aws: EmbeddedAws) -> dict[str, str]:
     """What a shell that points the AWS SDKs at the endpoint has: the standard variables only."""
-    return {
-        "AWS_ENDPOINT_URL": aws.endpoint_url,
-        "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local",
-        "AWS_REGION": aws.region,
-    }
+    return aws.client_environment()
 
 
 @pytest.fixture(scope="module")
