@@ -33,8 +33,9 @@ def list_files(fs: HadoopFs, uri: str) -> Iterator[FileEntry]:
     root = fs.qualify(uri).rstrip("/")
     if root.startswith(LOCAL_SCHEME):
         return _local_files(root)
-    if split_s3_uri(root) is not None:
-        return _s3_objects(root)
+    location = split_s3_uri(root)
+    if location is not None:
+        return _s3_objects(root, *location)
     return fs.list_files(uri)
 
 
@@ -59,10 +60,9 @@ def _local_files(root: str) -> Iterator[FileEntry]:
             continue
 
 
-def _s3_objects(root: str) -> Iterator[FileEntry]:
+def _s3_objects(root: str, bucket: str, key: str) -> Iterator[FileEntry]:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    bucket, key = split_s3_uri(root) or ("", "")
     prefix = f"{key}/" if key else ""
     named_from = root.removesuffix(key) if key else f"{root}/"
     try:
