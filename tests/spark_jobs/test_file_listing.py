@@ -105,7 +105,7 @@ def test_an_s3_prefix_lists_as_s3a_lists_it(s3_fs: HadoopFs, scheme: str, folder
     assert all(entry.path.startswith(f"{scheme}://{BUCKET}/") and entry.modified > 0 for entry in native)
 
 
-def test_an_s3_listing_takes_one_request_per_thousand_keys(s3_fs: HadoopFs, aws: EmbeddedAws) -> None:
+def test_an_s3_listing_of_fewer_than_a_thousand_keys_is_one_request(s3_fs: HadoopFs, aws: EmbeddedAws) -> None:
     aws.requests.clear()
 
     entries = list(list_files(s3_fs, f"s3://{BUCKET}/images"))
