@@ -38,6 +38,9 @@ DEFAULT_WEIGHTS: Final = IMAGENET_WEIGHTS
 # --- the PCA and its report ---------------------------------------------------------------------
 
 DEFAULT_VARIANCE: Final = 0.95
+# The fewest images a PCA is fitted on: a covariance needs two vectors. The DAG refuses a run with fewer
+# images in the bucket before it starts a cluster; the pca job refuses fewer features.
+PCA_MIN_IMAGES: Final = 2
 PCA_COLUMN: Final = "pca_features"
 VARIANCE_REPORT: Final = "explained_variance.json"
 CSV_REPORT: Final = "pca_features.csv"
