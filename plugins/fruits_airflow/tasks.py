@@ -262,9 +262,9 @@ def report_failure(
     if failure is None:
         raise AirflowSkipException(f"EMR shows no failed step and no early end of cluster {job_flow_id}.")
     client = s3_client(settings.region)
-    failure = run_failures.with_log_tails(client, failure)
-    run_failures.log_failure(failure)
     where = RunPaths(**paths)
+    failure = run_failures.with_log_tails(client, run_failures.with_job_error(client, failure, where))
+    run_failures.log_failure(failure)
     report = {
         "dag_id": dag.dag_id,
         "run_id": run_id,

@@ -124,6 +124,7 @@ def parse_args(argv: Sequence[str]) -> ExtractConfig:
     )
     parser.add_argument(Flag.SUMMARY_JSON, help="local file to write the run's counts and phase times to, as JSON")
     parser.add_argument(Flag.MANIFEST, help="where to write the run's manifest (JSON), e.g. runs/RUN/manifest.json")
+    parser.add_argument(Flag.FAILURE, help="where to write why the job failed, as JSON (a file or s3:// URI)")
     args = parser.parse_args(argv)
     for flag, value in (
         (Flag.IMAGES, args.images),

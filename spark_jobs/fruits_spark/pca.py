@@ -75,6 +75,7 @@ def parse_args(argv: Sequence[str]) -> PcaConfig:
     parser.add_argument(Flag.IMAGES, help="the images the PCA covers (default: every row of --features)")
     parser.add_argument(Flag.MANIFEST, help="extract_features' manifest of the same --images, checked")
     parser.add_argument(Flag.SUMMARY_JSON, help="local file to write the run's figures and times to, as JSON")
+    parser.add_argument(Flag.FAILURE, help="where to write why the job failed, as JSON (a file or s3:// URI)")
     args = parser.parse_args(argv)
     if args.manifest and not args.images:
         raise JobInputError("--manifest needs --images: the manifest is checked against their listing")
