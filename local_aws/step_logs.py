@@ -48,6 +48,15 @@ class StepLogs:
         with self.controller.open("a", encoding="utf-8") as stream:
             stream.write(f"{stamp} {line}\n")
 
+    def command_exited(self, exit_code: int) -> None:
+        """End stderr as EMR's command-runner.jar ends it, so a failed step's stderr always says how it ended.
+
+        spark-submit relays the Python driver's own output (a job's one-line error) on stdout, and Spark's
+        own log may be quiet: without this line, such a step's stderr would be empty.
+        """
+        with self.stderr.open("a", encoding="utf-8") as stream:
+            stream.write(f"Command exiting with ret '{exit_code}'\n")
+
     def failure_message(self) -> str | None:
         """The line of stderr that best says why the step failed: the last exception line, else the last line."""
         if not self.stderr.exists():
