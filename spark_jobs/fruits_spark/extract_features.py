@@ -281,6 +281,12 @@ def run(spark: SparkSession, config: ExtractConfig, model: CompiledModel | None 
     if config.manifest:
         with times.phase("manifest"):
             write_manifest(fs, config, listing, summary, known_features, known_rejects)
+    current = {(path, *version) for path, version in listing.versions.items()}
+    if not current & known_features and n_featurized == 0:
+        raise JobInputError(
+            f"no image could be decoded: all {listing.n_inputs} under {Flag.IMAGES} {config.images} were rejected, "
+            f"with their reasons in {config.rejects}; replace them with readable .jpg, .jpeg or .png files"
+        )
     return summary
 
 
