@@ -199,6 +199,7 @@ def fruits_pipeline() -> None:
         task_id="watch_steps",
         job_flow_id=create_cluster.output,
         step_ids=add_steps.output,
+        run_paths=plan_run["paths"],
         deferrable=True,
         poke_interval=WATCH_STEPS_POKE_INTERVAL.total_seconds(),
         max_attempts=int(WATCH_STEPS_TIMEOUT / WATCH_STEPS_POKE_INTERVAL),
