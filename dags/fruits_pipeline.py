@@ -14,17 +14,20 @@ landing folder ──upload_new_images──▶ s3://BUCKET/images/<label>/<file
                s3://BUCKET/runs/<run key>/{pca/, report/} ──wait_for_output──▶ check_output
 ```
 
-1. `check_config` validates the Variable and refuses a region or bucket outside the EU (GDPR) before
-   anything is uploaded or created.
+1. `check_config` validates the Variable and the run's `variance` and `weights`, and refuses, before
+   anything is uploaded or created: a region or bucket outside the EU (GDPR), a bucket that does not
+   exist, a weights file missing, empty or outside `s3://BUCKET/artifacts/` (all the nodes may read).
 2. `upload_new_images` makes `images/` the landing folder's mirror: it sends only new or changed files
    (same key, size and ETag means already there), then removes, logging each, the images the landing
    folder no longer has (deleted, or moved to another label). The bucket is versioned: a removed image
    stays restorable as a noncurrent version for 30 days. A landing folder that would remove more than
-   `max_removal_share` of the images (empty, not mounted) is refused in one line, removing nothing.
+   `max_removal_share` of the images (empty, not mounted) is refused in one line, removing nothing; so
+   is one that holds no image, or that cannot be read.
    `stage_artifacts` uploads the Spark jobs and the bootstrap of this DAG version to
    `s3://BUCKET/artifacts/<content hash>/`. `check_security_configuration` fails clearly unless the
    cluster's security configuration exists and requires IMDSv2.
-3. `find_reusable_run` compares the images in S3 with those the last checked run of the same weights
+3. `find_reusable_run` refuses a run with fewer images in S3 than a PCA needs (2), then compares them
+   with those the last checked run of the same weights
    covered (`runs/_latest/<weights>.json`, from the manifest its `extract_features` wrote). When
    nothing changed and the run asks for the same variance, `create_cluster_or_reuse` skips the
    cluster: `reuse_outputs` names the run whose outputs hold, and `check_output` checks those.
@@ -45,9 +48,11 @@ landing folder ──upload_new_images──▶ s3://BUCKET/images/<label>/<file
    however they ended, and the run still fails when a step or the output check did; a failed
    termination fails the run too. If Airflow itself dies, the cluster ends after its idle timeout.
    `report_failure` follows it, so that waiting for EMR to archive the logs keeps no cluster alive:
-   when a step failed or the cluster ended first, it logs EMR's reason with the tails of the logs
-   that explain it (the step's stdout and stderr, or the failed bootstrap action's stderr), and
-   writes the same as JSON to `s3://BUCKET/runs/<run key>/failure.json`; otherwise it is skipped.
+   when a step failed or the cluster ended first, it logs the failed job's own error line first (the
+   job writes it to `s3://BUCKET/runs/<run key>/failures/<job>.json`), then EMR's reason and the
+   tails of the logs that explain it (the step's stdout and stderr, or the failed bootstrap action's
+   stderr), and writes the same as JSON to `s3://BUCKET/runs/<run key>/failure.json`; otherwise it is
+   skipped.
    A failure of its own never fails the run.
 
 ## Configuration: Airflow Variable `fruits_pipeline` (JSON)
