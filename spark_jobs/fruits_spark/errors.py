@@ -3,7 +3,8 @@
 A mistake its user made (:class:`JobInputError`) ends the job with ``prog: error: ...`` and exit 2, never a
 traceback. Anything else keeps its traceback for the developer, after a one-line ``prog: failed: ...``.
 Either way, with ``--failure URI`` the line goes to that file too (keys ``fruits_contract.JobFailure``),
-which the DAG reads to say why a step failed in the job's own words.
+which the DAG reads to say why a step failed in the job's own words; a job that starts removes the
+file an earlier try of the same run may have left there.
 """
 
 from __future__ import annotations
@@ -58,6 +59,20 @@ def write_failure(uri: str, failure: dict[str, Any]) -> None:
         log.warning("could not write the failure report %s: %s", uri, error)
 
 
+def clear_failure(uri: str) -> None:
+    """Remove an earlier try's failure report, so that one found later is this try's; never raises."""
+    from fruits_spark.fetch import local_path, new_s3_client, split_s3_uri
+
+    try:
+        location = split_s3_uri(uri)
+        if location is None:
+            Path(local_path(uri)).unlink(missing_ok=True)
+        else:
+            new_s3_client().delete_object(Bucket=location[0], Key=location[1])
+    except Exception as error:  # the job can run without it; a stale report only misleads
+        log.warning("could not remove the earlier failure report %s: %s", uri, error)
+
+
 def _first_line(error: BaseException) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     text = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
@@ -75,6 +90,8 @@ def run_cli(main: Callable[[Sequence[str]], None], argv: Sequence[str] | None, p
             failure = {JobFailure.JOB: prog, JobFailure.MESSAGE: message, JobFailure.KIND: kind}
             write_failure(report_to, {**failure, JobFailure.EXIT_CODE: exit_code})
 
+    if report_to:
+        clear_failure(report_to)
     try:
         main(args)
     except JobInputError as error:

@@ -104,3 +104,12 @@ def test_a_failure_file_that_cannot_be_written_never_hides_the_job_s_error(tmp_p
         run_cli(raises(JobInputError("bad")), ["--failure", str(blocker / "failure.json")], "pca")
 
     assert "could not write the failure report" in caplog.text
+
+
+def test_a_job_that_starts_removes_an_earlier_try_s_failure(tmp_path: Path) -> None:
+    failure = tmp_path / "failure.json"
+    failure.write_text('{"message": "pca: error: from an earlier try"}')
+
+    run_cli(lambda argv: None, ["--failure", str(failure)], "pca")
+
+    assert not failure.exists()
