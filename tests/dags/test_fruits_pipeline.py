@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 from collections import namedtuple
@@ -19,7 +20,7 @@ from airflow.sdk import TriggerRule, XComArg
 from airflow.sdk.exceptions import ParamValidationError
 from airflow.utils.state import State, TaskInstanceState
 
-from tests.suite import DAGS_DIR, REPO_ROOT
+from tests.suite import DAGS_DIR, PLUGINS_DIR, REPO_ROOT
 
 DAG_FILES = sorted(DAGS_DIR.glob("*.py"))
 
@@ -300,22 +301,34 @@ print(json.dumps({
         name for name, module in list(sys.modules.items())
         if "fruits_airflow" in (getattr(module, "__file__", None) or "")
     ),
+    "sys_path": sys.path,
 }))
 """
 
 
 @pytest.fixture(scope="module")
-def parse_probe():
-    """Parse the DAGs in a fresh interpreter, as the DAG processor does."""
+def parse_probe(tmp_path_factory):
+    """Parse the DAGs in a fresh interpreter, as the DAG processor does: as a plain Airflow whose dags and
+    plugins folders are the repository's (the root conftest), nothing on PYTHONPATH, outside the repository."""
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
     result = subprocess.run(
         [sys.executable, "-c", PARSE_PROBE, str(DAGS_DIR)],
         capture_output=True,
         text=True,
         check=True,
-        cwd=REPO_ROOT,
+        cwd=tmp_path_factory.mktemp("parse"),
+        env=env,
         timeout=120,
     )
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_parsing_needs_no_project_folder_on_the_path_but_airflow_s_own(parse_probe):
+    venv = Path(sys.prefix)
+    project_entries = {
+        Path(entry) for entry in parse_probe["sys_path"] if entry and Path(entry).is_relative_to(REPO_ROOT)
+    }
+    assert {entry for entry in project_entries if not entry.is_relative_to(venv)} <= {DAGS_DIR, PLUGINS_DIR}
 
 
 def test_parsing_reads_no_variable_and_finds_the_dag(parse_probe):
