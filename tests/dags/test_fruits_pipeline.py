@@ -291,8 +291,10 @@ seconds = time.perf_counter() - started
 
 from airflow import plugins_manager
 
+contract = sys.modules.get("fruits_contract")
 plugins_manager.ensure_plugins_loaded()
 print(json.dumps({
+    "contract_loaded_once": contract is not None and sys.modules.get("fruits_contract") is contract,
     "seconds": seconds,
     "errors": bag.import_errors,
     "dags": sorted(bag.dags),
@@ -302,6 +304,8 @@ print(json.dumps({
         if "fruits_airflow" in (getattr(module, "__file__", None) or "")
     ),
     "sys_path": sys.path,
+    "plugins": sorted(plugin["name"] for plugin in plugins_manager.get_plugin_info(["name"])),
+    "plugin_errors": plugins_manager.get_import_errors(),
 }))
 """
 
@@ -321,6 +325,16 @@ def parse_probe(tmp_path_factory):
         timeout=120,
     )
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_the_plugins_folder_loads_the_report_plugin_and_nothing_fails(parse_probe):
+    assert parse_probe["plugin_errors"] == {}
+    assert "fruits_run_report" in parse_probe["plugins"]
+
+
+def test_the_plugin_loader_leaves_the_contract_the_dag_imported(parse_probe):
+    # A loose plugin file replaces the module of its name in sys.modules: a second contract, other classes.
+    assert parse_probe["contract_loaded_once"] is True
 
 
 def test_parsing_needs_no_project_folder_on_the_path_but_airflow_s_own(parse_probe):

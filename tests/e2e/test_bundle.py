@@ -37,8 +37,10 @@ from airflow.dag_processing.dagbag import DagBag
 from airflow import plugins_manager
 
 bag = DagBag()
+contract = sys.modules.get("fruits_contract")
 plugins_manager.ensure_plugins_loaded()
 print(json.dumps({
+    "contract_loaded_once": contract is not None and sys.modules.get("fruits_contract") is contract,
     "errors": bag.import_errors,
     "dags": sorted(bag.dags),
     "plugins": sorted(plugin["name"] for plugin in plugins_manager.get_plugin_info(["name"])),
@@ -117,6 +119,7 @@ def test_the_bundle_parses_with_no_import_error(parsed):
     assert parsed["dags"] == [DAG_ID]
     assert parsed["plugin_errors"] == {}
     assert "fruits_run_report" in parsed["plugins"]
+    assert parsed["contract_loaded_once"] is True
 
 
 def test_the_bundle_imports_nothing_from_the_repository(parsed, home):
