@@ -15,6 +15,7 @@ import pytest
 
 from fruits_airflow.artifacts import build_spark_artifacts
 from tests.suite import DAGS_DIR, PLUGINS_DIR, REPO_ROOT, SPARK_JOBS_DIR
+from tests.test_lock import lock_exports
 from tools import bundle
 
 CONTRACT = SPARK_JOBS_DIR / "fruits_contract.py"
@@ -61,7 +62,7 @@ def test_two_builds_are_byte_identical(built, tmp_path):
 def test_the_bundle_holds_the_dags_the_plugins_zip_and_the_airflow_requirements(built):
     assert sorted(entry.name for entry in built.iterdir()) == ["dags", "plugins.zip", "requirements.txt"]
     assert tree(built / "dags") == tree(DAGS_DIR)
-    assert (built / "requirements.txt").read_bytes() == (REPO_ROOT / "requirements-airflow.txt").read_bytes()
+    assert (built / "requirements.txt").read_bytes() == (REPO_ROOT / lock_exports()["airflow"]).read_bytes()
 
 
 def test_the_zip_s_entries_are_dated_and_moded_alike_and_hold_no_caches(built):
