@@ -48,7 +48,10 @@ def test_failing_step_reports_failure_details_and_its_stderr_under_log_uri(start
 def test_a_step_that_says_why_on_stdout_only_has_stderr_end_as_emr_s_and_no_repeated_reason(
     start_cluster, python_step, s3, bucket
 ):
-    quiet = "import sys; print('pca: error: --features holds 1 image(s)'); sys.exit(2)"
+    quiet = (
+        "import sys; print('INFO: Created TensorFlow Lite XNNPACK delegate for CPU.', file=sys.stderr);"
+        " print('pca: error: --features holds 1 image(s)'); sys.exit(2)"
+    )
     cluster = start_cluster([python_step("quiet", quiet)])
 
     (step,) = cluster.wait_for_steps()
@@ -58,7 +61,7 @@ def test_a_step_that_says_why_on_stdout_only_has_stderr_end_as_emr_s_and_no_repe
     assert "Message" not in details
     stderr_key = f"logs/{cluster.id}/steps/{step['Id']}/stderr.gz"
     stderr = gzip.decompress(s3.get_object(Bucket=bucket, Key=stderr_key)["Body"].read()).decode()
-    assert stderr == "Command exiting with ret '2'\n"
+    assert stderr.endswith("CPU.\nCommand exiting with ret '2'\n")
 
 
 def test_failure_message_is_the_command_s_error_line_with_the_uri_it_was_given(start_cluster, python_step, bucket):
