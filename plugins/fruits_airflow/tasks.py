@@ -22,7 +22,18 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from botocore.client import BaseClient
 from botocore.config import Config
 
-from fruits_airflow import artifacts, assets, cluster, output_check, reuse, run_failures, run_summary, steps, upload
+from fruits_airflow import (
+    artifacts,
+    assets,
+    cluster,
+    output_check,
+    reuse,
+    run_failures,
+    run_summary,
+    steps,
+    upload,
+    wheelhouse,
+)
 from fruits_airflow.aws_errors import access_denied_explained
 from fruits_airflow.config import AWS_CONN_ID, ConfigError, PipelineConfig, load_config, parse_config, require_eu_region
 from fruits_airflow.paths import RunPaths
@@ -116,11 +127,17 @@ def reuse_outputs(found: dict[str, Any]) -> str:
 @task
 @access_denied_explained()
 def stage_artifacts(config: dict[str, Any]) -> dict[str, Any]:
-    """Build this DAG version's Spark artifacts and stage them under s3://BUCKET/artifacts/<version>/."""
+    """Build this DAG version's Spark artifacts and stage them under s3://BUCKET/artifacts/<version>/; the
+    nodes' wheelhouse must be in the bucket too (uploaded from this machine's build when it has one)."""
     settings = parse_config(config)
+    client = s3_client(settings.region)
     with tempfile.TemporaryDirectory(prefix="fruits-artifacts-") as out_dir:
         built = artifacts.build_spark_artifacts(Path(out_dir))
-        staged = artifacts.upload_artifacts(s3_client(settings.region), settings.bucket, built)
+        staged = artifacts.upload_artifacts(client, settings.bucket, built)
+    try:
+        wheelhouse.ensure_published(client, settings.bucket, wheelhouse.Wheelhouse.of(artifacts.BOOTSTRAP_DIR))
+    except wheelhouse.WheelhouseMissingError as error:
+        raise AirflowFailException(str(error)) from None
     return dataclasses.asdict(staged)
 
 

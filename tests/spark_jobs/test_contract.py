@@ -25,6 +25,8 @@ ARTIFACTS = StagedArtifacts(
     bootstrap_script_uri=f"{PREFIX}bootstrap/install_python_deps.sh",
     bootstrap_requirements_uri=f"{PREFIX}bootstrap/requirements.txt",
     bootstrap_primary_requirements_uri=f"{PREFIX}bootstrap/requirements-primary.txt",
+    bootstrap_installer_requirements_uri=f"{PREFIX}bootstrap/requirements-installer.txt",
+    wheelhouse_uri="s3://fruits-contract/artifacts/wheelhouse/0123456789abcdef/",
 )
 
 
