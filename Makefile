@@ -14,7 +14,7 @@ export PYSPARK_PYTHON := $(CURDIR)/$(BIN)/python
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(BIN)/python
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help install wheelhouse publish-wheelhouse browser lock lint format test test-fast package sample-images demo airflow bench clean
+.PHONY: help install wheelhouse publish-wheelhouse publish-imagenet-weights browser lock lint format test test-fast package sample-images demo airflow bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -46,6 +46,10 @@ wheelhouse: $(VENV)/.installed ## download the nodes' pinned wheels once per loc
 publish-wheelhouse: $(VENV)/.installed ## upload the nodes' wheelhouse to s3://$(BUCKET)/artifacts/wheelhouse/ (AWS_PROFILE=...)
 	@test -n "$(BUCKET)" || { echo "publish-wheelhouse: set BUCKET=<the stack's bucket>" >&2; exit 2; }
 	$(BIN)/python -m tools.wheelhouse publish --bucket "$(BUCKET)"
+
+publish-imagenet-weights: $(VENV)/.installed ## copy Keras's ImageNet MobileNetV2 file to s3://$(BUCKET)/artifacts/keras/
+	@test -n "$(BUCKET)" || { echo "publish-imagenet-weights: set BUCKET=<the stack's bucket>" >&2; exit 2; }
+	$(BIN)/python -m tools.imagenet_weights --bucket "$(BUCKET)"
 
 # The UI test drives Debian's chromium through its chromedriver; nothing may download a browser.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)

@@ -110,9 +110,22 @@ def _instance_groups(config: PipelineConfig) -> list[dict[str, Any]]:
 
 
 def job_flow_overrides(
-    config: PipelineConfig, paths: RunPaths, artifacts: StagedArtifacts, *, dag_id: str, run_id: str
+    config: PipelineConfig,
+    paths: RunPaths,
+    artifacts: StagedArtifacts,
+    *,
+    dag_id: str,
+    run_id: str,
+    model_cached: bool = False,
 ) -> dict[str, Any]:
-    """The RunJobFlow request of a run's cluster, as ``EmrCreateJobFlowOperator`` sends it."""
+    """The RunJobFlow request of a run's cluster, as ``EmrCreateJobFlowOperator`` sends it.
+
+    :param model_cached: whether the model cache holds the run's compiled model: then the primary node gets
+        the core nodes' packages, without TensorFlow (fruits_airflow.model_check).
+    """
+    primary_requirements = (
+        artifacts.bootstrap_requirements_uri if model_cached else artifacts.bootstrap_primary_requirements_uri
+    )
     instances: dict[str, Any] = {
         "InstanceGroups": _instance_groups(config),
         "Ec2SubnetId": config.subnet_id,
@@ -136,7 +149,7 @@ def job_flow_overrides(
                         artifacts.wheelhouse_uri,
                         artifacts.bootstrap_installer_requirements_uri,
                         artifacts.bootstrap_requirements_uri,
-                        artifacts.bootstrap_primary_requirements_uri,
+                        primary_requirements,
                     ],
                 },
             }

@@ -26,6 +26,7 @@ from fruits_airflow import (
     artifacts,
     assets,
     cluster,
+    model_check,
     output_check,
     reuse,
     run_failures,
@@ -170,19 +171,32 @@ def plan_run(
     dag: Any = None,
     params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Everything the later tasks need, computed once: the cluster request, the steps and the run's paths."""
+    """Everything the later tasks need, computed once: the cluster request, the steps and the run's paths.
+
+    Whether the model cache holds the run's model decides the primary node's packages; a model the nodes
+    cannot compile (ImageNet's weights file not in the bucket) fails the run here, before any cluster.
+    """
     settings = parse_config(config)
     staged_artifacts = artifacts.StagedArtifacts(**staged)
     paths = run_paths(settings, run_id, params)
+    weights = run_weights(settings, params)
     log.info("Run %s writes under %s", run_id, paths.uri(paths.run_prefix))
+    try:
+        model = model_check.plan_model(s3_client(settings.region), paths.model_cache_uri, weights)
+    except model_check.ModelInputMissingError as error:
+        raise AirflowFailException(str(error)) from None
     return {
         "region": settings.region,
         "bucket": settings.bucket,
         "job_flow_overrides": cluster.job_flow_overrides(
-            settings, paths, staged_artifacts, dag_id=dag.dag_id, run_id=run_id
+            settings, paths, staged_artifacts, dag_id=dag.dag_id, run_id=run_id, model_cached=model.cached
         ),
         "steps": steps.spark_steps(
-            paths, staged_artifacts, variance=params["variance"], weights=run_weights(settings, params)
+            paths,
+            staged_artifacts,
+            variance=params["variance"],
+            weights=weights,
+            imagenet_weights=model.imagenet_weights_uri,
         ),
         "pca_success_key": paths.pca_success_key,
         "paths": dataclasses.asdict(paths),
