@@ -29,7 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 
 from fruits_airflow.cluster import EMR_MANAGED_POLICIES_TAG
 from local_aws.iam_enforcement import ACCOUNT_ID, ADMIN, AIRFLOW_HOST
-from tools.stack_template import StackContext, load_template, output_variable, refusals, resolve
+from tools.stack_template import StackContext, deployed, load_template, output_variable, refusals, resolve
 
 log = logging.getLogger(__name__)
 
@@ -256,6 +256,7 @@ def provision(
     _create_bucket(s3, bucket, region, template)
     _create_security_configuration(emr, *stack_security_configuration(template, context))
     context = stack_context(template, bucket, region, provision_network(ec2))
+    template = deployed(template, context)
     groups = provision_security_groups(ec2, template, context)
     provision_iam(iam, template, context)
     outputs = resolve(template["Outputs"], {**context.refs(template), **groups}, context.attributes(template))

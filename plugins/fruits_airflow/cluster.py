@@ -131,6 +131,11 @@ def job_flow_overrides(
         "Ec2SubnetId": config.subnet_id,
         "EmrManagedMasterSecurityGroup": config.emr_managed_master_security_group,
         "EmrManagedSlaveSecurityGroup": config.emr_managed_slave_security_group,
+        **(
+            {"ServiceAccessSecurityGroup": config.service_access_security_group}
+            if config.service_access_security_group
+            else {}
+        ),
         "KeepJobFlowAliveWhenNoSteps": True,
         "TerminationProtected": False,
     }

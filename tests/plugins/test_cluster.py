@@ -89,6 +89,16 @@ def test_spark_runs_the_python_the_bootstrap_installed(request_for):
     assert configurations["spark-defaults"]["Properties"]["spark.pyspark.python"] == NODE_PYTHON
 
 
+def test_a_private_subnet_s_cluster_names_the_service_access_group(request_for):
+    instances = request_for(service_access_security_group="sg-0c3")["Instances"]
+
+    assert instances["ServiceAccessSecurityGroup"] == "sg-0c3"
+
+
+def test_a_public_subnet_s_cluster_names_no_service_access_group(request_for):
+    assert "ServiceAccessSecurityGroup" not in request_for()["Instances"]
+
+
 def test_the_driver_and_every_executor_know_the_cluster_s_region(request_for):
     configurations = {item["Classification"]: item for item in request_for(region="eu-central-1")["Configurations"]}
 
