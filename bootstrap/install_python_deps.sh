@@ -138,10 +138,11 @@ main() {
   ensure_home
   : >"$INSTALL_LOG"
   rm -rf "$WHEELS_DIR" && mkdir -p "$WHEELS_DIR"
-  local layer
+  local layer started="$SECONDS"
   for layer in "${layers[@]}"; do
     fetch_layer "$WHEELHOUSE/$layer"
   done
+  log "fetched $(du -sm "$WHEELS_DIR" | cut -f 1) MB of wheels (${layers[*]}) in $((SECONDS - started))s"
   ensure_uv "$installer"
   local uv="$INSTALLER_DIR/bin/uv"
   if [[ ! -x "$VENV_DIR/bin/python" ]]; then

@@ -63,6 +63,7 @@ landing folder ──upload_new_images──▶ s3://BUCKET/images/<label>/<file
 | `spot_task_instance_type`, `spot_task_count` | `m5.xlarge`, `0` | optional spot task nodes |
 | `subnet_id` | required | the clusters' subnet, tagged `for-use-with-amazon-emr-managed-policies=true` |
 | `emr_managed_master_security_group`, `emr_managed_slave_security_group` | required | the stack's security groups |
+| `service_access_security_group` | none | a private subnet's EMR service-access group (the stack's output) |
 | `service_role` | `fruits-pipeline-emr-service-role` | |
 | `job_flow_role` | `fruits-pipeline-emr-instance-profile` | instance profile of the nodes |
 | `security_configuration` | `fruits-pipeline-imdsv2` | must exist and require IMDSv2 |

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.providers.amazon.aws.hooks.emr import EmrHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.sdk import task
@@ -27,6 +28,7 @@ from fruits_airflow import (
     assets,
     cluster,
     model_check,
+    network,
     output_check,
     reuse,
     run_failures,
@@ -53,6 +55,11 @@ def emr_client(region: str) -> BaseClient:
     return EmrHook(aws_conn_id=AWS_CONN_ID, region_name=region).get_conn()
 
 
+def ec2_client(region: str) -> BaseClient:
+    """An EC2 client of the ``aws_default`` connection (the subnet's description)."""
+    return AwsBaseHook(aws_conn_id=AWS_CONN_ID, client_type="ec2", region_name=region).get_conn()
+
+
 def bucket_region(client: BaseClient, bucket: str) -> str:
     """The region a bucket lives in (GetBucketLocation says None for us-east-1)."""
     return client.get_bucket_location(Bucket=bucket).get("LocationConstraint") or "us-east-1"
@@ -61,11 +68,13 @@ def bucket_region(client: BaseClient, bucket: str) -> str:
 @task
 @access_denied_explained()
 def check_config() -> dict[str, Any]:
-    """Validate the Variable and refuse to go on unless the bucket is in the EU; returns the config."""
+    """Validate the Variable, refuse to go on unless the bucket is in the EU and a cluster can work in the
+    subnet (public or private: fruits_airflow.network); returns the config."""
     try:
         config = load_config()
         location = bucket_region(s3_client(config.region), config.bucket)
         require_eu_region(location)
+        network.check_subnet(ec2_client(config.region), config)
     except ConfigError as error:
         raise AirflowFailException(str(error)) from error
     if location != config.region:

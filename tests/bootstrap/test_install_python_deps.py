@@ -132,7 +132,8 @@ def node(tmp_path: Path) -> dict[str, str]:
 
 def error_line(stderr: str) -> str:
     """The one line of a failure: the last, and the only one that is not a progress line."""
-    lines = [line for line in stderr.splitlines() if not line.startswith("[install_python_deps] installing")]
+    progress = ("[install_python_deps] installing", "[install_python_deps] fetched")
+    lines = [line for line in stderr.splitlines() if not line.startswith(progress)]
     assert len(lines) == 1, stderr
     assert stderr.splitlines()[-1] == lines[0]
     return lines[0]
