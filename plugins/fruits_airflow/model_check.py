@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from botocore.client import BaseClient
+from botocore.exceptions import ClientError
 
 from fruits_airflow.artifacts import BOOTSTRAP_DIR, BOOTSTRAP_PRIMARY_REQUIREMENTS
 from fruits_airflow.paths import ARTIFACTS_PREFIX
@@ -79,7 +80,11 @@ def _identity(s3_client: BaseClient, weights: str, keras_version: str | None) ->
     if weights in (IMAGENET_WEIGHTS, RANDOM_WEIGHTS):
         return weights_identity(weights, keras_version=keras_version)
     bucket, key = _split(weights)
-    body = read_object(s3_client, bucket, key, max_bytes=_MAX_WEIGHTS_BYTES)
+    try:
+        body = read_object(s3_client, bucket, key, max_bytes=_MAX_WEIGHTS_BYTES)
+    except ClientError as error:  # e.g. outside what Airflow may read: the nodes may, or the job says why not
+        log.warning("Cannot read %s to name its cache entry (%s): the primary node gets TensorFlow", weights, error)
+        return None
     if body is None:  # the job itself says what is wrong with the file
         return None
     return weights_identity(weights, keras_version=None, file_sha256=hashlib.sha256(body).hexdigest())
