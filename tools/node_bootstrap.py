@@ -3,7 +3,7 @@
     python -m tools.node_bootstrap --role core [--node DIR]      # then --role primary, --role lean-primary
     python -m tools.node_bootstrap --compare                     # every role, from the bucket and from PyPI
 
-Lean nodes (README: What one run costs): the primary node installs TensorFlow to compile the model when
+Lean nodes (docs/aws.md: What one run costs): the primary node installs TensorFlow to compile the model when
 the cache misses it (``primary``); with the model cached it gets the core nodes' packages
 (``lean-primary``); core and task nodes never get TensorFlow. This stages ``bootstrap/`` and the lock's
 wheelhouse (fruits_airflow.wheelhouse, built by ``make install``) in an embedded endpoint's S3 as
