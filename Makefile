@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-UV_VERSION := $(shell sed -n 's/^uv==//p' requirements.txt)
+UV_VERSION := $(shell sed -n 's/^uv==\([^ ;]*\).*/\1/p' requirements.txt)
 SAMPLE_IMAGES ?= sample-images
 N_IMAGES ?= 240
 
@@ -14,12 +14,12 @@ export PYSPARK_PYTHON := $(CURDIR)/$(BIN)/python
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(BIN)/python
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help install browser lock lint format test test-fast package bundle sample-images demo airflow bench clean
+.PHONY: help install wheelhouse publish-wheelhouse publish-imagenet-weights browser lock lint format test test-fast package bundle sample-images demo airflow bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-install: $(VENV)/.installed ## create .venv from the lock (quick when nothing changed)
+install: $(VENV)/.installed wheelhouse ## create .venv and the nodes' wheelhouse from the lock (quick when nothing changed)
 
 SPARK_CONF_FILES := conf/spark/spark-env.sh conf/spark/spark-defaults.conf conf/spark/log4j2.properties
 
@@ -38,6 +38,19 @@ $(VENV)/.installed: requirements.txt $(SPARK_CONF_FILES) conf/spark/s3a/pom.xml 
 	@sed -i 's|PYSPARK_PYTHON:-"python3"|PYSPARK_PYTHON:-"$(CURDIR)/$(BIN)/python"|' $(BIN)/find-spark-home
 	@touch $@
 
+# The nodes' wheelhouse (fruits_airflow.wheelhouse): the lock's wheels for EMR's nodes, downloaded from PyPI
+# once per lock into the user's cache; the demo and the tests stage it in their buckets from there.
+wheelhouse: $(VENV)/.installed ## download the nodes' pinned wheels once per lock (tools/wheelhouse.py)
+	@$(BIN)/python -m tools.wheelhouse build >/dev/null
+
+publish-wheelhouse: $(VENV)/.installed ## upload the nodes' wheelhouse to s3://$(BUCKET)/artifacts/wheelhouse/ (AWS_PROFILE=...)
+	@test -n "$(BUCKET)" || { echo "publish-wheelhouse: set BUCKET=<the stack's bucket>" >&2; exit 2; }
+	$(BIN)/python -m tools.wheelhouse publish --bucket "$(BUCKET)"
+
+publish-imagenet-weights: $(VENV)/.installed ## copy Keras's ImageNet MobileNetV2 file to s3://$(BUCKET)/artifacts/keras/
+	@test -n "$(BUCKET)" || { echo "publish-imagenet-weights: set BUCKET=<the stack's bucket>" >&2; exit 2; }
+	$(BIN)/python -m tools.imagenet_weights --bucket "$(BUCKET)"
+
 # The UI test drives Debian's chromium through its chromedriver; nothing may download a browser.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
@@ -48,14 +61,16 @@ browser: ## install Debian's chromium and chromedriver for the UI test (once)
 	fi
 
 # pyproject.toml's dependency groups say what each place needs; uv.lock pins them together; each place's
-# requirements file is exported from it (tests/test_lock.py checks that they agree). Never edit those by hand.
+# requirements file is exported from it (tests/test_lock.py checks that they agree), each pin with the hashes
+# of its files, which every install verifies (the nodes' too, from the wheelhouse). Never edit those by hand.
 LOCK_EXPORTS := dev:requirements.txt airflow:requirements-airflow.txt local-aws:requirements-local-aws.txt \
-	nodes:bootstrap/requirements.txt primary:bootstrap/requirements-primary.txt
+	nodes:bootstrap/requirements.txt primary:bootstrap/requirements-primary.txt \
+	installer:bootstrap/requirements-installer.txt
 
 lock: install ## resolve pyproject.toml's groups into uv.lock and export each environment's requirements file
 	$(BIN)/uv lock --quiet
 	@for export in $(LOCK_EXPORTS); do \
-		$(BIN)/uv export --quiet --frozen --no-hashes --no-emit-project --only-group "$${export%%:*}" \
+		$(BIN)/uv export --quiet --frozen --no-emit-project --only-group "$${export%%:*}" \
 			--output-file "$${export#*:}" || exit 1; \
 	done
 

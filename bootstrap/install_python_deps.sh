@@ -1,45 +1,63 @@
 #!/usr/bin/env bash
-# EMR bootstrap action: a Python 3.11 virtualenv holding the Spark jobs' pinned requirements, on every node.
+# EMR bootstrap action: a Python 3.11 virtualenv holding the Spark jobs' pinned requirements, on every node,
+# installed from the pipeline's bucket alone: no package index is ever asked.
 #
-#   install_python_deps.sh s3://BUCKET/artifacts/<version>/bootstrap/requirements.txt \
+#   install_python_deps.sh s3://BUCKET/artifacts/wheelhouse/<key>/ \
+#                          s3://BUCKET/artifacts/<version>/bootstrap/requirements-installer.txt \
+#                          s3://BUCKET/artifacts/<version>/bootstrap/requirements.txt \
 #                          s3://BUCKET/artifacts/<version>/bootstrap/requirements-primary.txt
 #
 # Lean nodes: the core and task nodes run executors only, which need LiteRT, numpy, pandas, pyarrow,
 # pillow and boto3 (requirements.txt). The primary node also runs the driver (client mode), which compiles
-# the model with TensorFlow when the model cache misses it: it installs requirements-primary.txt, the
-# same pins plus TensorFlow. EMR says which node this is in /mnt/var/lib/info/instance.json ("isMaster":
-# true on the primary); FRUITS_PIPELINE_INSTANCE_JSON moves it. Both files come from the project's one
-# lock (`make lock`).
+# the model with TensorFlow when the model cache misses it: it installs the fourth argument, the same pins
+# plus TensorFlow (requirements-primary.txt), or the lean ones again when the DAG found the model cached.
+# EMR says which node this is in /mnt/var/lib/info/instance.json ("isMaster": true on the primary);
+# FRUITS_PIPELINE_INSTANCE_JSON moves it. All files come from the project's one lock (`make lock`).
+#
+# The wheels come from the wheelhouse (fruits_airflow.wheelhouse, published once per lock by `make
+# publish-wheelhouse`): nodes.tar (the lean wheels and uv), and compiler.tar when the node's requirements
+# pin TensorFlow. pip installs uv, and uv the node's pins, from those wheels only (--no-index), each
+# checked against the hashes of the requirements file. A missing or corrupt wheelhouse fails the action
+# in one line saying how to publish it; the installers' own output goes to $HOME_DIR/install.log.
 #
 # EMR 7 (Amazon Linux 2023) runs PySpark with Python 3.9; the cluster's spark-env points PYSPARK_PYTHON
-# at this virtualenv (NODE_VENV in plugins/fruits_airflow/cluster.py). The virtualenv and uv's cache live
-# on /mnt, EMR's first data volume, not on the 15 GiB root volume; FRUITS_PIPELINE_HOME moves them. AL2023
-# ships ensurepip apart from python3.11 (python3.11-pip), so both are installed unless ensurepip already
-# works. uv installs exactly the pins of the node's file. Running it again with the same requirements
-# changes nothing. Only dnf and the creation of the home folder need root.
+# at this virtualenv (NODE_VENV in plugins/fruits_airflow/cluster.py). The virtualenv, the wheels and uv's
+# cache live on /mnt, EMR's first data volume, not on the 15 GiB root volume; FRUITS_PIPELINE_HOME moves
+# them. AL2023 ships ensurepip apart from python3.11 (python3.11-pip), so both are installed (from the OS
+# repositories, which a private subnet reaches through its S3 endpoint) unless ensurepip already works.
+# Running it again with the same requirements changes nothing. Only dnf and the creation of the home
+# folder need root.
 set -euo pipefail
 
 readonly HOME_DIR="${FRUITS_PIPELINE_HOME:-/mnt/fruits-pipeline}"
 readonly VENV_DIR="$HOME_DIR/venv"
 readonly INSTALLER_DIR="$HOME_DIR/installer"
+readonly WHEELS_DIR="$HOME_DIR/wheels"
+readonly INSTALL_LOG="$HOME_DIR/install.log"
 readonly MARKER="$VENV_DIR/.requirements.sha256"
+readonly INSTALLER_MARKER="$INSTALLER_DIR/.requirements.sha256"
 readonly PYTHON=python3.11
-readonly UV_VERSION=0.13.8
 readonly INSTANCE_JSON="${FRUITS_PIPELINE_INSTANCE_JSON:-/mnt/var/lib/info/instance.json}"
-# What the executors import, and the driver's report (matplotlib); the primary compiles with TensorFlow too.
+readonly PUBLISH="make publish-wheelhouse BUCKET=<the pipeline's bucket> (tools/wheelhouse.py), from a machine with PyPI access"
+# What the executors import, and the driver's report (matplotlib); a primary that compiles, TensorFlow too.
 readonly NODE_IMPORTS="import numpy, pandas, pyarrow, PIL, matplotlib, ai_edge_litert, boto3"
-readonly PRIMARY_IMPORTS="$NODE_IMPORTS, tensorflow"
-# Same filesystem as the virtualenv, so that uv hard-links from its cache instead of copying; a cache
-# given in UV_CACHE_DIR (a machine's own, where the node is emulated) is used as it is.
+readonly COMPILER_IMPORTS="$NODE_IMPORTS, tensorflow"
+# Same filesystem as the virtualenv, so that uv hard-links from its cache instead of copying.
 export UV_CACHE_DIR="${UV_CACHE_DIR:-$HOME_DIR/uv-cache}"
-export UV_PYTHON_DOWNLOADS=never
+export UV_PYTHON_DOWNLOADS=never UV_OFFLINE=1 PIP_NO_INDEX=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORK_DIR="$(mktemp -d)"
 readonly WORK_DIR
-trap 'rm -rf "$WORK_DIR"' EXIT
+trap 'rm -rf "$WORK_DIR" "$WHEELS_DIR"' EXIT
 
 log() {
   echo "[install_python_deps] $*" >&2
+}
+
+# One line naming the wheelhouse and the fix, never an installer's traceback; exits 3.
+wheelhouse_unusable() {
+  log "the nodes' wheelhouse $1 $2: publish it with $PUBLISH, then rerun (details: $INSTALL_LOG)"
+  exit 3
 }
 
 ensure_python() {
@@ -55,12 +73,31 @@ ensure_home() {
   fi
 }
 
-ensure_uv() {
-  if [[ ! -x "$INSTALLER_DIR/bin/uv" ]]; then
-    log "installing uv $UV_VERSION into $INSTALLER_DIR"
-    "$PYTHON" -m venv --clear "$INSTALLER_DIR"
-    "$INSTALLER_DIR/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check "uv==$UV_VERSION"
+# The layer's wheels, from S3 into $WHEELS_DIR.
+fetch_layer() {
+  local uri="$1"
+  if ! aws s3 cp --only-show-errors "$uri" "$WORK_DIR/layer.tar" >>"$INSTALL_LOG" 2>&1; then
+    wheelhouse_unusable "$uri" "cannot be downloaded (missing, or not readable by the nodes' role)"
   fi
+  if ! tar -xf "$WORK_DIR/layer.tar" -C "$WHEELS_DIR" >>"$INSTALL_LOG" 2>&1; then
+    wheelhouse_unusable "$uri" "is corrupt (not a tar of wheels)"
+  fi
+  rm -f "$WORK_DIR/layer.tar"
+}
+
+ensure_uv() {
+  local requirements="$1" wanted
+  wanted="$(sha256sum "$requirements" | cut -d ' ' -f 1)"
+  if [[ -x "$INSTALLER_DIR/bin/uv" && -f "$INSTALLER_MARKER" && "$(cat "$INSTALLER_MARKER")" == "$wanted" ]]; then
+    return 0
+  fi
+  log "installing uv from the wheelhouse into $INSTALLER_DIR"
+  "$PYTHON" -m venv --clear "$INSTALLER_DIR"
+  if ! "$INSTALLER_DIR/bin/pip" install --quiet --no-cache-dir --no-index --find-links "$WHEELS_DIR" \
+    --require-hashes --requirement "$requirements" >>"$INSTALL_LOG" 2>&1; then
+    wheelhouse_unusable "$WHEELHOUSE" "has no uv matching $requirements's hashes"
+  fi
+  echo "$wanted" >"$INSTALLER_MARKER"
 }
 
 is_primary() {
@@ -72,38 +109,55 @@ is_primary() {
 }
 
 main() {
-  if [[ $# -ne 2 ]]; then
-    log "usage: $0 NODES_REQUIREMENTS_URI PRIMARY_REQUIREMENTS_URI" \
-      "(s3://BUCKET/artifacts/<version>/bootstrap/requirements.txt, .../requirements-primary.txt)"
+  if [[ $# -ne 4 ]]; then
+    log "usage: $0 WHEELHOUSE_URI INSTALLER_REQUIREMENTS_URI NODES_REQUIREMENTS_URI PRIMARY_REQUIREMENTS_URI" \
+      "(s3://BUCKET/artifacts/wheelhouse/<key>/, s3://BUCKET/artifacts/<version>/bootstrap/requirements-installer.txt," \
+      ".../requirements.txt, .../requirements-primary.txt)"
     exit 2
   fi
-  local role="core/task" source="$1" imports="$NODE_IMPORTS"
+  readonly WHEELHOUSE="${1%/}"
+  local role="core/task" source="$3"
   if is_primary; then
-    role="primary" source="$2" imports="$PRIMARY_IMPORTS"
+    role="primary" source="$4"
   fi
-  local requirements="$WORK_DIR/requirements.txt"
+  local requirements="$WORK_DIR/requirements.txt" installer="$WORK_DIR/requirements-installer.txt"
   aws s3 cp --only-show-errors "$source" "$requirements"
+  aws s3 cp --only-show-errors "$2" "$installer"
 
-  local wanted
-  wanted="$(sha256sum "$requirements" | cut -d ' ' -f 1)"
+  local wanted imports="$NODE_IMPORTS" layers=(nodes.tar)
+  wanted="$(cat "$requirements" "$installer" | sha256sum | cut -d ' ' -f 1)"
   if [[ -f "$MARKER" && "$(cat "$MARKER")" == "$wanted" ]]; then
     log "$VENV_DIR already has the $role node's requirements; nothing to do"
     return 0
   fi
+  if grep -Eq '^tensorflow(-cpu)?==' "$requirements"; then
+    imports="$COMPILER_IMPORTS" layers+=(compiler.tar)
+  fi
 
   ensure_python
   ensure_home
-  ensure_uv
+  : >"$INSTALL_LOG"
+  rm -rf "$WHEELS_DIR" && mkdir -p "$WHEELS_DIR"
+  local layer started="$SECONDS"
+  for layer in "${layers[@]}"; do
+    fetch_layer "$WHEELHOUSE/$layer"
+  done
+  log "fetched $(du -sm "$WHEELS_DIR" | cut -f 1) MB of wheels (${layers[*]}) in $((SECONDS - started))s"
+  ensure_uv "$installer"
   local uv="$INSTALLER_DIR/bin/uv"
   if [[ ! -x "$VENV_DIR/bin/python" ]]; then
     "$uv" venv --quiet --clear --python "$PYTHON" "$VENV_DIR"
   fi
-  log "installing the $role node's $(grep -c '==' "$requirements") pinned packages into $VENV_DIR"
+  log "installing the $role node's $(grep -c '==' "$requirements") pinned packages into $VENV_DIR" \
+    "from $WHEELHOUSE (${layers[*]})"
   # --compile-bytecode: every module compiled now (uv writes no .pyc by default), not only those the import
   # check below loads. The executors run as another user than this bootstrap and cannot write the missing
   # ones, so each Python worker would compile them from source again (and where PYTHONDONTWRITEBYTECODE is
   # set, as on the machine that emulates the node, no import writes any).
-  "$uv" pip sync --quiet --compile-bytecode --python "$VENV_DIR/bin/python" "$requirements"
+  if ! "$uv" pip sync --quiet --compile-bytecode --offline --no-index --find-links "$WHEELS_DIR" --require-hashes \
+    --python "$VENV_DIR/bin/python" "$requirements" >>"$INSTALL_LOG" 2>&1; then
+    wheelhouse_unusable "$WHEELHOUSE" "does not hold the wheels of $source with their hashes"
+  fi
   "$VENV_DIR/bin/python" -c "$imports"
   echo "$wanted" >"$MARKER"
   log "done in ${SECONDS}s on the $role node: $("$VENV_DIR/bin/python" --version) in $VENV_DIR ($(du -sh "$VENV_DIR" | cut -f 1))"

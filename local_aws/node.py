@@ -15,7 +15,13 @@ Bootstrap actions run with the steps' environment (the endpoint's URL, region an
 - ``FRUITS_PIPELINE_INSTANCE_JSON``, where the script reads EMR's ``/mnt/var/lib/info/instance.json``,
   mapped too: the node writes it as EMR does, ``"isMaster": true`` since it is the primary node, where the
   steps' driver runs (a node made with ``primary=False`` is a core node, for tests of the core branch);
-- ``UV_CACHE_DIR``, this machine's uv cache, so that uv installs what it has already downloaded.
+- no installer cache of this machine (``UV_CACHE_DIR``, ``PIP_CACHE_DIR`` are dropped): the node has its
+  own, on its disk, and what it installs comes from the endpoint's S3 alone.
+
+``NoInternet`` cuts the node off the internet as a private subnet does: the steps and the bootstrap
+actions run with every proxy variable pointing at a local port where nothing listens, and the package
+indexes' variables pointing there too, while ``NO_PROXY`` lets them reach the endpoint (127.0.0.1). An
+HTTP client that would reach out (pip, uv, Keras's download, boto3 to AWS itself) then fails at once.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import fcntl
 import json
 import os
 import shlex
-import subprocess
+import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -45,6 +51,36 @@ PIPELINE_HOME = NODE_DATA_VOLUME / "fruits-pipeline"
 INSTANCE_JSON = NODE_DATA_VOLUME / "var" / "lib" / "info" / "instance.json"
 INSTANCE_JSON_VARIABLE = "FRUITS_PIPELINE_INSTANCE_JSON"
 _LOCK_POLL_SECONDS = 0.2
+_NOT_ON_THE_NODE = frozenset({"PYTHONPATH", "UV_CACHE_DIR", "PIP_CACHE_DIR", "PIP_FIND_LINKS", "UV_FIND_LINKS"})
+# The endpoint's address, the one a node may reach.
+ENDPOINT_HOST = "127.0.0.1"
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "FTP_PROXY")
+INDEX_VARIABLES = ("PIP_INDEX_URL", "UV_INDEX_URL", "UV_DEFAULT_INDEX")
+
+
+class NoInternet:
+    """A local port where nothing listens (bound, never listening: a connection is refused at once, and no
+    other process can take the port while this holds it), and the variables that send every proxy and
+    package index there. Close it when the node is done."""
+
+    def __init__(self) -> None:
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.bind((ENDPOINT_HOST, 0))
+        self.port: int = self._socket.getsockname()[1]
+
+    def variables(self) -> dict[str, str]:
+        closed = f"http://{ENDPOINT_HOST}:{self.port}"
+        proxies = {name: closed for name in PROXY_VARIABLES}
+        return {
+            **proxies,
+            **{name.lower(): value for name, value in proxies.items()},
+            **{name: f"{closed}/simple" for name in INDEX_VARIABLES},
+            "NO_PROXY": ENDPOINT_HOST,
+            "no_proxy": ENDPOINT_HOST,
+        }
+
+    def close(self) -> None:
+        self._socket.close()
 
 
 class Node:
@@ -74,14 +110,12 @@ class Node:
         return path
 
     def bootstrap_environment(self, environ: Mapping[str, str]) -> dict[str, str]:
-        """The environment of a bootstrap action: ``environ`` without PYTHONPATH, plus the module docstring's."""
-        env = {name: value for name, value in environ.items() if name != "PYTHONPATH"}
+        """The environment of a bootstrap action: ``environ`` without PYTHONPATH nor this machine's installer
+        caches, plus the module docstring's."""
+        env = {name: value for name, value in environ.items() if name not in _NOT_ON_THE_NODE}
         env["PATH"] = os.pathsep.join([str(self.bin), env.get("PATH", os.defpath)])
         env[PIPELINE_HOME_VARIABLE] = self.node_path(str(PIPELINE_HOME))
         env[INSTANCE_JSON_VARIABLE] = self.node_path(str(INSTANCE_JSON))
-        cache = uv_cache_dir(environ)
-        if cache:
-            env["UV_CACHE_DIR"] = cache
         return env
 
     @contextmanager
@@ -137,20 +171,6 @@ def instance_description(*, primary: bool) -> dict[str, object]:
         "isRunningResourceManager": primary,
         "isRunningNodeManager": not primary,
     }
-
-
-def uv_cache_dir(environ: Mapping[str, str]) -> str | None:
-    """This machine's uv cache: ``$UV_CACHE_DIR``, else what the endpoint's uv says; None without uv."""
-    if environ.get("UV_CACHE_DIR"):
-        return environ["UV_CACHE_DIR"]
-    uv = Path(sys.executable).parent / "uv"
-    if not uv.exists():
-        return None
-    try:
-        found = subprocess.run([str(uv), "cache", "dir"], capture_output=True, text=True, timeout=30, env=dict(environ))
-    except subprocess.TimeoutExpired:
-        return None
-    return found.stdout.strip() if found.returncode == 0 and found.stdout.strip() else None
 
 
 def _write_stand_in(path: Path, name: str) -> None:

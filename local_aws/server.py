@@ -32,7 +32,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from local_aws.bootstrap_actions import BootstrapActions
 from local_aws.emr_emulation import EmulatedCluster, emulated_emr
 from local_aws.iam_enforcement import ADMIN, iam_enforced, node_credentials
-from local_aws.node import Node, NodeRuntime
+from local_aws.node import Node, NodeRuntime, NoInternet
 from local_aws.request_log import RequestLog, recorded
 from local_aws.s3_state import backend as s3_backend
 from local_aws.s3_state import restore as restore_s3
@@ -93,6 +93,7 @@ class EmbeddedAws:
         self.latency_seconds = latency_seconds
         self.requests = RequestLog()
         self._node_dir = node_dir
+        self._no_internet: NoInternet | None = None
 
     @property
     def endpoint_url(self) -> str:
@@ -158,6 +159,8 @@ class EmbeddedAws:
         self._stack.callback(server.server_close)
         self._server = server
         node = Node(self._node_dir or state_dir / "node")
+        self._no_internet = NoInternet()
+        self._stack.callback(self._no_internet.close)
         runtime = NodeRuntime(self.client("s3"), state_dir / "clusters", self._step_environment, node)
         runner = StepRunner(StepExecutor(runtime), BootstrapActions(runtime))
         self._stack.enter_context(emulated_emr(runner, region=self.region))
@@ -180,7 +183,8 @@ class EmbeddedAws:
 
     def _step_environment(self, cluster: EmulatedCluster) -> dict[str, str]:
         """On a cluster a job's AWS calls (S3A, boto3) reach AWS as the instance profile's role; here they reach
-        this endpoint as a session of that role, which RunJobFlow's JobFlowRole names.
+        this endpoint as a session of that role, which RunJobFlow's JobFlowRole names. Nothing else is
+        reachable (local_aws.node.NoInternet), as from a private subnet.
 
         :raises NodeRoleMissingError: when the endpoint has no such instance profile.
         """
@@ -190,6 +194,7 @@ class EmbeddedAws:
             "AWS_REGION": self.region,
             "AWS_DEFAULT_REGION": self.region,
             **node_credentials(cluster.role, self.region),
+            **(self._no_internet.variables() if self._no_internet else {}),
         }
 
     def _enter_state_dir(self) -> Path:

@@ -34,6 +34,38 @@ def is_hidden_name(name: str) -> bool:
 IMAGENET_WEIGHTS: Final = "imagenet"
 RANDOM_WEIGHTS: Final = "none"
 DEFAULT_WEIGHTS: Final = IMAGENET_WEIGHTS
+# Fixed so every run with weights none builds the same network and incremental features agree.
+RANDOM_WEIGHTS_SEED: Final = 42
+DEFAULT_IMAGE_SIZE: Final = 224
+
+# --- the compiled-model cache (fruits_spark.model_cache) -----------------------------------------
+# The DAG looks an entry up before a cluster starts: when the run's model is there, no node needs
+# TensorFlow (the primary gets the core nodes' packages).
+
+# Bumped when the entry layout or the way a key's model is built changes: older entries are then ignored.
+MODEL_CACHE_FORMAT: Final = 1
+MODEL_CACHE_MANIFEST_SUFFIX: Final = ".json"
+_MODEL_NAME: Final = "mobilenet_v2"
+
+
+def weights_identity(weights: str, *, keras_version: str | None, file_sha256: str | None = None) -> str:
+    """What names the weights: Keras's version for ImageNet's, the seed for random ones, a file's content hash.
+
+    :param file_sha256: the hex sha256 of the weights file ``weights`` names (neither imagenet nor none).
+    """
+    if weights == IMAGENET_WEIGHTS:
+        return f"imagenet-keras{keras_version or 'unknown'}"
+    if weights == RANDOM_WEIGHTS:
+        return f"none-seed{RANDOM_WEIGHTS_SEED}"
+    if file_sha256 is None:
+        raise ValueError(f"the identity of weights file {weights} needs its sha256")
+    return f"file-sha256-{file_sha256[:32]}"
+
+
+def model_cache_entry(*, weights_identity: str, image_size: int, converter: str) -> str:
+    """The name of a cache entry, without suffix: ``<name>.tflite`` and ``<name>.json`` (its manifest)."""
+    return f"{_MODEL_NAME}-{image_size}px-{weights_identity}-tf{converter}-v{MODEL_CACHE_FORMAT}"
+
 
 # --- the PCA and its report ---------------------------------------------------------------------
 
@@ -126,6 +158,9 @@ class Flag:
     # The compiled-model cache: a folder or s3:// prefix (fruits_spark.model_cache); the DAG's runs share
     # s3://BUCKET/artifacts/models/.
     MODEL_CACHE: Final = "--model-cache"
+    # Keras's ImageNet weights file of the headless MobileNetV2, for a compile on nodes without internet;
+    # the DAG passes s3://BUCKET/artifacts/keras/<Keras's file name> when the model cache misses it.
+    IMAGENET_WEIGHTS: Final = "--imagenet-weights"
     # A local file for the run's counts and phase times as JSON (fruits_spark.summary), for tools.
     SUMMARY_JSON: Final = "--summary-json"
     # Where a job that fails writes why, as JSON (keys JobFailure): a local file or an s3:// URI.
@@ -133,12 +168,21 @@ class Flag:
 
 
 def extract_features_argv(
-    *, images: str, features: str, rejects: str, weights: str, model_cache: str, manifest: str, failure: str
+    *,
+    images: str,
+    features: str,
+    rejects: str,
+    weights: str,
+    model_cache: str,
+    manifest: str,
+    failure: str,
+    imagenet_weights: str | None = None,
 ) -> list[str]:
     """The arguments of ``extract_features.py`` for one run."""
     return [
         *(Flag.IMAGES, images, Flag.FEATURES, features, Flag.REJECTS, rejects),
         *(Flag.WEIGHTS, weights, Flag.MODEL_CACHE, model_cache, Flag.MANIFEST, manifest, Flag.FAILURE, failure),
+        *((Flag.IMAGENET_WEIGHTS, imagenet_weights) if imagenet_weights else ()),
     ]
 
 

@@ -1,5 +1,6 @@
 """One lock, several environments: pyproject.toml's groups resolve into uv.lock, and every requirements
-file the project installs from is that lock's export, as `make lock` writes it, never edited by hand."""
+file the project installs from is that lock's export, as `make lock` writes it, never edited by hand, with
+the hashes of each pin's files, which the installers check."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def without_header(text: str) -> str:
 
 def export(group: str) -> str:
     result = subprocess.run(
-        [str(UV), "export", "--quiet", "--frozen", "--no-hashes", "--no-emit-project", "--only-group", group],
+        [str(UV), "export", "--quiet", "--frozen", "--no-emit-project", "--only-group", group],
         capture_output=True,
         text=True,
         check=True,
@@ -73,6 +74,21 @@ def test_every_group_has_its_requirements_file():
 @pytest.mark.parametrize(("group", "path"), sorted(lock_exports().items()))
 def test_the_requirements_file_is_the_lock_s_export(group, path):
     assert without_header((REPO_ROOT / path).read_text()) == without_header(export(group))
+
+
+@pytest.mark.parametrize(("group", "path"), sorted(lock_exports().items()))
+def test_every_pin_carries_the_hashes_of_its_files(group, path):
+    text = (REPO_ROOT / path).read_text()
+    pinned = re.findall(r"^[A-Za-z0-9_.\-]+==\S+.*$", text, flags=re.MULTILINE)
+
+    assert pinned, path
+    unhashed = [line for line in pinned if not line.endswith("\\")]
+    assert unhashed == [], f"{path}: pins without --hash lines"
+    assert text.count("--hash=sha256:") >= len(pinned)
+
+
+def test_the_installer_group_is_uv_alone():
+    assert locked("installer").keys() == {"uv"}
 
 
 def test_make_install_syncs_the_development_group():

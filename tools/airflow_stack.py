@@ -33,6 +33,7 @@ from pathlib import Path
 from fruits_spark.model_cache import default_cache_dir
 from local_aws import EmbeddedAws
 from local_aws.process_groups import stop_groups
+from tools.imagenet_weights import upload_imagenet_weights
 from tools.local_airflow import (
     AIRFLOW,
     BUCKET,
@@ -153,6 +154,7 @@ def airflow_stack(images: Path, state_dir: Path, port: int, startup_timeout: flo
         )
         models = Path(default_cache_dir())
         upload_models(aws.client("s3"), BUCKET, models)
+        upload_imagenet_weights(aws.client("s3"), BUCKET)
         cleanup.callback(lambda: download_models(aws.client("s3"), BUCKET, models))
         env = stack_environment(airflow_home, aws.endpoint_url, images, url, stack_variable)
         log.info("migrating the Airflow database in %s", airflow_home)

@@ -35,6 +35,7 @@ from fruits_airflow.s3_objects import list_objects, read_object
 from fruits_contract import Summary
 from fruits_spark.model_cache import default_cache_dir
 from local_aws import EmbeddedAws
+from tools.imagenet_weights import upload_imagenet_weights
 from tools.local_airflow import (
     BUCKET,
     DAG_ID,
@@ -171,6 +172,7 @@ def run_demo(
         migrate(env)
         models = Path(default_cache_dir())
         upload_models(s3, BUCKET, models)
+        upload_imagenet_weights(s3, BUCKET)
         log.info("running the DAG; its log: %s", log_file)
         conf = json.dumps({"weights": weights})
         airflow(env, "dags", "test", DAG_ID, "--conf", conf, log_file=log_file)

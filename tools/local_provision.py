@@ -29,7 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 
 from fruits_airflow.cluster import EMR_MANAGED_POLICIES_TAG
 from local_aws.iam_enforcement import ACCOUNT_ID, ADMIN, AIRFLOW_HOST
-from tools.stack_template import StackContext, load_template, output_variable, refusals, resolve
+from tools.stack_template import StackContext, deployed, load_template, output_variable, refusals, resolve
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ AIRFLOW_ROLE = "fruits-pipeline-airflow"
 AIRFLOW_ROLE_ARN = f"arn:aws:iam::{LOCAL_ACCOUNT_ID}:role/{AIRFLOW_ROLE}"
 SECURITY_CONFIGURATION_TYPE = "AWS::EMR::SecurityConfiguration"
 SECURITY_GROUP_TYPE = "AWS::EC2::SecurityGroup"
+VPC_ENDPOINT_TYPE = "AWS::EC2::VPCEndpoint"
 # The network the README has one tag on AWS: here, a VPC of its own, found again by its name.
 NETWORK_NAME = "fruits-pipeline-local"
 VPC_CIDR = "10.42.0.0/16"
@@ -51,7 +52,7 @@ def stack_context(
 ) -> StackContext:
     """The stack as it would be deployed for ``bucket`` in ``region``, in the endpoint's account.
 
-    :param network: the VpcId and SubnetId parameters, once the network exists.
+    :param network: the VpcId, SubnetId and PrivateRouteTableIds parameters, once the network exists.
     :raises ValueError: naming what the stack would refuse, e.g. a region outside the EU.
     """
     parameters = {"BucketName": bucket, "Region": region, **(network or {})}
@@ -109,7 +110,8 @@ def _first_id(found: list[dict[str, Any]], id_key: str) -> str | None:
 def provision_network(ec2: BaseClient) -> dict[str, str]:
     """A VPC and a subnet tagged for AmazonEMRServicePolicy_v2, as the README tags them on AWS; kept if there.
 
-    :returns: the stack's VpcId and SubnetId parameters.
+    :returns: the stack's VpcId and SubnetId parameters, and PrivateRouteTableIds: the subnet is private
+        (no internet gateway), as the endpoint's nodes have no internet, and its route table is the VPC's main.
     """
     name_filter = [{"Name": "tag:Name", "Values": [NETWORK_NAME]}]
     tags = [EMR_MANAGED_POLICIES_TAG, {"Key": "Name", "Value": NETWORK_NAME}]
@@ -123,7 +125,40 @@ def provision_network(ec2: BaseClient) -> dict[str, str]:
         created = ec2.create_subnet(VpcId=vpc_id, CidrBlock=SUBNET_CIDR, TagSpecifications=_tagged("subnet", tags))
         subnet_id = created["Subnet"]["SubnetId"]
         log.info("Created subnet %s, tagged for EMR", subnet_id)
-    return {"VpcId": vpc_id, "SubnetId": subnet_id}
+    main_filter = [*vpc_filter, {"Name": "association.main", "Values": ["true"]}]
+    (route_table,) = ec2.describe_route_tables(Filters=main_filter)["RouteTables"]
+    return {"VpcId": vpc_id, "SubnetId": subnet_id, "PrivateRouteTableIds": route_table["RouteTableId"]}
+
+
+def provision_vpc_endpoints(
+    ec2: BaseClient, template: dict[str, Any], context: StackContext, groups: dict[str, str]
+) -> None:
+    """The stack's VPC endpoints (a private subnet's S3 gateway and KMS interface), as the template defines
+    them; kept if there. Moto adds the gateway's route to S3's prefix list, as EC2 does."""
+    refs = {**context.refs(template), **groups}
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] != VPC_ENDPOINT_TYPE:
+            continue
+        properties = resolve(resource["Properties"], refs, context.attributes(template))
+        filters = [
+            {"Name": "vpc-id", "Values": [properties["VpcId"]]},
+            {"Name": "service-name", "Values": [properties["ServiceName"]]},
+        ]
+        if ec2.describe_vpc_endpoints(Filters=filters)["VpcEndpoints"]:
+            continue
+        route_tables = properties.get("RouteTableIds", [])
+        request = {
+            "VpcId": properties["VpcId"],
+            "ServiceName": properties["ServiceName"],
+            "VpcEndpointType": properties["VpcEndpointType"],
+            "RouteTableIds": route_tables.split(",") if isinstance(route_tables, str) else route_tables,
+            "SubnetIds": properties.get("SubnetIds", []),
+            "SecurityGroupIds": properties.get("SecurityGroupIds", []),
+        }
+        if "PolicyDocument" in properties:
+            request["PolicyDocument"] = json.dumps(properties["PolicyDocument"])
+        created = ec2.create_vpc_endpoint(**{key: value for key, value in request.items() if value != []})
+        log.info("Created VPC endpoint %s (%s), as the stack's", created["VpcEndpoint"]["VpcEndpointId"], logical_id)
 
 
 def provision_security_groups(ec2: BaseClient, template: dict[str, Any], context: StackContext) -> dict[str, str]:
@@ -256,7 +291,9 @@ def provision(
     _create_bucket(s3, bucket, region, template)
     _create_security_configuration(emr, *stack_security_configuration(template, context))
     context = stack_context(template, bucket, region, provision_network(ec2))
+    template = deployed(template, context)
     groups = provision_security_groups(ec2, template, context)
+    provision_vpc_endpoints(ec2, template, context, groups)
     provision_iam(iam, template, context)
     outputs = resolve(template["Outputs"], {**context.refs(template), **groups}, context.attributes(template))
     return output_variable(outputs)

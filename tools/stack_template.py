@@ -183,6 +183,18 @@ def _holds(condition: Any, refs: Mapping[str, Any]) -> bool:
     raise ValueError(f"{function} is not supported in rules here")
 
 
+def deployed(template: Mapping[str, Any], context: StackContext) -> dict[str, Any]:
+    """``template`` as CloudFormation deploys it with ``context``: without the resources and outputs whose
+    ``Condition`` does not hold (a public subnet's stack has no VPC endpoints)."""
+    refs = context.refs(template)
+    holds = {name: _holds(condition, refs) for name, condition in template.get("Conditions", {}).items()}
+
+    def kept(section: str) -> dict[str, Any]:
+        return {key: item for key, item in template.get(section, {}).items() if holds.get(item.get("Condition"), True)}
+
+    return {**template, "Resources": kept("Resources"), "Outputs": kept("Outputs")}
+
+
 def refusals(template: Mapping[str, Any], context: StackContext) -> list[str]:
     """Why CloudFormation would refuse to deploy ``template`` with ``context``: empty when it would not.
 

@@ -7,7 +7,8 @@ cluster runs them too.
 
 ``upload_artifacts`` uploads one version to ``s3://BUCKET/artifacts/<version>/``, the prefix the steps
 and the bootstrap action read, so that a run always executes the code of the DAG version that started
-it.
+it. The wheels the bootstrap installs are not part of it: they are the lock's wheelhouse
+(fruits_airflow.wheelhouse), shared by every version of the same lock.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from botocore.client import BaseClient
 
 from fruits_airflow.paths import ARTIFACTS_PREFIX
 from fruits_airflow.s3_objects import head, same_content, upload_file
+from fruits_airflow.wheelhouse import WHEELHOUSE_PREFIX, wheelhouse_key
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,8 @@ BOOTSTRAP_SCRIPT = "install_python_deps.sh"
 BOOTSTRAP_REQUIREMENTS = "requirements.txt"
 # The primary node's: the same pins plus TensorFlow, which only the driver needs (to compile the model).
 BOOTSTRAP_PRIMARY_REQUIREMENTS = "requirements-primary.txt"
+# The installer (uv) the bootstrap installs first, from the wheelhouse, with its hashes.
+BOOTSTRAP_INSTALLER_REQUIREMENTS = "requirements-installer.txt"
 _FIXED_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
 
 
@@ -52,12 +56,14 @@ class SparkArtifacts:
     :param entry_scripts: the scripts spark-submit runs, by file name.
     :param version: a short content hash of all of these files.
     :param bootstrap_files: the bootstrap action and its requirements, by file name.
+    :param wheelhouse_key: the content key of the requirements' wheelhouse.
     """
 
     py_files_zip: Path
     entry_scripts: dict[str, Path]
     version: str
     bootstrap_files: dict[str, Path] = field(default_factory=dict)
+    wheelhouse_key: str = ""
 
     def files(self) -> dict[str, Path]:
         """Every file to stage, by its key under the version's prefix."""
@@ -77,6 +83,8 @@ class StagedArtifacts:
     :param bootstrap_requirements_uri: the pinned requirements the bootstrap action installs on core and
         task nodes.
     :param bootstrap_primary_requirements_uri: those it installs on the primary node (TensorFlow too).
+    :param bootstrap_installer_requirements_uri: the installer's (uv), which it installs first.
+    :param wheelhouse_uri: ``s3://BUCKET/artifacts/wheelhouse/<key>/``, where it takes every wheel from.
     """
 
     version: str
@@ -86,6 +94,8 @@ class StagedArtifacts:
     bootstrap_script_uri: str
     bootstrap_requirements_uri: str
     bootstrap_primary_requirements_uri: str
+    bootstrap_installer_requirements_uri: str
+    wheelhouse_uri: str
 
 
 def _package_files(package_dir: Path) -> list[Path]:
@@ -119,7 +129,12 @@ def build_spark_artifacts(
     entry_scripts = {name: spark_jobs_dir / name for name in ENTRY_SCRIPTS}
     bootstrap_files = {
         name: bootstrap_dir / name
-        for name in (BOOTSTRAP_SCRIPT, BOOTSTRAP_REQUIREMENTS, BOOTSTRAP_PRIMARY_REQUIREMENTS)
+        for name in (
+            BOOTSTRAP_SCRIPT,
+            BOOTSTRAP_REQUIREMENTS,
+            BOOTSTRAP_PRIMARY_REQUIREMENTS,
+            BOOTSTRAP_INSTALLER_REQUIREMENTS,
+        )
     }
     missing = [str(path) for path in (*entry_scripts.values(), *bootstrap_files.values()) if not path.is_file()]
     if missing:
@@ -128,7 +143,9 @@ def build_spark_artifacts(
     for name, path in sorted({**entry_scripts, **bootstrap_files}.items()):
         digest.update(name.encode())
         digest.update(path.read_bytes())
-    return SparkArtifacts(py_files_zip, entry_scripts, digest.hexdigest()[:12], bootstrap_files)
+    return SparkArtifacts(
+        py_files_zip, entry_scripts, digest.hexdigest()[:12], bootstrap_files, wheelhouse_key(bootstrap_dir)
+    )
 
 
 def upload_artifacts(s3_client: BaseClient, bucket: str, artifacts: SparkArtifacts) -> StagedArtifacts:
@@ -162,6 +179,8 @@ def upload_artifacts(s3_client: BaseClient, bucket: str, artifacts: SparkArtifac
         bootstrap_script_uri=f"{prefix_uri}bootstrap/{BOOTSTRAP_SCRIPT}",
         bootstrap_requirements_uri=f"{prefix_uri}bootstrap/{BOOTSTRAP_REQUIREMENTS}",
         bootstrap_primary_requirements_uri=f"{prefix_uri}bootstrap/{BOOTSTRAP_PRIMARY_REQUIREMENTS}",
+        bootstrap_installer_requirements_uri=f"{prefix_uri}bootstrap/{BOOTSTRAP_INSTALLER_REQUIREMENTS}",
+        wheelhouse_uri=f"s3://{bucket}/{WHEELHOUSE_PREFIX}{artifacts.wheelhouse_key}/",
     )
 
 

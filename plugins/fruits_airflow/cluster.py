@@ -36,21 +36,40 @@ NODE_PYTHON = f"{NODE_VENV}/bin/python"
 # this tag; EMR passes the cluster's tags on to its instances and volumes.
 EMR_MANAGED_POLICIES_TAG = {"Key": "for-use-with-amazon-emr-managed-policies", "Value": "true"}
 
-SPARK_PYTHON_CONFIGURATIONS = [
-    {
-        "Classification": "spark-env",
-        "Configurations": [
-            {
-                "Classification": "export",
-                "Properties": {"PYSPARK_PYTHON": NODE_PYTHON, "PYSPARK_DRIVER_PYTHON": NODE_PYTHON},
-            }
-        ],
-    },
-    {
-        "Classification": "spark-defaults",
-        "Properties": {"spark.pyspark.python": NODE_PYTHON, "spark.pyspark.driver.python": NODE_PYTHON},
-    },
-]
+
+def spark_configurations(region: str) -> list[dict[str, Any]]:
+    """Spark's Python (the bootstrap's virtualenv) and region, for the driver and every executor.
+
+    ``AWS_REGION`` lets boto3 and the AWS SDKs on the nodes call the region's own endpoints instead of
+    asking the global S3 endpoint where a bucket is (which a private subnet's S3 gateway endpoint, being
+    regional, does not serve): spark-env's exports reach the driver, ``spark.executorEnv`` the executors,
+    ``spark.yarn.appMasterEnv`` YARN's application master.
+    """
+    return [
+        {
+            "Classification": "spark-env",
+            "Configurations": [
+                {
+                    "Classification": "export",
+                    "Properties": {
+                        "PYSPARK_PYTHON": NODE_PYTHON,
+                        "PYSPARK_DRIVER_PYTHON": NODE_PYTHON,
+                        "AWS_REGION": region,
+                    },
+                }
+            ],
+        },
+        {
+            "Classification": "spark-defaults",
+            "Properties": {
+                "spark.pyspark.python": NODE_PYTHON,
+                "spark.pyspark.driver.python": NODE_PYTHON,
+                "spark.executorEnv.AWS_REGION": region,
+                "spark.yarn.appMasterEnv.AWS_REGION": region,
+            },
+        },
+    ]
+
 
 # EMR tag values allow letters, digits, spaces and _ . : / = + - @ (up to 256 characters).
 _TAG_UNSAFE = re.compile(r"[^\w .:/=+\-@]")
@@ -91,14 +110,32 @@ def _instance_groups(config: PipelineConfig) -> list[dict[str, Any]]:
 
 
 def job_flow_overrides(
-    config: PipelineConfig, paths: RunPaths, artifacts: StagedArtifacts, *, dag_id: str, run_id: str
+    config: PipelineConfig,
+    paths: RunPaths,
+    artifacts: StagedArtifacts,
+    *,
+    dag_id: str,
+    run_id: str,
+    model_cached: bool = False,
 ) -> dict[str, Any]:
-    """The RunJobFlow request of a run's cluster, as ``EmrCreateJobFlowOperator`` sends it."""
+    """The RunJobFlow request of a run's cluster, as ``EmrCreateJobFlowOperator`` sends it.
+
+    :param model_cached: whether the model cache holds the run's compiled model: then the primary node gets
+        the core nodes' packages, without TensorFlow (fruits_airflow.model_check).
+    """
+    primary_requirements = (
+        artifacts.bootstrap_requirements_uri if model_cached else artifacts.bootstrap_primary_requirements_uri
+    )
     instances: dict[str, Any] = {
         "InstanceGroups": _instance_groups(config),
         "Ec2SubnetId": config.subnet_id,
         "EmrManagedMasterSecurityGroup": config.emr_managed_master_security_group,
         "EmrManagedSlaveSecurityGroup": config.emr_managed_slave_security_group,
+        **(
+            {"ServiceAccessSecurityGroup": config.service_access_security_group}
+            if config.service_access_security_group
+            else {}
+        ),
         "KeepJobFlowAliveWhenNoSteps": True,
         "TerminationProtected": False,
     }
@@ -113,11 +150,16 @@ def job_flow_overrides(
                 "Name": "install_python_deps",
                 "ScriptBootstrapAction": {
                     "Path": artifacts.bootstrap_script_uri,
-                    "Args": [artifacts.bootstrap_requirements_uri, artifacts.bootstrap_primary_requirements_uri],
+                    "Args": [
+                        artifacts.wheelhouse_uri,
+                        artifacts.bootstrap_installer_requirements_uri,
+                        artifacts.bootstrap_requirements_uri,
+                        primary_requirements,
+                    ],
                 },
             }
         ],
-        "Configurations": SPARK_PYTHON_CONFIGURATIONS,
+        "Configurations": spark_configurations(config.region),
         "ServiceRole": config.service_role,
         "JobFlowRole": config.job_flow_role,
         "SecurityConfiguration": config.security_configuration,

@@ -66,6 +66,7 @@ _PATTERNS: dict[str, tuple[re.Pattern[str], str]] = {
     "subnet_id": (re.compile(r"subnet-[0-9a-f]+"), "a subnet id such as 'subnet-0123abcd'"),
     "emr_managed_master_security_group": (re.compile(r"sg-[0-9a-f]+"), "a security group id such as 'sg-0123abcd'"),
     "emr_managed_slave_security_group": (re.compile(r"sg-[0-9a-f]+"), "a security group id such as 'sg-0123abcd'"),
+    "service_access_security_group": (re.compile(r"sg-[0-9a-f]+"), "a security group id such as 'sg-0123abcd'"),
     "weights": (re.compile(WEIGHTS_PATTERN), "'imagenet', 'none' or an s3:// weights file"),
 }
 # What each required key is, for the error when it is missing.
@@ -106,6 +107,8 @@ class PipelineConfig:
         for AmazonEMRServicePolicy_v2; the stack creates it.
     :param emr_managed_slave_security_group: the core and task nodes' EMR-managed security group,
         likewise.
+    :param service_access_security_group: the EMR-managed security group for service access, required in a
+        private subnet (the stack's output ServiceAccessSecurityGroup); None in a public one.
     :param images_dir: the landing folder ``<label>/<file>`` that ``upload_new_images`` syncs; when
         absent, the run uses the images already in the bucket.
     :param region: the AWS region of the bucket and the cluster; must be in the EU.
@@ -133,6 +136,7 @@ class PipelineConfig:
     subnet_id: str
     emr_managed_master_security_group: str
     emr_managed_slave_security_group: str
+    service_access_security_group: str | None = None
     images_dir: str | None = None
     region: str = DEFAULT_REGION
     release_label: str = DEFAULT_RELEASE_LABEL

@@ -38,13 +38,22 @@ def _spark_step(name: str, artifacts: StagedArtifacts, arguments: list[str]) -> 
     }
 
 
-def spark_steps(paths: RunPaths, artifacts: StagedArtifacts, *, variance: float, weights: str) -> list[dict[str, Any]]:
+def spark_steps(
+    paths: RunPaths,
+    artifacts: StagedArtifacts,
+    *,
+    variance: float,
+    weights: str,
+    imagenet_weights: str | None = None,
+) -> list[dict[str, Any]]:
     """The steps of a run, in order, as ``EmrAddStepsOperator`` sends them.
 
     :param paths: where the run reads and writes.
     :param artifacts: the staged version of the jobs.
     :param variance: the share of variance the PCA keeps, in (0, 1].
     :param weights: ``imagenet``, ``none`` or a weights URI, passed to ``extract_features``.
+    :param imagenet_weights: the bucket's copy of Keras's ImageNet weights file, when the model must be
+        compiled from it (fruits_airflow.model_check).
     """
     return [
         _spark_step(
@@ -58,6 +67,7 @@ def spark_steps(paths: RunPaths, artifacts: StagedArtifacts, *, variance: float,
                 model_cache=paths.model_cache_uri,
                 manifest=paths.uri(paths.manifest_key),
                 failure=paths.uri(paths.job_failure_key(EXTRACT_FEATURES_JOB)),
+                imagenet_weights=imagenet_weights,
             ),
         ),
         _spark_step(

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.providers.amazon.aws.hooks.emr import EmrHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.sdk import task
@@ -26,6 +27,8 @@ from fruits_airflow import (
     artifacts,
     assets,
     cluster,
+    model_check,
+    network,
     output_check,
     preflight,
     reuse,
@@ -33,6 +36,7 @@ from fruits_airflow import (
     run_summary,
     steps,
     upload,
+    wheelhouse,
 )
 from fruits_airflow.aws_errors import access_denied_explained
 from fruits_airflow.config import AWS_CONN_ID, ConfigError, PipelineConfig, load_config, parse_config, require_eu_region
@@ -52,11 +56,17 @@ def emr_client(region: str) -> BaseClient:
     return EmrHook(aws_conn_id=AWS_CONN_ID, region_name=region).get_conn()
 
 
+def ec2_client(region: str) -> BaseClient:
+    """An EC2 client of the ``aws_default`` connection (the subnet's description)."""
+    return AwsBaseHook(aws_conn_id=AWS_CONN_ID, client_type="ec2", region_name=region).get_conn()
+
+
 @task
 @access_denied_explained()
 def check_config(params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Validate the Variable and the run's parameters, and refuse to go on unless the bucket exists in the EU
-    and the weights file (if any) can be read by the nodes; returns the config."""
+    """Validate the Variable and the run's parameters, and refuse to go on unless the bucket exists in the EU,
+    the weights file (if any) can be read by the nodes, and a cluster can work in the subnet (public or
+    private: fruits_airflow.network); returns the config."""
     try:
         config = load_config()
         client = s3_client(config.region)
@@ -65,6 +75,7 @@ def check_config(params: dict[str, Any] | None = None) -> dict[str, Any]:
         if params is not None:
             preflight.check_variance(params.get("variance"))
             preflight.check_weights_file(client, config.bucket, run_weights(config, params))
+        network.check_subnet(ec2_client(config.region), config)
     except (ConfigError, preflight.RefusedError) as error:
         raise AirflowFailException(str(error)) from error
     if location != config.region:
@@ -131,11 +142,17 @@ def reuse_outputs(found: dict[str, Any]) -> str:
 @task
 @access_denied_explained()
 def stage_artifacts(config: dict[str, Any]) -> dict[str, Any]:
-    """Build this DAG version's Spark artifacts and stage them under s3://BUCKET/artifacts/<version>/."""
+    """Build this DAG version's Spark artifacts and stage them under s3://BUCKET/artifacts/<version>/; the
+    nodes' wheelhouse must be in the bucket too (uploaded from this machine's build when it has one)."""
     settings = parse_config(config)
+    client = s3_client(settings.region)
     with tempfile.TemporaryDirectory(prefix="fruits-artifacts-") as out_dir:
         built = artifacts.build_spark_artifacts(Path(out_dir))
-        staged = artifacts.upload_artifacts(s3_client(settings.region), settings.bucket, built)
+        staged = artifacts.upload_artifacts(client, settings.bucket, built)
+    try:
+        wheelhouse.ensure_published(client, settings.bucket, wheelhouse.Wheelhouse.of(artifacts.BOOTSTRAP_DIR))
+    except wheelhouse.WheelhouseMissingError as error:
+        raise AirflowFailException(str(error)) from None
     return dataclasses.asdict(staged)
 
 
@@ -168,19 +185,32 @@ def plan_run(
     dag: Any = None,
     params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Everything the later tasks need, computed once: the cluster request, the steps and the run's paths."""
+    """Everything the later tasks need, computed once: the cluster request, the steps and the run's paths.
+
+    Whether the model cache holds the run's model decides the primary node's packages; a model the nodes
+    cannot compile (ImageNet's weights file not in the bucket) fails the run here, before any cluster.
+    """
     settings = parse_config(config)
     staged_artifacts = artifacts.StagedArtifacts(**staged)
     paths = run_paths(settings, run_id, params)
+    weights = run_weights(settings, params)
     log.info("Run %s writes under %s", run_id, paths.uri(paths.run_prefix))
+    try:
+        model = model_check.plan_model(s3_client(settings.region), paths.model_cache_uri, weights)
+    except model_check.ModelInputMissingError as error:
+        raise AirflowFailException(str(error)) from None
     return {
         "region": settings.region,
         "bucket": settings.bucket,
         "job_flow_overrides": cluster.job_flow_overrides(
-            settings, paths, staged_artifacts, dag_id=dag.dag_id, run_id=run_id
+            settings, paths, staged_artifacts, dag_id=dag.dag_id, run_id=run_id, model_cached=model.cached
         ),
         "steps": steps.spark_steps(
-            paths, staged_artifacts, variance=params["variance"], weights=run_weights(settings, params)
+            paths,
+            staged_artifacts,
+            variance=params["variance"],
+            weights=weights,
+            imagenet_weights=model.imagenet_weights_uri,
         ),
         "pca_success_key": paths.pca_success_key,
         "paths": dataclasses.asdict(paths),

@@ -91,6 +91,7 @@ class ExtractConfig:
     model_cache: str = field(default_factory=default_cache_dir)
     summary_json: str | None = None
     manifest: str | None = None
+    imagenet_weights: str | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,10 @@ def parse_args(argv: Sequence[str]) -> ExtractConfig:
     parser.add_argument(Flag.SUMMARY_JSON, help="local file to write the run's counts and phase times to, as JSON")
     parser.add_argument(Flag.MANIFEST, help="where to write the run's manifest (JSON), e.g. runs/RUN/manifest.json")
     parser.add_argument(Flag.FAILURE, help="where to write why the job failed, as JSON (a file or s3:// URI)")
+    parser.add_argument(
+        Flag.IMAGENET_WEIGHTS,
+        help="Keras's ImageNet weights file (path or s3://) to compile --weights imagenet with, instead of a download",
+    )
     args = parser.parse_args(argv)
     for flag, value in (
         (Flag.IMAGES, args.images),
@@ -144,6 +149,7 @@ def parse_args(argv: Sequence[str]) -> ExtractConfig:
         model_cache=args.model_cache,
         summary_json=args.summary_json,
         manifest=args.manifest,
+        imagenet_weights=args.imagenet_weights,
     )
 
 
@@ -302,7 +308,9 @@ def featurize_new(
     with times.phase("model"):
         source = "given" if model is not None else None
         if model is None:
-            model, source = load_or_compile(config.weights, config.image_size, config.model_cache, fs)
+            model, source = load_or_compile(
+                config.weights, config.image_size, config.model_cache, fs, imagenet_weights=config.imagenet_weights
+            )
         check_model_matches(fs, config, model)
     result = spark.createDataFrame([], IMAGES_SCHEMA)
     result = result.withColumn("features", F.lit(None).cast(ArrayType(FloatType())))

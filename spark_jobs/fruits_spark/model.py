@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fruits_contract import IMAGENET_WEIGHTS, RANDOM_WEIGHTS
+from fruits_contract import IMAGENET_WEIGHTS, RANDOM_WEIGHTS, RANDOM_WEIGHTS_SEED
 from fruits_spark.errors import JobInputError
 
 if TYPE_CHECKING:
@@ -31,8 +31,6 @@ log = logging.getLogger(__name__)
 
 IMAGENET = IMAGENET_WEIGHTS
 RANDOM = RANDOM_WEIGHTS
-# Fixed so every run with --weights none builds the same network and incremental features agree.
-RANDOM_WEIGHTS_SEED = 42
 FEATURE_LENGTH = 1280
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 512
 
@@ -122,18 +120,42 @@ def _load_weights_file(model: keras.Model, uri: str, fs: HadoopFs | None) -> Non
             ) from None
 
 
-def build_keras_model(weights: str, image_size: int, fs: HadoopFs | None = None) -> keras.Model:
+def _imagenet_from_file(image_size: int, uri: str, fs: HadoopFs | None) -> keras.Model:
+    """ImageNet's MobileNetV2 from Keras's weights file at ``uri`` (the bucket's copy, on nodes without internet)."""
+    with tempfile.TemporaryDirectory(prefix="fruits-imagenet-") as tmp:
+        local = Path(tmp) / Path(uri.rstrip("/")).name
+        try:
+            local.write_bytes(fs.read_bytes(uri) if fs is not None else Path(uri).read_bytes())
+        except OSError as error:
+            raise JobInputError(
+                f"--imagenet-weights {uri} cannot be read ({_first_line(error)}); put Keras's file there "
+                "(make publish-imagenet-weights)"
+            ) from None
+        try:
+            return _mobilenet_v2(image_size, str(local))
+        except Exception as error:
+            raise JobInputError(
+                f"--imagenet-weights {uri} is not Keras's headless MobileNetV2 ImageNet file: {_first_line(error)}"
+            ) from None
+
+
+def build_keras_model(
+    weights: str, image_size: int, fs: HadoopFs | None = None, *, imagenet_weights: str | None = None
+) -> keras.Model:
     """The headless, average-pooled MobileNetV2 with the weights ``--weights`` names.
 
-    :param weights: ``imagenet`` (Keras's cache, else a download), ``none`` (seeded random) or a
-        path or URI of a weights file.
+    :param weights: ``imagenet`` (``imagenet_weights`` when given, else Keras's cache, else a download),
+        ``none`` (seeded random) or a path or URI of a weights file.
     :param fs: reads a weights URI (``s3://`` on EMR); None reads it as a local path.
+    :param imagenet_weights: the path or URI of Keras's ImageNet weights file.
     """
     validate_image_size(image_size)
     if weights == RANDOM:
         model = _mobilenet_v2(image_size, None)
         randomize_weights(model)
         return model
+    if weights == IMAGENET and imagenet_weights:
+        return _imagenet_from_file(image_size, imagenet_weights, fs)
     if weights == IMAGENET:
         try:
             return _mobilenet_v2(image_size, IMAGENET)
@@ -162,8 +184,10 @@ def to_tflite(model: keras.Model) -> bytes:
         return tf.lite.TFLiteConverter.from_keras_model(model).convert()
 
 
-def compile_model(weights: str, image_size: int, fs: HadoopFs | None = None) -> CompiledModel:
-    model = build_keras_model(weights, image_size, fs)
+def compile_model(
+    weights: str, image_size: int, fs: HadoopFs | None = None, *, imagenet_weights: str | None = None
+) -> CompiledModel:
+    model = build_keras_model(weights, image_size, fs, imagenet_weights=imagenet_weights)
     compiled = CompiledModel(to_tflite(model), fingerprint(model, image_size), weights, image_size)
     log.info(
         "model: MobileNetV2 %dx%d, weights %s, fingerprint %s, %.1f MB compiled",

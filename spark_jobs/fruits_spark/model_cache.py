@@ -26,8 +26,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import fruits_contract
+from fruits_contract import MODEL_CACHE_FORMAT, model_cache_entry
 from fruits_spark.errors import JobInputError
-from fruits_spark.model import IMAGENET, RANDOM, RANDOM_WEIGHTS_SEED, CompiledModel
+from fruits_spark.model import IMAGENET, RANDOM, CompiledModel
 
 if TYPE_CHECKING:
     from fruits_spark.storage import HadoopFs
@@ -36,12 +38,9 @@ log = logging.getLogger(__name__)
 
 # The default cache folder of runs that pass no --model-cache (the tests point it at one folder per session).
 MODEL_CACHE_ENV = "FRUITS_MODEL_CACHE"
-# Bumped when the entry layout or the way a key's model is built changes: older entries are then ignored.
-MODEL_CACHE_FORMAT = 1
 SOURCE_CACHE, SOURCE_COMPILED = "cache", "compiled"
 
 _CONVERTER_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu")
-_MODEL_NAME = "mobilenet_v2"
 # The outputs a compiled headless MobileNetV2 must have, checked on every entry read.
 _FEATURE_LENGTH = 1280
 
@@ -78,7 +77,9 @@ class CacheKey:
 
     @property
     def name(self) -> str:
-        return f"{_MODEL_NAME}-{self.image_size}px-{self.weights_identity}-tf{self.converter}-v{MODEL_CACHE_FORMAT}"
+        return model_cache_entry(
+            weights_identity=self.weights_identity, image_size=self.image_size, converter=self.converter
+        )
 
 
 def weights_identity(weights: str, read_weights_file: Any) -> str:
@@ -86,11 +87,10 @@ def weights_identity(weights: str, read_weights_file: Any) -> str:
 
     :param read_weights_file: returns the bytes of a weights file, given ``--weights``.
     """
-    if weights == IMAGENET:
-        return f"imagenet-keras{installed_version('keras') or 'unknown'}"
-    if weights == RANDOM:
-        return f"none-seed{RANDOM_WEIGHTS_SEED}"
-    return f"file-sha256-{hashlib.sha256(read_weights_file(weights)).hexdigest()[:32]}"
+    if weights in (IMAGENET, RANDOM):
+        return fruits_contract.weights_identity(weights, keras_version=installed_version("keras"))
+    digest = hashlib.sha256(read_weights_file(weights)).hexdigest()
+    return fruits_contract.weights_identity(weights, keras_version=None, file_sha256=digest)
 
 
 class _Store(Protocol):
@@ -225,13 +225,15 @@ def write_entry(store: _Store, key: CacheKey, model: CompiledModel) -> None:
 
 
 def load_or_compile(
-    weights: str, image_size: int, cache_uri: str, fs: HadoopFs | None = None
+    weights: str, image_size: int, cache_uri: str, fs: HadoopFs | None = None, *, imagenet_weights: str | None = None
 ) -> tuple[CompiledModel, str]:
     """The model ``--weights`` and ``--image-size`` name, from ``cache_uri`` when it holds it, else compiled
     (TensorFlow imported only then) and stored there for the next run; and ``cache`` or ``compiled``.
 
     :param cache_uri: a local folder or ``s3://`` prefix; created on first write.
     :param fs: reads ``s3://`` caches and weights URIs; None for local paths only.
+    :param imagenet_weights: Keras's ImageNet weights file to compile ``imagenet`` with, instead of Keras's
+        cache or download.
     """
     from fruits_spark.model import compile_model, read_weights_file
 
@@ -253,7 +255,7 @@ def load_or_compile(
     if cached is not None:
         log.info("model from cache: %s (fingerprint %s)", location, cached.fingerprint)
         return cached, SOURCE_CACHE
-    model = compile_model(weights, image_size, fs)
+    model = compile_model(weights, image_size, fs, imagenet_weights=imagenet_weights)
     try:
         write_entry(store, key, model)
     except Exception as error:  # the run goes on without the cache; the next one compiles again
@@ -271,7 +273,8 @@ def _newest_without_converter(
     store: _Store, cache_uri: str, identity: str, weights: str, image_size: int
 ) -> CompiledModel:
     """Where TensorFlow is not installed (a node that compiles nothing): the newest converter's usable entry."""
-    prefix, suffix = f"{_MODEL_NAME}-{image_size}px-{identity}-tf", f"-v{MODEL_CACHE_FORMAT}.json"
+    prefix, suffix = model_cache_entry(weights_identity=identity, image_size=image_size, converter="|").split("|")
+    suffix += ".json"
     names = [name for name in store.names() if name.startswith(prefix) and name.endswith(suffix)]
     converters = [name[len(prefix) : -len(suffix)] for name in names]
     for converter in sorted((c for c in converters if c), key=_version_order, reverse=True):

@@ -1,5 +1,5 @@
-"""The EMR bootstrap action: shellcheck-clean, strict, idempotent, and installing the lock's pins: TensorFlow's
-on the primary node only."""
+"""The EMR bootstrap action: shellcheck-clean, strict, idempotent, and installing the lock's pins from the
+bucket's wheelhouse alone: TensorFlow's on a primary node that compiles only."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -20,9 +21,14 @@ from tests.suite import REPO_ROOT
 SCRIPT = REPO_ROOT / "bootstrap" / "install_python_deps.sh"
 REQUIREMENTS = REPO_ROOT / "bootstrap" / "requirements.txt"
 PRIMARY_REQUIREMENTS = REPO_ROOT / "bootstrap" / "requirements-primary.txt"
+INSTALLER_REQUIREMENTS = REPO_ROOT / "bootstrap" / "requirements-installer.txt"
+WHEELHOUSE_URI = "s3://fruits/artifacts/wheelhouse/0123456789abcdef/"
+INSTALLER_REQUIREMENTS_URI = "s3://fruits/artifacts/v1/bootstrap/requirements-installer.txt"
 REQUIREMENTS_URI = "s3://fruits/artifacts/v1/bootstrap/requirements.txt"
 PRIMARY_REQUIREMENTS_URI = "s3://fruits/artifacts/v1/bootstrap/requirements-primary.txt"
-URIS = (REQUIREMENTS_URI, PRIMARY_REQUIREMENTS_URI)
+URIS = (WHEELHOUSE_URI, INSTALLER_REQUIREMENTS_URI, REQUIREMENTS_URI, PRIMARY_REQUIREMENTS_URI)
+# What the DAG passes when the model cache holds the run's model: the lean pins on the primary too.
+LEAN_URIS = (WHEELHOUSE_URI, INSTALLER_REQUIREMENTS_URI, REQUIREMENTS_URI, REQUIREMENTS_URI)
 # EMR's /mnt/var/lib/info/instance.json, as EMR 7 writes it on the primary node and on a core node.
 PRIMARY_INSTANCE = '{"instanceGroupId":"ig-1","isMaster":true,"isRunningNameNode":true,"isRunningDataNode":false}'
 CORE_INSTANCE = '{"instanceGroupId":"ig-2","isMaster":false,"isRunningNameNode":false,"isRunningDataNode":true}'
@@ -44,12 +50,14 @@ FAKES = {
         "fi\n"
     ),
     ".venv-python": 'echo "venv-python $*" >> "$CALLS"\n[[ "$1" == --version ]] && echo "Python 3.11.9"\nexit 0\n',
-    ".venv-pip": 'echo "pip $*" >> "$CALLS"\ncp "$FAKE_BIN/.uv" "$(dirname "$0")/uv"\n',
+    ".venv-pip": (
+        'echo "pip $*" >> "$CALLS"\nls "${*: -4:1}" > "$NODE/pip-wheels"\ncp "$FAKE_BIN/.uv" "$(dirname "$0")/uv"\n'
+    ),
     ".uv": (
         'echo "uv $*" >> "$CALLS"\n'
         'echo "$UV_CACHE_DIR" > "$NODE/uv-cache-dir"\n'
         'if [[ "$1" == venv ]]; then mkdir -p "${*: -1}/bin"; cp "$FAKE_BIN/.venv-python" "${*: -1}/bin/python"; fi\n'
-        'if [[ "$1 $2" == "pip sync" ]]; then cp "${*: -1}" "$SYNCED"; fi\n'
+        'if [[ "$1 $2" == "pip sync" ]]; then cp "${*: -1}" "$SYNCED"; ls "${*: -5:1}" > "$NODE/uv-wheels"; fi\n'
     ),
 }
 
@@ -74,9 +82,7 @@ def test_the_script_stops_on_any_error():
 
 
 def test_the_installer_is_the_lock_s_uv():
-    (version,) = re.findall(r"^readonly UV_VERSION=(\S+)$", SCRIPT.read_text(), flags=re.MULTILINE)
-
-    assert version == lock_pins(REPO_ROOT / "requirements.txt")["uv"]
+    assert lock_pins(INSTALLER_REQUIREMENTS) == {"uv": lock_pins(REPO_ROOT / "requirements.txt")["uv"]}
 
 
 def test_the_virtualenv_is_the_one_spark_is_pointed_at_on_the_data_volume():
@@ -100,10 +106,16 @@ def node(tmp_path: Path) -> dict[str, str]:
     installed = tmp_path / "installed"
     installed.mkdir()
     (installed / "python3.11").touch()
-    for uri, path in ((REQUIREMENTS_URI, REQUIREMENTS), (PRIMARY_REQUIREMENTS_URI, PRIMARY_REQUIREMENTS)):
+    for uri, path in (
+        (REQUIREMENTS_URI, REQUIREMENTS),
+        (PRIMARY_REQUIREMENTS_URI, PRIMARY_REQUIREMENTS),
+        (INSTALLER_REQUIREMENTS_URI, INSTALLER_REQUIREMENTS),
+    ):
         s3_requirements = tmp_path / "s3" / uri.removeprefix("s3://")
         s3_requirements.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, s3_requirements)
+    for layer, wheels in (("nodes.tar", ("numpy.whl", "uv.whl")), ("compiler.tar", ("tensorflow_cpu.whl",))):
+        write_layer(tmp_path / "s3" / WHEELHOUSE_URI.removeprefix("s3://") / layer, wheels)
     (tmp_path / "instance.json").write_text(PRIMARY_INSTANCE)
     return {
         **{name: value for name, value in os.environ.items() if name != "UV_CACHE_DIR"},
@@ -116,6 +128,23 @@ def node(tmp_path: Path) -> dict[str, str]:
         "FRUITS_PIPELINE_HOME": str(tmp_path / "mnt" / "fruits-pipeline"),
         "FRUITS_PIPELINE_INSTANCE_JSON": str(tmp_path / "instance.json"),
     }
+
+
+def error_line(stderr: str) -> str:
+    """The one line of a failure: the last, and the only one that is not a progress line."""
+    progress = ("[install_python_deps] installing", "[install_python_deps] fetched")
+    lines = [line for line in stderr.splitlines() if not line.startswith(progress)]
+    assert len(lines) == 1, stderr
+    assert stderr.splitlines()[-1] == lines[0]
+    return lines[0]
+
+
+def write_layer(path: Path, wheels: tuple[str, ...]) -> None:
+    """A wheelhouse layer: a tar of (empty) wheels, which the fake installers list."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w") as archive:
+        for name in wheels:
+            archive.addfile(tarfile.TarInfo(name))
 
 
 def bootstrap(env: dict[str, str], *args: str) -> tuple[subprocess.CompletedProcess, list[str]]:
@@ -131,7 +160,11 @@ def test_a_fresh_primary_node_gets_a_virtualenv_synced_to_the_primary_s_requirem
     assert result.returncode == 0, result.stderr
     venv = f"{node['FRUITS_PIPELINE_HOME']}/venv"
     assert any(call.startswith("uv venv ") and call.endswith(f"--python python3.11 {venv}") for call in calls)
-    assert any(call.startswith(f"uv pip sync --quiet --compile-bytecode --python {venv}/bin/python ") for call in calls)
+    assert any(
+        call.startswith("uv pip sync --quiet --compile-bytecode --offline --no-index --find-links ")
+        and f"--require-hashes --python {venv}/bin/python " in call
+        for call in calls
+    )
     assert Path(node["SYNCED"]).read_text() == PRIMARY_REQUIREMENTS.read_text()
     (check,) = [call for call in calls if call.startswith("venv-python -c ")]
     assert check.endswith(", tensorflow")
@@ -145,7 +178,11 @@ def test_a_core_node_gets_the_nodes_requirements_without_tensorflow(node):
 
     assert result.returncode == 0, result.stderr
     assert Path(node["SYNCED"]).read_text() == REQUIREMENTS.read_text()
-    assert [call.split()[4] for call in calls if call.startswith("aws ")] == [REQUIREMENTS_URI]
+    assert [call.split()[4] for call in calls if call.startswith("aws ")] == [
+        REQUIREMENTS_URI,
+        INSTALLER_REQUIREMENTS_URI,
+        f"{WHEELHOUSE_URI}nodes.tar",
+    ]
     (check,) = [call for call in calls if call.startswith("venv-python -c ")]
     assert check.startswith("venv-python -c import numpy")
     assert "tensorflow" not in check
@@ -244,24 +281,85 @@ def test_new_requirements_are_synced_into_the_existing_virtualenv(node):
     assert "numpy==0.0.0" in Path(node["SYNCED"]).read_text()
 
 
-def test_a_failed_install_fails_the_action_and_leaves_no_marker(node):
-    (Path(node["FAKE_BIN"]) / ".uv").write_text(
-        '#!/usr/bin/env bash\nif [[ "$1" == venv ]]; then mkdir -p "${*: -1}/bin"; '
-        'cp "$FAKE_BIN/.venv-python" "${*: -1}/bin/python"; exit 0; fi\n'
-        'echo "error: Failed to parse: numpy=== 1" >&2\nexit 2\n'
-    )
-
-    result, _ = bootstrap(node, *URIS)
-
-    assert result.returncode == 2
-    assert "Failed to parse" in result.stderr
-    assert not (Path(node["FRUITS_PIPELINE_HOME"]) / "venv" / ".requirements.sha256").exists()
-
-
-@pytest.mark.parametrize("args", [(), (REQUIREMENTS_URI,)], ids=["none", "the_nodes_only"])
+@pytest.mark.parametrize("args", [(), URIS[1:]], ids=["none", "no_wheelhouse"])
 def test_without_both_requirements_uris_it_prints_its_usage(node, args):
     result, calls = bootstrap(node, *args)
 
     assert result.returncode == 2
     assert "usage:" in result.stderr
     assert calls == []
+
+
+def test_the_primary_takes_every_wheel_from_the_wheelhouse_s_two_layers(node):
+    result, calls = bootstrap(node, *URIS)
+
+    assert result.returncode == 0, result.stderr
+    assert [call.split()[4] for call in calls if call.startswith("aws ") and ".tar" in call] == [
+        f"{WHEELHOUSE_URI}nodes.tar",
+        f"{WHEELHOUSE_URI}compiler.tar",
+    ]
+    assert (Path(node["NODE"]) / "uv-wheels").read_text().split() == ["numpy.whl", "tensorflow_cpu.whl", "uv.whl"]
+
+
+def test_the_installers_never_ask_an_index_and_check_every_hash(node):
+    result, calls = bootstrap(node, *URIS)
+
+    assert result.returncode == 0, result.stderr
+    (pip,) = [call for call in calls if call.startswith("pip install")]
+    assert "--no-index" in pip.split()
+    assert pip.endswith("requirements-installer.txt")
+    assert (Path(node["NODE"]) / "pip-wheels").read_text().split() == ["numpy.whl", "tensorflow_cpu.whl", "uv.whl"]
+    assert "--require-hashes" in pip.split()
+    (sync,) = [call for call in calls if call.startswith("uv pip sync")]
+    assert {"--offline", "--no-index", "--require-hashes"} <= set(sync.split())
+
+
+def test_a_primary_whose_model_is_cached_gets_the_lean_pins_and_no_tensorflow(node):
+    result, calls = bootstrap(node, *LEAN_URIS)
+
+    assert result.returncode == 0, result.stderr
+    assert Path(node["SYNCED"]).read_text() == REQUIREMENTS.read_text()
+    assert not [call for call in calls if "compiler.tar" in call]
+    (check,) = [call for call in calls if call.startswith("venv-python -c ")]
+    assert "tensorflow" not in check
+    assert "on the primary node" in result.stderr
+
+
+def test_a_missing_wheelhouse_fails_in_one_line_saying_how_to_publish_it(node):
+    shutil.rmtree(Path(node["FAKE_S3"]) / WHEELHOUSE_URI.removeprefix("s3://"))
+
+    result, calls = bootstrap(node, *URIS)
+
+    assert result.returncode == 3
+    line = error_line(result.stderr)
+    assert f"{WHEELHOUSE_URI}nodes.tar cannot be downloaded" in line
+    assert "make publish-wheelhouse BUCKET=" in line
+    assert not [call for call in calls if call.startswith(("pip", "uv"))]
+
+
+def test_a_corrupt_wheelhouse_fails_in_one_line_saying_how_to_publish_it(node):
+    (Path(node["FAKE_S3"]) / WHEELHOUSE_URI.removeprefix("s3://") / "compiler.tar").write_bytes(b"<Error>\n" * 100)
+
+    result, _ = bootstrap(node, *URIS)
+
+    assert result.returncode == 3
+    line = error_line(result.stderr)
+    assert "compiler.tar is corrupt" in line
+    assert "make publish-wheelhouse" in line
+    assert not (Path(node["FRUITS_PIPELINE_HOME"]) / "venv" / ".requirements.sha256").exists()
+
+
+def test_wheels_that_do_not_match_the_hashes_fail_in_one_line_and_leave_no_marker(node):
+    (Path(node["FAKE_BIN"]) / ".uv").write_text(
+        '#!/usr/bin/env bash\nif [[ "$1" == venv ]]; then mkdir -p "${*: -1}/bin"; '
+        'cp "$FAKE_BIN/.venv-python" "${*: -1}/bin/python"; exit 0; fi\n'
+        'echo "error: Hash mismatch for numpy==2.4.6" >&2\nexit 2\n'
+    )
+
+    result, _ = bootstrap(node, *URIS)
+
+    assert result.returncode == 3
+    assert "does not hold the wheels of" in error_line(result.stderr)
+    assert "Hash mismatch" not in result.stderr
+    assert "Hash mismatch" in (Path(node["FRUITS_PIPELINE_HOME"]) / "install.log").read_text()
+    assert not (Path(node["FRUITS_PIPELINE_HOME"]) / "venv" / ".requirements.sha256").exists()

@@ -26,7 +26,7 @@ RUN_ID = "manual__2026-11-21T06:00:00+00:00"
 CLUSTER_ID = "j-2AXXXXXXGAPLF"
 ARTIFACTS = "artifacts/0123456789ab/"
 STEP_LOG = f"logs/{CLUSTER_ID}/steps/s-1XXXXXXXXXXXX/"
-BOTOCORE_SERVICES = {"s3": "s3", "emr": "emr"}
+BOTOCORE_SERVICES = {"s3": "s3", "emr": "emr", "ec2": "ec2"}
 
 
 @dataclass(frozen=True)

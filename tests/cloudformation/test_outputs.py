@@ -12,7 +12,7 @@ from fruits_airflow.config import (
     PipelineConfig,
     parse_config,
 )
-from tools.stack_template import output_variable
+from tools.stack_template import StackContext, deployed, output_variable
 
 
 def variable_key(output_key: str) -> str:
@@ -24,7 +24,8 @@ def variable_key(output_key: str) -> str:
 @pytest.fixture(scope="module")
 def variable(template, context) -> dict[str, str]:
     """The Variable built from the deployed stack's outputs, as docs/aws.md's deploy command builds it."""
-    return output_variable(context.resolve(template, template["Outputs"]))
+    stack = deployed(template, context)
+    return output_variable(context.resolve(stack, stack["Outputs"]))
 
 
 def test_each_output_feeds_a_variable_key_and_says_which(template):
@@ -80,3 +81,54 @@ def test_the_instance_profile_and_its_role_share_a_name(resources):
     # EMR refuses an instance profile whose role has another name ("invalid instance profile").
     assert resources["EmrInstanceProfile"]["Roles"] == [resources["EmrInstanceRole"]["RoleName"]]
     assert resources["EmrInstanceProfile"]["InstanceProfileName"] == resources["EmrInstanceRole"]["RoleName"]
+
+
+@pytest.fixture(scope="module")
+def private_stack(template, context) -> dict:
+    """The stack deployed for a private subnet: its route tables given."""
+    private = StackContext(
+        {**context.parameters, "PrivateRouteTableIds": "rtb-0abc"}, region=context.region, account_id=context.account_id
+    )
+    return deployed(template, private), private
+
+
+def test_a_public_subnet_s_stack_has_no_endpoints_nor_service_access_group(template, context, variable):
+    resources = deployed(template, context)["Resources"]
+
+    assert not {"S3GatewayEndpoint", "KmsInterfaceEndpoint", "ServiceAccessSecurityGroup"} & resources.keys()
+    assert "service_access_security_group" not in variable
+
+
+def test_a_private_subnet_s_stack_gives_the_service_access_group_to_the_variable(private_stack):
+    stack, private = private_stack
+    variable = output_variable(private.resolve(stack, stack["Outputs"]))
+
+    config = parse_config(variable)
+    assert config.service_access_security_group == private.refs(stack)["ServiceAccessSecurityGroup"]
+    tags = stack["Resources"]["ServiceAccessSecurityGroup"]["Properties"]["Tags"]
+    assert EMR_MANAGED_POLICIES_TAG in tags
+
+
+def test_a_private_subnet_reaches_s3_the_repositories_and_kms_without_internet(private_stack):
+    stack, private = private_stack
+    s3 = private.resolve(stack, stack["Resources"]["S3GatewayEndpoint"]["Properties"])
+    kms = private.resolve(stack, stack["Resources"]["KmsInterfaceEndpoint"]["Properties"])
+
+    assert (s3["VpcEndpointType"], s3["ServiceName"]) == ("Gateway", "com.amazonaws.eu-west-1.s3")
+    resources = {
+        arn
+        for statement in s3["PolicyDocument"]["Statement"]
+        for arn in (statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]])
+    }
+    assert "arn:aws:s3:::al2023-repos-eu-west-1-de612dc2/*" in resources
+    assert "arn:aws:s3:::repo.eu-west-1.emr.amazonaws.com/*" in resources
+    assert f"arn:aws:s3:::{parse_config_bucket(private)}/*" in resources
+    assert (kms["VpcEndpointType"], kms["ServiceName"], kms["PrivateDnsEnabled"]) == (
+        "Interface",
+        "com.amazonaws.eu-west-1.kms",
+        True,
+    )
+
+
+def parse_config_bucket(context) -> str:
+    return context.parameters["BucketName"]

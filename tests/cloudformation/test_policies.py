@@ -22,6 +22,7 @@ POLICY_LABELS = [
     "EmrInstanceRole.the-pipeline-bucket-prefixes",
     "LocalDiskKey",
     "AirflowPolicy",
+    "S3GatewayEndpoint",
 ]
 
 

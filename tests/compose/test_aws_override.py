@@ -8,7 +8,8 @@ import json
 import pytest
 from compose_spec import PyCompose
 
-AWS_CALLERS = ("airflow-scheduler", "airflow-triggerer")
+# Where aws_default is used: tasks (scheduler), deferred sensors (triggerer), the Report tab (API server).
+AWS_CALLERS = ("airflow-apiserver", "airflow-scheduler", "airflow-triggerer")
 LOCAL_AWS_SERVICES = ("local-aws", "local-aws-init")
 
 
@@ -85,7 +86,20 @@ def test_nothing_requires_the_embedded_endpoint_once_it_is_off(compose):
     assert [pair for pair, required in requirements.items() if required] == []
 
 
-def test_aws_credentials_are_mounted_read_only_only_where_aws_is_called(aws_override, aws_env):
-    credentials = f"{aws_env['HOME']}/.aws:/home/airflow/.aws:ro"
-    mounted = {name for name, service in aws_override.services.items() if credentials in service.get("volumes", [])}
+def test_aws_credentials_are_mounted_only_where_aws_is_called(aws_override, aws_env):
+    mounted = {
+        name
+        for name, service in aws_override.services.items()
+        if any(volume.startswith(f"{aws_env['HOME']}/.aws:") for volume in service.get("volumes", []))
+    }
     assert mounted == set(AWS_CALLERS)
+
+
+@pytest.mark.parametrize("service", AWS_CALLERS)
+def test_the_profile_mount_is_writable_so_that_an_sso_token_can_be_refreshed(aws_override, aws_env, service):
+    assert f"{aws_env['HOME']}/.aws:/home/airflow/.aws" in aws_override.services[service]["volumes"]
+
+
+def test_the_api_server_gets_the_scheduler_s_aws_connection(aws_override):
+    scheduler, api_server = (aws_override.environment(name) for name in ("airflow-scheduler", "airflow-apiserver"))
+    assert api_server["AIRFLOW_CONN_AWS_DEFAULT"] == scheduler["AIRFLOW_CONN_AWS_DEFAULT"]

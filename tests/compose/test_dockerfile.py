@@ -91,7 +91,7 @@ def dockerignore() -> list[str]:
 
 def test_base_image_is_the_official_airflow_of_the_lock_on_python_311(dockerfile):
     lock = (REPO_ROOT / "requirements-airflow.txt").read_text()
-    locked_airflow = re.search(r"^apache-airflow==(\S+)$", lock, re.MULTILINE)[1]
+    locked_airflow = re.search(r"^apache-airflow==(\S+)", lock, re.MULTILINE)[1]
     assert [stage[0][1] for stage in stages(dockerfile).values()] == [
         f"apache/airflow:{locked_airflow}-python3.11 AS airflow",
         "airflow AS local-aws",

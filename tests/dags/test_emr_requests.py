@@ -16,6 +16,8 @@ import pytest
 from botocore.exceptions import ParamValidationError
 from moto import mock_aws
 
+from fruits_airflow.model_check import IMAGENET_WEIGHTS_PREFIX, imagenet_weights_name
+
 REGION = "eu-west-1"
 BUCKET = "fruits-dag-test"
 RUN_ID = "manual__2025-03-01T10:15:30.123456+00:00"
@@ -47,7 +49,10 @@ def variable(emr) -> dict:
 
 @pytest.fixture
 def plan(dag, variable):
-    """What plan_run returns for a default run, computed by the DAG's own task callable."""
+    """What plan_run returns for a default run (ImageNet's weights, not compiled yet, Keras's file in the
+    bucket as `make publish-imagenet-weights` puts it), computed by the DAG's own task callable."""
+    keras_file = f"{IMAGENET_WEIGHTS_PREFIX}{imagenet_weights_name()}"
+    boto3.client("s3", region_name=REGION).put_object(Bucket=BUCKET, Key=keras_file, Body=b"h5")
     staged = {
         "version": "0123456789ab",
         "prefix_uri": f"s3://{BUCKET}/artifacts/0123456789ab/",
@@ -61,6 +66,10 @@ def plan(dag, variable):
         "bootstrap_primary_requirements_uri": (
             f"s3://{BUCKET}/artifacts/0123456789ab/bootstrap/requirements-primary.txt"
         ),
+        "bootstrap_installer_requirements_uri": (
+            f"s3://{BUCKET}/artifacts/0123456789ab/bootstrap/requirements-installer.txt"
+        ),
+        "wheelhouse_uri": f"s3://{BUCKET}/artifacts/wheelhouse/0123456789abcdef/",
     }
     params = {key: dag.params[key] for key in dag.params}
     plan_run = dag.get_task("plan_run").python_callable

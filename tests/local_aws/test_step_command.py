@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fruits_airflow.cluster import NODE_PYTHON, SPARK_PYTHON_CONFIGURATIONS
+from fruits_airflow.cluster import NODE_PYTHON, spark_configurations
 from local_aws.spark_submit import SPARK_SUBMIT_ENV
 from local_aws.step_command import StepCommandError, build_step_command
 
@@ -52,7 +52,10 @@ def node_path(path: str) -> str:
 MAPPED_NODE_PYTHON = "/state/node/mnt/fruits-pipeline/venv/bin/python"
 
 
-def build_on_cluster(args: list[str], configurations=SPARK_PYTHON_CONFIGURATIONS, environ=None):
+CLUSTER_CONFIGURATIONS = spark_configurations("eu-west-1")
+
+
+def build_on_cluster(args: list[str], configurations=CLUSTER_CONFIGURATIONS, environ=None):
     return build_step_command(
         "command-runner.jar", args, environ=environ or {}, configurations=configurations, node_path=node_path
     )
@@ -108,7 +111,7 @@ def test_a_step_s_interpreter_confs_are_mapped_to_the_node_and_others_kept(spark
         ]
     )
 
-    assert command.argv[9:15] == [
+    assert command.argv[13:19] == [
         "--conf",
         "spark.pyspark.driver.python=/state/node/mnt/other/bin/python",
         "--conf",

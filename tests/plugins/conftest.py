@@ -124,6 +124,8 @@ def staged_artifacts() -> StagedArtifacts:
         bootstrap_script_uri=f"{prefix}bootstrap/install_python_deps.sh",
         bootstrap_requirements_uri=f"{prefix}bootstrap/requirements.txt",
         bootstrap_primary_requirements_uri=f"{prefix}bootstrap/requirements-primary.txt",
+        bootstrap_installer_requirements_uri=f"{prefix}bootstrap/requirements-installer.txt",
+        wheelhouse_uri=f"s3://{BUCKET}/artifacts/wheelhouse/0123456789abcdef/",
     )
 
 

@@ -50,6 +50,7 @@ def test_the_same_code_gets_the_same_version(tmp_path, sources):
         lambda jobs, boot: (boot / "install_python_deps.sh").write_text("#!/usr/bin/env bash\necho v2\n"),
         lambda jobs, boot: (boot / "requirements.txt").write_text("numpy==1.0\n"),
         lambda jobs, boot: (boot / "requirements-primary.txt").write_text("numpy==1.0\n"),
+        lambda jobs, boot: (boot / "requirements-installer.txt").write_text("uv==1.0\n"),
     ],
     ids=[
         "package",
@@ -58,6 +59,7 @@ def test_the_same_code_gets_the_same_version(tmp_path, sources):
         "bootstrap_script",
         "bootstrap_requirements",
         "bootstrap_primary_requirements",
+        "bootstrap_installer_requirements",
     ],
 )
 def test_a_code_change_gets_a_new_version(tmp_path, sources, edit):
@@ -83,6 +85,7 @@ def test_staging_puts_every_file_under_the_version_prefix(s3, bucket, tmp_path, 
     listed = sorted(obj["Key"] for obj in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"])
     assert listed == [
         f"{prefix}bootstrap/install_python_deps.sh",
+        f"{prefix}bootstrap/requirements-installer.txt",
         f"{prefix}bootstrap/requirements-primary.txt",
         f"{prefix}bootstrap/requirements.txt",
         f"{prefix}extract_features.py",
@@ -98,6 +101,8 @@ def test_staging_puts_every_file_under_the_version_prefix(s3, bucket, tmp_path, 
     assert staged.bootstrap_script_uri == f"s3://{bucket}/{prefix}bootstrap/install_python_deps.sh"
     assert staged.bootstrap_requirements_uri == f"s3://{bucket}/{prefix}bootstrap/requirements.txt"
     assert staged.bootstrap_primary_requirements_uri == f"s3://{bucket}/{prefix}bootstrap/requirements-primary.txt"
+    assert staged.bootstrap_installer_requirements_uri == f"s3://{bucket}/{prefix}bootstrap/requirements-installer.txt"
+    assert staged.wheelhouse_uri == f"s3://{bucket}/artifacts/wheelhouse/{built.wheelhouse_key}/"
 
 
 @pytest.fixture
@@ -119,8 +124,8 @@ def test_staging_the_same_version_again_uploads_nothing(s3, bucket, tmp_path, so
 
     second = upload_artifacts(s3, bucket, build(tmp_path, sources, "b"))
 
-    assert uploads_of_first_run == 6
-    assert len(counted_uploads) == 6
+    assert uploads_of_first_run == 7
+    assert len(counted_uploads) == 7
     assert second == first
 
 
@@ -143,4 +148,4 @@ def test_a_code_change_is_staged_under_a_new_prefix(s3, bucket, tmp_path, source
     second = upload_artifacts(s3, bucket, build(tmp_path, sources, "b"))
 
     assert second.prefix_uri != first.prefix_uri
-    assert s3.list_objects_v2(Bucket=bucket, Prefix=first.prefix_uri.split("/", 3)[3])["KeyCount"] == 6
+    assert s3.list_objects_v2(Bucket=bucket, Prefix=first.prefix_uri.split("/", 3)[3])["KeyCount"] == 7

@@ -65,12 +65,17 @@ def test_the_cluster_runs_spark_on_emr_7_and_logs_under_the_bucket(request_for):
     assert job_flow["LogUri"] == "s3://fruits-test-bucket/logs/"
 
 
-def test_the_bootstrap_action_installs_the_staged_requirements_the_primary_s_second(request_for, staged_artifacts):
+def test_the_bootstrap_action_installs_the_staged_requirements_from_the_wheelhouse(request_for, staged_artifacts):
     (action,) = request_for()["BootstrapActions"]
 
     assert action["ScriptBootstrapAction"] == {
         "Path": staged_artifacts.bootstrap_script_uri,
-        "Args": [staged_artifacts.bootstrap_requirements_uri, staged_artifacts.bootstrap_primary_requirements_uri],
+        "Args": [
+            staged_artifacts.wheelhouse_uri,
+            staged_artifacts.bootstrap_installer_requirements_uri,
+            staged_artifacts.bootstrap_requirements_uri,
+            staged_artifacts.bootstrap_primary_requirements_uri,
+        ],
     }
 
 
@@ -82,6 +87,26 @@ def test_spark_runs_the_python_the_bootstrap_installed(request_for):
     assert export["Properties"]["PYSPARK_PYTHON"] == NODE_PYTHON
     assert export["Properties"]["PYSPARK_DRIVER_PYTHON"] == NODE_PYTHON
     assert configurations["spark-defaults"]["Properties"]["spark.pyspark.python"] == NODE_PYTHON
+
+
+def test_a_private_subnet_s_cluster_names_the_service_access_group(request_for):
+    instances = request_for(service_access_security_group="sg-0c3")["Instances"]
+
+    assert instances["ServiceAccessSecurityGroup"] == "sg-0c3"
+
+
+def test_a_public_subnet_s_cluster_names_no_service_access_group(request_for):
+    assert "ServiceAccessSecurityGroup" not in request_for()["Instances"]
+
+
+def test_the_driver_and_every_executor_know_the_cluster_s_region(request_for):
+    configurations = {item["Classification"]: item for item in request_for(region="eu-central-1")["Configurations"]}
+
+    (export,) = configurations["spark-env"]["Configurations"]
+    assert export["Properties"]["AWS_REGION"] == "eu-central-1"
+    defaults = configurations["spark-defaults"]["Properties"]
+    assert defaults["spark.executorEnv.AWS_REGION"] == "eu-central-1"
+    assert defaults["spark.yarn.appMasterEnv.AWS_REGION"] == "eu-central-1"
 
 
 def test_roles_and_security_configuration_come_from_the_config(request_for):

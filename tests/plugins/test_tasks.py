@@ -13,6 +13,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from fruits_airflow import tasks
 from fruits_airflow.config import parse_config
 from fruits_airflow.paths import RunPaths
+from tests.plugins.test_network import private_network
 
 RUN_CONTEXT = {"run_id": "manual__2026-01-01T00:00:00+00:00", "dag": SimpleNamespace(dag_id="fruits_pipeline")}
 
@@ -24,8 +25,10 @@ def aws_default(monkeypatch):
 
 
 @pytest.fixture
-def set_variable(monkeypatch, network):
-    """Set the Variable to ``values`` and the network keys it always holds."""
+def set_variable(monkeypatch, network, aws):
+    """Set the Variable to ``values`` and the network keys it always holds: a private subnet of moto's EC2 that
+    reaches S3 through a gateway endpoint, with its service-access group."""
+    network = {**network, **private_network(boto3.client("ec2", region_name="eu-west-1"))}
 
     def set_to(**values) -> None:
         monkeypatch.setenv("AIRFLOW_VAR_FRUITS_PIPELINE", json.dumps({**network, **values}))

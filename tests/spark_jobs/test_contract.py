@@ -25,6 +25,8 @@ ARTIFACTS = StagedArtifacts(
     bootstrap_script_uri=f"{PREFIX}bootstrap/install_python_deps.sh",
     bootstrap_requirements_uri=f"{PREFIX}bootstrap/requirements.txt",
     bootstrap_primary_requirements_uri=f"{PREFIX}bootstrap/requirements-primary.txt",
+    bootstrap_installer_requirements_uri=f"{PREFIX}bootstrap/requirements-installer.txt",
+    wheelhouse_uri="s3://fruits-contract/artifacts/wheelhouse/0123456789abcdef/",
 )
 
 
@@ -53,6 +55,21 @@ def test_extract_features_parses_the_steps_arguments_into_the_runs_paths(weights
     assert config.rejects == paths.rejects_uri.rstrip("/")
     assert config.manifest == paths.uri(paths.manifest_key)
     assert config.model_cache == paths.model_cache_uri == "s3://fruits-contract/artifacts/models/"
+
+
+def test_extract_features_gets_the_bucket_s_imagenet_file_only_when_the_dag_passes_one():
+    paths = RunPaths.for_run(
+        "fruits-contract", "manual__2026-11-30T01:00:00+00:00", reprocess_all=False, weights="imagenet"
+    )
+    keras_file = (
+        "s3://fruits-contract/artifacts/keras/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+    )
+
+    given = job_arguments(paths, variance=0.9, weights="imagenet", imagenet_weights=keras_file)
+    absent = job_arguments(paths, variance=0.9, weights="imagenet")
+
+    assert extract_features.parse_args(given[EXTRACT_FEATURES_JOB]).imagenet_weights == keras_file
+    assert extract_features.parse_args(absent[EXTRACT_FEATURES_JOB]).imagenet_weights is None
 
 
 @pytest.mark.parametrize("variance", [0.95, 0.5, 1.0, 0.123456789012345])

@@ -120,3 +120,20 @@ def test_missing_weights_uri_names_the_jvms_reason(spark, tmp_path: Path, image_
 
     with pytest.raises(JobInputError, match=r"cannot be read \(java\.io\.FileNotFoundException: .*nowhere"):
         build_keras_model(missing, image_size, HadoopFs(spark))
+
+
+def test_imagenet_weights_load_from_the_given_file_without_keras_s_cache(
+    keras_cache: tuple[Path, object], image_size: int
+) -> None:
+    """On nodes without internet the DAG passes the bucket's copy of Keras's file: that is what `imagenet` loads."""
+    home, source = keras_cache
+    bucket_copy = next((home / "models").glob("*_no_top.h5"))
+
+    model = build_keras_model("imagenet", image_size, imagenet_weights=str(bucket_copy))
+
+    assert fingerprint(model, image_size) == fingerprint(source, image_size)
+
+
+def test_a_missing_imagenet_weights_file_is_one_clear_line(tmp_path: Path, image_size: int) -> None:
+    with pytest.raises(JobInputError, match=r"^--imagenet-weights .*nowhere.h5 cannot be read .*publish-imagenet"):
+        build_keras_model("imagenet", image_size, imagenet_weights=str(tmp_path / "nowhere.h5"))

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fruits_contract import RANDOM_WEIGHTS_SEED
 from fruits_spark import model_cache
 from fruits_spark.errors import JobInputError
 from fruits_spark.images import decode_image
@@ -43,7 +44,7 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _key(image_size: int) -> CacheKey:
     converter = model_cache.installed_version("tensorflow", "tensorflow-cpu")
     assert converter is not None, "the tests compile, so TensorFlow is installed"
-    return CacheKey(f"none-seed{model_cache.RANDOM_WEIGHTS_SEED}", image_size, converter)
+    return CacheKey(f"none-seed{RANDOM_WEIGHTS_SEED}", image_size, converter)
 
 
 @pytest.fixture(scope="module")

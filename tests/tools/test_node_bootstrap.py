@@ -1,5 +1,6 @@
 """Lean nodes, for real: the bootstrap action on an emulated core node installs no TensorFlow and gives the
-executors everything they import; on the primary node it adds TensorFlow for the driver's compile."""
+executors everything they import; on the primary node it adds TensorFlow for the driver's compile. Every
+node has no internet and an empty disk of its own: what it installs comes from the bucket alone."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from local_aws.node import Node
+from fruits_airflow.artifacts import BOOTSTRAP_DIR
+from fruits_airflow.wheelhouse import Wheelhouse
+from local_aws.node import PIPELINE_HOME, Node
 from tests.suite import SPARK_JOBS_DIR
 from tools.node_bootstrap import NodeBootstrap, bootstrap_node
 
@@ -24,9 +27,11 @@ EXECUTOR_CODE = (
 )
 
 
-def run_bootstrap(node: Node, role: str, work_dir: Path) -> NodeBootstrap:
+def run_bootstrap(node: Node, role: str, work_dir: Path, *, published: bool = True) -> NodeBootstrap:
+    """The script on ``node``, the lock's wheelhouse (make install's build) staged in the bucket unless not
+    ``published``."""
     work_dir.mkdir()
-    return bootstrap_node(node, role, work_dir)
+    return bootstrap_node(node, role, work_dir, Wheelhouse.of(BOOTSTRAP_DIR) if published else None)
 
 
 def distributions(venv: str) -> set[str]:
@@ -43,6 +48,26 @@ def core(tmp_path_factory: pytest.TempPathFactory) -> NodeBootstrap:
 def test_a_core_node_s_bootstrap_succeeds_as_a_core_node(core):
     assert core.exit_code == 0, core.stderr
     assert "on the core/task node" in core.stderr
+
+
+def test_a_fresh_node_with_no_internet_installs_from_the_bucket_s_wheelhouse_alone(core):
+    """The node's disk was empty, every proxy and index pointed at a closed port: nothing came from outside."""
+    assert "from s3://fruits-node-bootstrap/artifacts/wheelhouse/" in core.stderr
+    home = Path(core.venv).parent
+    assert (home / "uv-cache").is_dir()
+    assert "nodes.tar" in core.stderr
+    assert "compiler.tar" not in core.stderr
+
+
+def test_a_node_whose_bucket_has_no_wheelhouse_fails_in_one_line_saying_how_to_publish_it(tmp_path):
+    result = run_bootstrap(Node(tmp_path / "node", primary=False), "core", tmp_path / "work", published=False)
+
+    assert result.exit_code == 3
+    (line,) = [line for line in result.stderr.splitlines() if "wheelhouse" in line]
+    assert "nodes.tar cannot be downloaded" in line
+    assert "make publish-wheelhouse BUCKET=" in line
+    assert "Traceback" not in result.stderr
+    assert not (Path(Node(tmp_path / "node").node_path(str(PIPELINE_HOME))) / "venv").exists()
 
 
 def test_a_core_node_gets_no_tensorflow(core):

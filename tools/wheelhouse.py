@@ -1,0 +1,151 @@
+"""Build the nodes' wheelhouse from PyPI, once per lock, and publish it to a pipeline's bucket.
+
+    python -m tools.wheelhouse build                      # make install runs it; quick when built
+    python -m tools.wheelhouse publish --bucket BUCKET    # make publish-wheelhouse BUCKET=...
+
+``build`` is the only step of the project that asks a package index for the nodes' packages: pip
+downloads the exact wheels that bootstrap/requirements-primary.txt and requirements-installer.txt pin,
+for the nodes' platform (fruits_airflow.wheelhouse: CPython 3.11, x86_64 manylinux up to glibc 2.34),
+checking every hash (``--require-hashes``), and packs them into the two layers of
+``fruits_airflow.wheelhouse`` under ``$FRUITS_WHEELHOUSE_DIR/<key>/`` (the user's cache folder by
+default, shared by every checkout of the same lock). ``publish`` uploads that build to
+``s3://BUCKET/artifacts/wheelhouse/<key>/`` with the default AWS credentials (``AWS_PROFILE``...);
+``stage_artifacts`` does the same from the Airflow side when it finds a local build.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import boto3
+
+from fruits_airflow.artifacts import BOOTSTRAP_DIR
+from fruits_airflow.wheelhouse import (
+    ABI,
+    ARCH,
+    COMPILER_LAYER,
+    GLIBC,
+    INSTALLER_REQUIREMENTS,
+    NODES_LAYER,
+    NODES_REQUIREMENTS,
+    PRIMARY_REQUIREMENTS,
+    PYTHON_VERSION,
+    Wheelhouse,
+    default_local_dir,
+    ensure_published,
+)
+
+log = logging.getLogger(__name__)
+
+_PIN = re.compile(r"^([A-Za-z0-9_.\-]+)==", re.MULTILINE)
+
+
+def normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def pinned_names(requirements: Path) -> set[str]:
+    return {normalized(name) for name in _PIN.findall(requirements.read_text())}
+
+
+def platforms() -> list[str]:
+    """Every manylinux tag a node with glibc ``GLIBC`` runs, newest first (pip does not infer the older ones)."""
+    major, newest = GLIBC
+    tags = [f"manylinux_{major}_{minor}_{ARCH}" for minor in range(newest, 4, -1)]
+    return [*tags, f"manylinux2014_{ARCH}", f"manylinux2010_{ARCH}", f"manylinux1_{ARCH}"]
+
+
+def download(bootstrap_dir: Path, dest: Path) -> None:
+    """The pinned wheels of the primary node and the installer, hashes checked, into ``dest``."""
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-deps",
+        "--require-hashes",
+        "--only-binary=:all:",
+        *(argument for tag in platforms() for argument in ("--platform", tag)),
+        "--python-version",
+        PYTHON_VERSION,
+        "--implementation",
+        "cp",
+        "--abi",
+        ABI,
+        # backports-strenum declares Requires-Python <3.11, yet ai-edge-litert requires it; the lock pins it
+        # and uv installs it, so the wheelhouse must hold it.
+        "--ignore-requires-python",
+        "--requirement",
+        str(bootstrap_dir / PRIMARY_REQUIREMENTS),
+        "--requirement",
+        str(bootstrap_dir / INSTALLER_REQUIREMENTS),
+        "--dest",
+        str(dest),
+    ]
+    subprocess.run(command, check=True)
+
+
+def pack(wheels: list[Path], tar_path: Path) -> None:
+    """An uncompressed tar of ``wheels``, sorted and without times or owners, so one lock gives one tar."""
+    with tarfile.open(tar_path, "w", format=tarfile.PAX_FORMAT) as archive:
+        for wheel in sorted(wheels, key=lambda path: path.name):
+            info = archive.gettarinfo(str(wheel), arcname=wheel.name)
+            info.mtime, info.uid, info.gid, info.uname, info.gname, info.mode = 0, 0, 0, "", "", 0o644
+            with wheel.open("rb") as stream:
+                archive.addfile(info, stream)
+
+
+def build(bootstrap_dir: Path = BOOTSTRAP_DIR, local_root: Path | None = None) -> Wheelhouse:
+    """The lock's wheelhouse on this machine, downloaded and packed unless it already is."""
+    wheelhouse = Wheelhouse.of(bootstrap_dir, local_root)
+    if wheelhouse.built():
+        return wheelhouse
+    started = time.monotonic()
+    wheelhouse.local_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{wheelhouse.key}.", dir=wheelhouse.local_dir.parent) as temporary:
+        wheels_dir, staging = Path(temporary) / "wheels", Path(temporary) / wheelhouse.key
+        staging.mkdir()
+        download(bootstrap_dir, wheels_dir)
+        lean = pinned_names(bootstrap_dir / NODES_REQUIREMENTS) | pinned_names(bootstrap_dir / INSTALLER_REQUIREMENTS)
+        wheels = sorted(wheels_dir.glob("*.whl"))
+        pack([wheel for wheel in wheels if normalized(wheel.name.split("-")[0]) in lean], staging / NODES_LAYER)
+        pack([wheel for wheel in wheels if normalized(wheel.name.split("-")[0]) not in lean], staging / COMPILER_LAYER)
+        shutil.rmtree(wheelhouse.local_dir, ignore_errors=True)
+        staging.rename(wheelhouse.local_dir)
+    log.info("wheelhouse %s: %d wheels in %.0f s", wheelhouse.local_dir, len(wheels), time.monotonic() - started)
+    return wheelhouse
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("build", help="download and pack the lock's wheels, unless built")
+    publish = commands.add_parser("publish", help="build, then upload to s3://BUCKET/artifacts/wheelhouse/<key>/")
+    publish.add_argument("--bucket", required=True, help="the pipeline's bucket (the stack's output)")
+    publish.add_argument("--region", help="the bucket's region; default: the AWS configuration's")
+    parser.add_argument("--dir", type=Path, default=default_local_dir(), help="where builds are kept")
+    args = parser.parse_args()
+    try:
+        wheelhouse = build(BOOTSTRAP_DIR, args.dir)
+    except subprocess.CalledProcessError as error:
+        sys.exit(f"wheelhouse: pip download failed ({error.returncode}); see its output above, then rerun.")
+    if args.command == "publish":
+        print(ensure_published(boto3.client("s3", region_name=args.region), args.bucket, wheelhouse))
+    else:
+        print(wheelhouse.local_dir)
+
+
+if __name__ == "__main__":
+    main()
