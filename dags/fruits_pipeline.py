@@ -28,7 +28,10 @@ landing folder ──upload_new_images──▶ s3://BUCKET/images/<label>/<file
    covered (`runs/_latest/<weights>.json`, from the manifest its `extract_features` wrote). When
    nothing changed and the run asks for the same variance, `create_cluster_or_reuse` skips the
    cluster: `reuse_outputs` names the run whose outputs hold, and `check_output` checks those.
-   `reprocess_all` and another variance always run. Otherwise `create_cluster` starts the cluster;
+   `reprocess_all` and another variance always run. `plan_run` sizes the cluster from the images to
+   featurize (those the last checked run did not cover): the primary node alone up to
+   `single_node_max_images`, else a core node per `images_per_core_node`, up to `core_count`; it logs
+   its choice and why. Otherwise `create_cluster` starts the cluster;
    `add_steps` adds `extract_features` then `pca`; `watch_steps` waits for them and watches their
    cluster: when a step fails or the cluster ends first (bootstrap failure, VALIDATION_ERROR, lost
    instances, terminated from outside), it fails at once, with EMR's reason and without retries.
@@ -37,7 +40,9 @@ landing folder ──upload_new_images──▶ s3://BUCKET/images/<label>/<file
    image with features (the manifest's count) and a complete report (the reused run's, when reusing),
    writes the run's summary to `s3://BUCKET/runs/<run key>/summary.json` (uploaded, removed,
    featurized, reused, rejected, whether a cluster was created or which run's outputs were reused; keys:
-   `fruits_contract.Summary`), and in both cases emits the run's assets through the aliases
+   `fruits_contract.Summary`; its `cost`: the cluster's nodes by type and market, their node-hours
+   from EMR's timeline and the estimated USD, $0 for a reused run), and in both cases emits the run's
+   assets through the aliases
    `fruits_features` and `fruits_pca` (the features dataset and the PCA output, the summary in each
    event's extra), on which a downstream DAG can be scheduled. The run's page has a **Report** tab
    showing the summary, the PCA's figures and plots, or why the run failed.
@@ -59,7 +64,11 @@ landing folder ──upload_new_images──▶ s3://BUCKET/images/<label>/<file
 | `region` | `eu-west-1` | must be an `eu-*` region |
 | `release_label` | `emr-7.13.0` | an `emr-7.x` release (Spark 3.5, Python 3.11 on the nodes) |
 | `primary_instance_type`, `core_instance_type` | `m5.xlarge` | on-demand nodes |
-| `core_count` | `2` | |
+| `core_count` | `2` | the most core nodes a run's cluster has |
+| `core_market` | `ON_DEMAND` | or `SPOT`: the core nodes' market (no on-demand fallback); the primary stays on demand |
+| `single_node_max_images` | `20000` | a run featurizing at most this many images runs on the primary node alone |
+| `images_per_core_node` | `45000` | beyond that, a core node per this many images to featurize, up to `core_count` |
+| `prices` | none | the bill's prices over `prices.json`: region, type, `ec2`/`emr`/`ec2_spot`/`ebs` |
 | `spot_task_instance_type`, `spot_task_count` | `m5.xlarge`, `0` | optional spot task nodes |
 | `subnet_id` | required | the clusters' subnet, tagged `for-use-with-amazon-emr-managed-policies=true` |
 | `emr_managed_master_security_group`, `emr_managed_slave_security_group` | required | the stack's security groups |
@@ -173,7 +182,9 @@ def fruits_pipeline() -> None:
     find_reusable_run = tasks.find_reusable_run.override(execution_timeout=timedelta(minutes=10), **RETRY_WITH_BACKOFF)(
         check_config, upload_new_images
     )
-    plan_run = tasks.plan_run.override(execution_timeout=timedelta(minutes=5))(check_config, stage_artifacts)
+    plan_run = tasks.plan_run.override(execution_timeout=timedelta(minutes=5))(
+        check_config, stage_artifacts, find_reusable_run, upload_new_images
+    )
     create_cluster_or_reuse = tasks.create_cluster_or_reuse.override(execution_timeout=timedelta(minutes=5))(
         find_reusable_run
     )
@@ -220,7 +231,7 @@ def fruits_pipeline() -> None:
     )
     check_output = tasks.check_output.override(
         outlets=assets.OUTLETS, execution_timeout=timedelta(minutes=15), **RETRY_WITH_BACKOFF
-    )(check_config, plan_run["paths"], upload_new_images, find_reusable_run)
+    )(check_config, plan_run["paths"], upload_new_images, find_reusable_run, plan_run["cluster_size"])
     terminate_cluster = EmrTerminateJobFlowOperator(
         task_id="terminate_cluster",
         job_flow_id=create_cluster.output,
