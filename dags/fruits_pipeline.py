@@ -63,7 +63,7 @@ landing folder ──upload_new_images──▶ s3://BUCKET/images/<label>/<file
 | `images_dir` | none | landing folder `<label>/<file>` on the worker; without it, the images already in S3 are used |
 | `region` | `eu-west-1` | must be an `eu-*` region |
 | `release_label` | `emr-7.13.0` | an `emr-7.x` release (Spark 3.5, Python 3.11 on the nodes) |
-| `primary_instance_type`, `core_instance_type` | `m5.xlarge` | on-demand nodes |
+| `primary_instance_type`, `core_instance_type` | `m5.xlarge` | Graviton for core nodes only (primary: x86_64) |
 | `core_count` | `2` | the most core nodes a run's cluster has |
 | `core_market` | `ON_DEMAND` | or `SPOT`: the core nodes' market (no on-demand fallback); the primary stays on demand |
 | `single_node_max_images` | `20000` | a run featurizing at most this many images runs on the primary node alone |

@@ -59,6 +59,8 @@ PRICE_FIELDS = ("ec2", "emr", "ec2_spot", "ebs")
 WEIGHTS_PATTERN = rf"{IMAGENET_WEIGHTS}|{RANDOM_WEIGHTS}|s3://\S+"
 
 _EU_REGION = re.compile(r"eu-[a-z]+-\d+")
+# Graviton (arm64) instance types: a family, its generation, then 'g' (m6g, c7gd, r8g, t4g, x2gd...).
+_GRAVITON = re.compile(r"[a-z]+\d+g[a-z]*\.[a-z0-9]+")
 _PATTERNS: dict[str, tuple[re.Pattern[str], str]] = {
     "bucket": (
         re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"),
@@ -250,7 +252,30 @@ def parse_config(raw: Mapping[str, Any]) -> PipelineConfig:
         raise _bad(missing[0], f"is required: {_REQUIRED[missing[0]]}")
     values = {key: _check_value(key, value) for key, value in raw.items() if value is not None}
     require_eu_region(values.get("region", DEFAULT_REGION))
+    require_x86_primary(values.get("primary_instance_type", DEFAULT_INSTANCE_TYPE))
     return PipelineConfig(**values)
+
+
+def is_graviton(instance_type: str) -> bool:
+    """Whether an EC2 type is a Graviton (arm64) one, by its family's name."""
+    return _GRAVITON.fullmatch(instance_type) is not None
+
+
+def require_x86_primary(instance_type: str) -> str:
+    """Refuse a Graviton primary: it installs tensorflow-cpu, which has no aarch64 wheel.
+
+    Core and task nodes may be Graviton: every wheel their requirements pin (bootstrap/requirements.txt)
+    exists for manylinux aarch64 and Python 3.11 (checked with uv, README). The primary compiles the model
+    with TensorFlow when the model cache misses it, and in a one-node cluster hosts the executors too.
+    """
+    if is_graviton(instance_type):
+        raise _bad(
+            "primary_instance_type",
+            f"is {instance_type!r}, a Graviton (arm64) type, but the primary installs tensorflow-cpu "
+            "(bootstrap/requirements-primary.txt), which has no aarch64 wheel: keep an x86_64 primary such as "
+            f"'{DEFAULT_INSTANCE_TYPE}' (core and task nodes may be Graviton)",
+        )
+    return instance_type
 
 
 def load_config() -> PipelineConfig:
