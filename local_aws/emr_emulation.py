@@ -290,9 +290,11 @@ class EmulatedEmrBackend(emr_models.ElasticMapReduceBackend):
         """Moto's groups, provisioning until their cluster is ready (moto makes them RUNNING and ready at once)."""
         groups = super().add_instance_groups(cluster_id, instance_groups)
         cluster = self.clusters[cluster_id]
+        # Moto's Cluster adds the groups of MasterInstanceType and SlaveInstanceType before it has a state.
+        state, ready = getattr(cluster, "state", None), getattr(cluster, "ready_datetime", None)
         for group in groups:
-            group.state = NODE_STATES.get(cluster.state or "STARTING", "PROVISIONING")
-            group.ready_date_time = cluster.ready_datetime
+            group.state = NODE_STATES.get(state or "STARTING", "PROVISIONING")
+            group.ready_date_time = ready
         return groups
 
     def add_job_flow_steps(self, job_flow_id: str, steps: list[dict[str, Any]]) -> list[emr_models.Step]:

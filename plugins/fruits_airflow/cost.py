@@ -180,7 +180,11 @@ def wait_for_end(emr_client: BaseClient, cluster_id: str, seconds: int = TERMINA
     try:
         emr_client.get_waiter("cluster_terminated").wait(ClusterId=cluster_id, WaiterConfig=config)
     except WaiterError as error:
-        log.warning("Cluster %s has not ended cleanly yet (%s): billing its time so far", cluster_id, error)
+        # The waiter gives up on TERMINATED_WITH_ERRORS, which is an end too.
+        state = (error.last_response or {}).get("Cluster", {}).get("Status", {}).get("State")
+        if state == "TERMINATED_WITH_ERRORS":
+            return True
+        log.warning("Cluster %s has not ended yet (%s): billing its time so far", cluster_id, error)
         return False
     return True
 

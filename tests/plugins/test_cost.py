@@ -123,3 +123,13 @@ def test_the_nodes_are_read_from_list_instances_with_their_market(emr):
     assert bill["nodes"] == {"m5.xlarge": 1, "m5.2xlarge": 2}
     assert bill["markets"] == {"ON_DEMAND": 1, "SPOT": 2}
     assert bill["cluster"]["id"] == cluster_id
+
+
+def test_a_cluster_ended_with_errors_has_ended(emr_run):
+    emr_run.end_cluster("TERMINATED_WITH_ERRORS", "BOOTSTRAP_FAILURE", "bootstrap action 1 returned 1")
+
+    assert cost.wait_for_end(emr_run.emr, emr_run.cluster_id, seconds=1) is True
+
+
+def test_a_cluster_still_running_has_not_ended(emr_run):
+    assert cost.wait_for_end(emr_run.emr, emr_run.cluster_id, seconds=1) is False
