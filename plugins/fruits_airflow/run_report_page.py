@@ -230,7 +230,7 @@ def render_page(report: RunReport, dag_id: str, run_id: str) -> str:
     """The whole page for one run of the pipeline."""
     summary = report.summary or {}
     if report.failure:
-        body = failure_section(report.failure) + locations_section(report)
+        body = failure_section(report.failure) + cost_section(report.failure) + locations_section(report)
     elif report.is_empty:
         body = (
             f"<p>Nothing under <code>{_text(report.run_uri)}</code> yet: the run's summary appears once its output "

@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 # The DAG's task that creates the run's cluster; check_output pulls the cluster's id from it, for the bill.
 CREATE_CLUSTER_TASK_ID = "create_cluster"
+# report_failure has waited for the logs already: a cluster not ended by then is billed until now.
+FAILURE_BILL_WAIT_SECONDS = 120
 
 
 def s3_client(region: str) -> BaseClient:
@@ -278,12 +280,16 @@ def check_output(
     return run_summary.event_extra(summary)
 
 
-def run_cost(settings: PipelineConfig, job_flow_id: str | None) -> dict[str, Any]:
+def run_cost(
+    settings: PipelineConfig, job_flow_id: str | None, *, wait_seconds: int = cost.TERMINATION_WAIT_SECONDS
+) -> dict[str, Any]:
     """The run's bill: its cluster's (``cost.cluster_bill``), or nothing for a run that created none."""
     prices = cost.load_prices(settings.prices)
     if not job_flow_id:
         return cost.no_bill(prices, settings.region)
-    return cost.cluster_bill(emr_client(settings.region), job_flow_id, prices, settings.region)
+    return cost.cluster_bill(
+        emr_client(settings.region), job_flow_id, prices, settings.region, wait_seconds=wait_seconds
+    )
 
 
 @task
@@ -316,6 +322,8 @@ def report_failure(
         "run_id": run_id,
         "reported_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **failure.to_dict(),
+        # A failed run is billed too; terminate_cluster has asked for the end already.
+        "cost": run_cost(settings, job_flow_id, wait_seconds=FAILURE_BILL_WAIT_SECONDS),
     }
     client.put_object(
         Bucket=settings.bucket,

@@ -246,6 +246,14 @@ def test_a_failed_run_shows_its_failure_summary_and_log_tails(api_app, s3, paths
         "logs": [
             {"name": "stdout of step extract_features", "uri": "s3://b/logs/x/stdout.gz", "tail": "error: <bad> input"}
         ],
+        "cost": {
+            "usd": 0.0558,
+            "node_hours": 0.2,
+            "nodes": {"m5.xlarge": 1},
+            "lines": [
+                {"instance_type": "m5.xlarge", "market": "ON_DEMAND", "nodes": 1, "node_hours": 0.2, "usd": 0.0558}
+            ],
+        },
     }
     s3.put_object(Bucket=paths.bucket, Key=paths.failure_key, Body=json.dumps(failure).encode())
 
@@ -255,6 +263,7 @@ def test_a_failed_run_shows_its_failure_summary_and_log_tails(api_app, s3, paths
     assert "EMR step extract_features (s-1) FAILED" in page
     assert "<pre>error: &lt;bad&gt; input</pre>" in page
     assert "Images</h2>" not in page
+    assert "<b>$0.0558</b>" in page
 
 
 def test_a_run_with_nothing_in_s3_yet_says_so(api_app, s3, pipeline_env):

@@ -156,6 +156,7 @@ def test_a_bootstrap_failure_is_reported_with_its_stderr_tail_in_failure_json(em
         "cluster",
     )
     assert report["cluster"]["reason_code"] == "BOOTSTRAP_FAILURE"
+    assert (report["cost"]["nodes"], report["cost"]["cluster"]["id"]) == ({"m5.xlarge": 1}, emr_run.cluster_id)
     assert report["logs"][0]["tail"].endswith("error: Failed to parse: `numpy=== 2`")
     assert "error: Failed to parse: `numpy=== 2`" in caplog.text
 
