@@ -18,7 +18,9 @@ A run checks the Variable, uploads what changed in the landing folder and stages
 it starts a cluster only if the images or the variance changed since the last checked run (else it
 reuses that run's outputs), runs `extract_features` then `pca`, checks the output and writes the run's
 `summary.json`; `terminate_cluster` ends the cluster however the steps ended, and `report_failure`
-writes why they failed to `failure.json`. Each run's page has a **Report** tab.
+writes why they failed to `failure.json`, the failed job's own error line first. What the Airflow side
+can see to be wrong (no images, a bad weights file or variance, a missing bucket) fails the run before
+any cluster starts. Each run's page has a **Report** tab.
 
 - **Configuration**: the Airflow Variable `fruits_pipeline` (JSON: the bucket, the network, cluster
   overrides), key by key in `docs/aws.md#the-variable-fruits_pipeline`. AWS is reached through the
@@ -143,6 +145,7 @@ def fruits_pipeline() -> None:
         task_id="watch_steps",
         job_flow_id=create_cluster.output,
         step_ids=add_steps.output,
+        run_paths=plan_run["paths"],
         deferrable=True,
         poke_interval=WATCH_STEPS_POKE_INTERVAL.total_seconds(),
         max_attempts=int(WATCH_STEPS_TIMEOUT / WATCH_STEPS_POKE_INTERVAL),

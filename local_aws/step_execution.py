@@ -30,7 +30,8 @@ class StepOutcome:
 
 
 def _failed(reason: str, message: str | None) -> StepOutcome:
-    return StepOutcome("FAILED", {"Reason": reason, "Message": message or reason})
+    """EMR's FailureDetails; without a line that says more than the reason, no Message (EMR often has none)."""
+    return StepOutcome("FAILED", {"Reason": reason, **({"Message": message} if message else {})})
 
 
 class StepExecutor:
@@ -76,10 +77,12 @@ class StepExecutor:
         except OSError as error:
             return _failed("The step's command could not start", f"{command.argv[0]}: {error.strerror}")
         logs.note(f"exit code {exit_code}")
+        message = logs.failure_message()
+        logs.command_exited(exit_code)
         if cancel.is_set():
             return StepOutcome("CANCELLED")
         if exit_code != 0:
-            return _failed(f"The step's command exited with code {exit_code}", logs.failure_message())
+            return _failed(f"The step's command exited with code {exit_code}", message)
         return StepOutcome("COMPLETED")
 
     def _run_process(self, command: StepCommand, logs: StepLogs, cancel: Event) -> int:

@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 LOG_NAMES = ("controller", "stdout", "stderr")
 S3_URI = re.compile(r"^s3[an]?://(?P<bucket>[^/]+)/?(?P<key>.*)$", re.DOTALL)
 _ERROR_LINE = re.compile(r"^[\w.]*(?:Error|Exception)\b")
+# Progress lines (TensorFlow's "INFO: ...", Spark's and Python's timestamped INFO) never say why a step failed.
+_PROGRESS_LINE = re.compile(r"^[\d/:,.\- T]*\s*(?:INFO|DEBUG|TRACE)\b")
 _TAIL_LINES = 400
 _MAX_MESSAGE = 1024
 
@@ -48,16 +50,25 @@ class StepLogs:
         with self.controller.open("a", encoding="utf-8") as stream:
             stream.write(f"{stamp} {line}\n")
 
+    def command_exited(self, exit_code: int) -> None:
+        """End stderr as EMR's command-runner.jar ends it, so a failed step's stderr always says how it ended.
+
+        spark-submit relays the Python driver's own output (a job's one-line error) on stdout, and Spark's
+        own log may be quiet: without this line, such a step's stderr would be empty.
+        """
+        with self.stderr.open("a", encoding="utf-8") as stream:
+            stream.write(f"Command exiting with ret '{exit_code}'\n")
+
     def failure_message(self) -> str | None:
-        """The line of stderr that best says why the step failed: the last exception line, else the last line."""
+        """The line of stderr that best says why the step failed: the last exception line, else the last line
+        that is no progress line; None when there is none (then EMR's FailureDetails carry no Message)."""
         if not self.stderr.exists():
             return None
         with self.stderr.open(encoding="utf-8", errors="replace") as stream:
             tail = [line.strip() for line in deque(stream, maxlen=_TAIL_LINES) if line.strip()]
-        if not tail:
-            return None
         errors = [line for line in tail if _ERROR_LINE.match(line)]
-        return (errors or tail)[-1][:_MAX_MESSAGE]
+        said = errors or [line for line in tail if not _PROGRESS_LINE.match(line)]
+        return said[-1][:_MAX_MESSAGE] if said else None
 
     def upload(self, s3: BaseClient, log_uri: str | None, cluster_id: str, step_id: str) -> None:
         """Put the logs under ``log_uri`` gzip-compressed; a cluster without a LogUri keeps them locally."""

@@ -38,6 +38,9 @@ DEFAULT_WEIGHTS: Final = IMAGENET_WEIGHTS
 # --- the PCA and its report ---------------------------------------------------------------------
 
 DEFAULT_VARIANCE: Final = 0.95
+# The fewest images a PCA is fitted on: a covariance needs two vectors. The DAG refuses a run with fewer
+# images in the bucket before it starts a cluster; the pca job refuses fewer features.
+PCA_MIN_IMAGES: Final = 2
 PCA_COLUMN: Final = "pca_features"
 VARIANCE_REPORT: Final = "explained_variance.json"
 CSV_REPORT: Final = "pca_features.csv"
@@ -127,24 +130,54 @@ class Flag:
     MODEL_CACHE: Final = "--model-cache"
     # A local file for the run's counts and phase times as JSON (fruits_spark.summary), for tools.
     SUMMARY_JSON: Final = "--summary-json"
+    # Where a job that fails writes why, as JSON (keys JobFailure): a local file or an s3:// URI.
+    FAILURE: Final = "--failure"
 
 
 def extract_features_argv(
-    *, images: str, features: str, rejects: str, weights: str, model_cache: str, manifest: str
+    *, images: str, features: str, rejects: str, weights: str, model_cache: str, manifest: str, failure: str
 ) -> list[str]:
     """The arguments of ``extract_features.py`` for one run."""
     return [
         *(Flag.IMAGES, images, Flag.FEATURES, features, Flag.REJECTS, rejects),
-        *(Flag.WEIGHTS, weights, Flag.MODEL_CACHE, model_cache, Flag.MANIFEST, manifest),
+        *(Flag.WEIGHTS, weights, Flag.MODEL_CACHE, model_cache, Flag.MANIFEST, manifest, Flag.FAILURE, failure),
     ]
 
 
-def pca_argv(*, features: str, output: str, variance: float, report: str, images: str, manifest: str) -> list[str]:
+def pca_argv(
+    *, features: str, output: str, variance: float, report: str, images: str, manifest: str, failure: str
+) -> list[str]:
     """The arguments of ``pca.py`` for one run; ``repr`` keeps every digit of the variance."""
     return [
         *(Flag.FEATURES, features, Flag.OUTPUT, output, Flag.VARIANCE, repr(float(variance)), Flag.REPORT, report),
-        *(Flag.IMAGES, images, Flag.MANIFEST, manifest),
+        *(Flag.IMAGES, images, Flag.MANIFEST, manifest, Flag.FAILURE, failure),
     ]
+
+
+# --- a job's failure, for machines: s3://BUCKET/runs/<run key>/failures/<job>.json ---------------
+# A job that fails writes its own one-line reason there (``--failure``) before it exits, so the DAG
+# reports the job's words first, never a line found in a log, and not EMR's FailureDetails (often
+# "Unknown Error").
+
+JOB_FAILURES_DIR: Final = "failures/"
+
+
+def job_failure_file(job: str) -> str:
+    """The name of a job's failure file in the run's JOB_FAILURES_DIR, e.g. ``pca.json``."""
+    return f"{job}.json"
+
+
+class JobFailure:
+    """The keys of a job's failure file."""
+
+    JOB: Final = "job"  # EXTRACT_FEATURES_JOB or PCA_JOB
+    MESSAGE: Final = "message"  # the job's one line, as it printed it: "pca: error: ..."
+    KIND: Final = "kind"  # INPUT_ERROR (the user can fix it, the message says how) or UNEXPECTED_ERROR
+    EXIT_CODE: Final = "exit_code"
+
+
+INPUT_ERROR: Final = "input"
+UNEXPECTED_ERROR: Final = "unexpected"
 
 
 # --- what a run covered, and its report ---------------------------------------------------------

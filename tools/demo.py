@@ -107,15 +107,18 @@ def read_failure(s3: BaseClient, paths: RunPaths) -> dict[str, Any] | None:
 
 
 def failure_summary(run: DemoRun, tail_lines: int = 5) -> str:
-    """Why the run failed, from its failure report: EMR's reason, then the last lines of the logs that explain it."""
-    lines = [f"demo: error: DAG run {run.run_id} ended '{run.state}'; see {run.log_file}"]
+    """Why the run failed, from its failure report: the job's own reason, EMR's, then the last lines of the logs."""
+    where = f"DAG run {run.run_id} ended '{run.state}'; see {run.log_file}"
     if run.failure is None:
-        return "\n".join(lines)
-    lines.append(f"  {run.failure['summary']}")
+        return f"demo: error: {where}"
+    # The failed job's own line first (or EMR's reason when the job wrote none), then EMR's.
+    lines = [f"demo: error: {run.failure['summary']}", f"  {where}"]
+    if run.failure.get("emr_reason") not in (None, run.failure["summary"]):
+        lines.append(f"  {run.failure['emr_reason']}")
     for log in run.failure.get("logs") or []:
         tail = [line for line in (log.get("tail") or "").splitlines() if line.strip()][-tail_lines:]
         lines.append(f"  {log['name']} ({log['uri']}):")
-        lines.extend(f"    {line}" for line in tail or ["(not archived)"])
+        lines.extend(f"    {line}" for line in tail or ["(not archived)" if log.get("tail") is None else "(empty)"])
     return "\n".join(lines)
 
 

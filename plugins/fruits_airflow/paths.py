@@ -7,6 +7,7 @@ s3://BUCKET/features_rejects/<weights id>/  images the featurizer could not read
 s3://BUCKET/runs/<run key>/pca/          this run's PCA output (parquet + _SUCCESS)
 s3://BUCKET/runs/<run key>/report/       this run's explained variance, CSV and plots
 s3://BUCKET/runs/<run key>/failure.json  why this run's EMR work failed, when it did
+s3://BUCKET/runs/<run key>/failures/<job>.json  a failed job's own reason (fruits_contract.JobFailure)
 s3://BUCKET/runs/<run key>/manifest.json what extract_features covered (fruits_contract.ManifestKeys)
 s3://BUCKET/runs/<run key>/summary.json  the checked run's report (fruits_contract.Summary)
 s3://BUCKET/runs/_latest/<weights id>.json  the newest checked summary for each network
@@ -27,7 +28,15 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from fruits_contract import IMAGENET_WEIGHTS, LATEST_RUNS_PREFIX, MANIFEST_FILE, RANDOM_WEIGHTS, RUN_SUMMARY
+from fruits_contract import (
+    IMAGENET_WEIGHTS,
+    JOB_FAILURES_DIR,
+    LATEST_RUNS_PREFIX,
+    MANIFEST_FILE,
+    RANDOM_WEIGHTS,
+    RUN_SUMMARY,
+    job_failure_file,
+)
 
 IMAGES_PREFIX = "images/"
 FEATURES_PREFIX = "features/"
@@ -138,6 +147,10 @@ class RunPaths:
     def failure_key(self) -> str:
         """The failure report of a run whose steps or cluster failed (``run_failures.RunFailure.to_dict``)."""
         return f"{self.run_prefix}failure.json"
+
+    def job_failure_key(self, job: str) -> str:
+        """Where a failed job of this run writes its own reason (``--failure``, keys ``fruits_contract.JobFailure``)."""
+        return f"{self.run_prefix}{JOB_FAILURES_DIR}{job_failure_file(job)}"
 
     @property
     def manifest_key(self) -> str:

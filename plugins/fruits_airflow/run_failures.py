@@ -1,4 +1,8 @@
-"""Why a run's EMR work failed: a failed step or the cluster's early end, with the tails of its logs.
+"""Why a run's EMR work failed: the failed job's own reason, EMR's, and the tails of the cluster's logs.
+
+A job that fails writes its own one-line reason for machines (``runs/<run key>/failures/<job>.json``,
+keys ``fruits_contract.JobFailure``). That line comes first (``with_job_error``): read from S3, never
+from a log, and whatever EMR's FailureDetails say (often only "Unknown Error").
 
 EMR says why in two places. A failed step has ``FailureDetails``; a cluster that ends before its steps
 complete (a bootstrap failure, VALIDATION_ERROR, INSTANCE_FAILURE, INTERNAL_ERROR, no capacity, a spot
@@ -10,6 +14,7 @@ to reach S3 and are fetched afterwards (``with_log_tails``), while the cluster t
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +32,9 @@ from fruits_airflow.emr_logs import (
     step_log_uri,
     wait_for,
 )
+from fruits_airflow.paths import RunPaths
+from fruits_airflow.s3_objects import read_object
+from fruits_contract import JobFailure
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +55,12 @@ def progress(step_state: str, cluster_state: str) -> str:
 
 
 def _joined(*parts: str | None) -> str:
-    return ": ".join(part for part in parts if part)
+    """The parts that say something, each once: EMR's Message often repeats its Reason."""
+    kept: list[str] = []
+    for part in parts:
+        if part and part.strip() not in kept:
+            kept.append(part.strip())
+    return ": ".join(kept)
 
 
 @dataclass(frozen=True)
@@ -117,15 +130,22 @@ class RunFailure:
     steps: tuple[StepStatus, ...]
     failed_step: StepStatus | None
     logs: tuple[LogTail, ...] = ()
+    job_error: str | None = None
 
-    def summary(self) -> str:
+    def emr_reason(self) -> str:
+        """What EMR says: the cluster's StateChangeReason, or the failed step's FailureDetails."""
         if self.cause == "cluster" or self.failed_step is None:
             return self.cluster.summary()
         return self.failed_step.summary()
 
+    def summary(self) -> str:
+        """The first line to read: the failed job's own reason when it wrote one, else EMR's."""
+        return self.job_error or self.emr_reason()
+
     def to_dict(self) -> dict[str, Any]:
-        """The machine-readable report: the summary, the cluster, every step, the failed one and the log tails."""
-        return {"summary": self.summary(), **dataclasses.asdict(self)}
+        """The machine-readable report: the summary, EMR's reason, the cluster, every step, the failed one and
+        the log tails."""
+        return {"summary": self.summary(), "emr_reason": self.emr_reason(), **dataclasses.asdict(self)}
 
 
 def find_failure(emr_client: BaseClient, cluster_id: str, step_ids: Sequence[str]) -> RunFailure | None:
@@ -214,9 +234,30 @@ def with_log_tails(
     return dataclasses.replace(failure, logs=logs)
 
 
+def with_job_error(s3_client: BaseClient, failure: RunFailure, paths: RunPaths) -> RunFailure:
+    """``failure`` with the failed step's job's own reason, from the file the job wrote for the DAG, if it did.
+
+    A job killed from outside, a step cancelled, or a cluster that failed writes none: EMR's reason stays first.
+    """
+    step = failure.failed_step
+    if failure.cause != "step" or step is None or step.state != FAILED:
+        return failure
+    body = read_object(s3_client, paths.bucket, paths.job_failure_key(step.name))
+    if body is None:
+        return failure
+    try:
+        message = json.loads(body).get(JobFailure.MESSAGE)
+    except (ValueError, AttributeError):
+        log.warning("%s is not a job's failure report; EMR's reason comes first", paths.job_failure_key(step.name))
+        return failure
+    return dataclasses.replace(failure, job_error=message) if isinstance(message, str) and message else failure
+
+
 def log_failure(failure: RunFailure) -> None:
-    """Tell the failure in the task's log: the summary, then each log tail or where it will be."""
+    """Tell the failure in the task's log: the job's own reason, EMR's, then each log tail or where it will be."""
     log.error("%s", failure.summary())
+    if failure.job_error:
+        log.error("%s", failure.emr_reason())
     if failure.failed_step and failure.failed_step.log_file:
         log.error("EMR's log file for step %s: %s", failure.failed_step.name, failure.failed_step.log_file)
     for tail in failure.logs:

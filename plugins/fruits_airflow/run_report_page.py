@@ -197,7 +197,8 @@ def locations_section(report: RunReport) -> str:
 
 
 def _joined(*parts: Any) -> str | None:
-    return ": ".join(str(part) for part in parts if part) or None
+    kept = list(dict.fromkeys(str(part) for part in parts if part))  # each once: EMR's Message may repeat its Reason
+    return ": ".join(kept) or None
 
 
 def failure_section(failure: dict[str, Any]) -> str:
@@ -214,7 +215,13 @@ def failure_section(failure: dict[str, Any]) -> str:
     rows = [[_cell(escape(name)), _cell(_text(value))] for name, value in facts if value is not None]
     tails = "".join(
         f"<h3>{_text(log.get('name'))}</h3><p><code>{_text(log.get('uri'))}</code></p>"
-        + (f"<pre>{escape(log['tail'])}</pre>" if log.get("tail") else "<p>Not archived yet when reported.</p>")
+        + (
+            f"<pre>{escape(log['tail'])}</pre>"
+            if log.get("tail")
+            else "<p>Not archived yet when reported.</p>"
+            if log.get("tail") is None
+            else "<p>Empty.</p>"
+        )
         for log in failure.get("logs") or []
         if isinstance(log, dict)
     )

@@ -6,10 +6,12 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
 from airflow.sdk.exceptions import AirflowFailException
 
-from fruits_airflow.run_failures import COMPLETED, FAILED, RUNNING, find_failure, progress
+from fruits_airflow.paths import RunPaths
+from fruits_airflow.run_failures import COMPLETED, FAILED, RUNNING, find_failure, progress, with_job_error
 from fruits_airflow.triggers import EmrStepsTrigger
 
 if TYPE_CHECKING:
@@ -29,14 +31,19 @@ class EmrStepsSensor(EmrStepSensor):
     :param job_flow_id: the cluster running the steps. (templated)
     :param step_ids: the run's step ids in the order they were added, e.g. ``add_steps.output``.
         (templated)
+    :param run_paths: the run's paths as ``plan_run`` publishes them, where a failed job writes its own
+        reason (``RunPaths.job_failure_key``): that line then leads the task's failure. (templated)
     :param kwargs: passed to ``EmrStepSensor`` (``deferrable``, ``poke_interval``, ``max_attempts``...).
     """
 
-    template_fields: Sequence[str] = (*EmrStepSensor.template_fields, "step_ids")
+    template_fields: Sequence[str] = (*EmrStepSensor.template_fields, "step_ids", "run_paths")
 
-    def __init__(self, *, job_flow_id: str, step_ids: Sequence[str], **kwargs: Any) -> None:
+    def __init__(
+        self, *, job_flow_id: str, step_ids: Sequence[str], run_paths: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(job_flow_id=job_flow_id, step_id="", **kwargs)
         self.step_ids = step_ids
+        self.run_paths = run_paths
 
     @property
     def waiting_time(self) -> timedelta:
@@ -95,5 +102,12 @@ class EmrStepsSensor(EmrStepSensor):
 
     def _run_failure(self) -> AirflowFailException:
         failure = find_failure(self.hook.conn, self.job_flow_id, list(self.step_ids))
-        summary = failure.summary() if failure else f"EMR step {self.step_id} on {self.job_flow_id} did not complete"
-        return AirflowFailException(f"{summary}. No retries; report_failure logs the tails of the cluster's logs.")
+        if failure is None:
+            return AirflowFailException(f"EMR step {self.step_id} on {self.job_flow_id} did not complete.")
+        if self.run_paths:
+            s3_client = S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name).get_conn()
+            failure = with_job_error(s3_client, failure, RunPaths(**self.run_paths))
+        reason = f"\n{failure.emr_reason()}" if failure.job_error else ""
+        return AirflowFailException(
+            f"{failure.summary()}{reason}\nNo retries; report_failure logs the tails of the cluster's logs."
+        )

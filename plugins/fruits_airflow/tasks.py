@@ -28,6 +28,7 @@ from fruits_airflow import (
     cluster,
     cost,
     output_check,
+    preflight,
     reuse,
     run_failures,
     run_summary,
@@ -42,8 +43,9 @@ log = logging.getLogger(__name__)
 
 # The DAG's task that creates the run's cluster; check_output pulls the cluster's id from it, for the bill.
 CREATE_CLUSTER_TASK_ID = "create_cluster"
-# report_failure has waited for the logs already: a cluster not ended by then is billed until now.
-FAILURE_BILL_WAIT_SECONDS = 120
+# report_failure has waited for the logs already (after terminate_cluster): it bills the cluster as it is then,
+# until now if it has not ended yet (the bill says it is not final).
+FAILURE_BILL_WAIT_SECONDS = 0
 
 
 def s3_client(region: str) -> BaseClient:
@@ -57,20 +59,20 @@ def emr_client(region: str) -> BaseClient:
     return EmrHook(aws_conn_id=AWS_CONN_ID, region_name=region).get_conn()
 
 
-def bucket_region(client: BaseClient, bucket: str) -> str:
-    """The region a bucket lives in (GetBucketLocation says None for us-east-1)."""
-    return client.get_bucket_location(Bucket=bucket).get("LocationConstraint") or "us-east-1"
-
-
 @task
 @access_denied_explained()
-def check_config() -> dict[str, Any]:
-    """Validate the Variable and refuse to go on unless the bucket is in the EU; returns the config."""
+def check_config(params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Validate the Variable and the run's parameters, and refuse to go on unless the bucket exists in the EU
+    and the weights file (if any) can be read by the nodes; returns the config."""
     try:
         config = load_config()
-        location = bucket_region(s3_client(config.region), config.bucket)
+        client = s3_client(config.region)
+        location = preflight.bucket_region(client, config.bucket)
         require_eu_region(location)
-    except ConfigError as error:
+        if params is not None:
+            preflight.check_variance(params.get("variance"))
+            preflight.check_weights_file(client, config.bucket, run_weights(config, params))
+    except (ConfigError, preflight.RefusedError) as error:
         raise AirflowFailException(str(error)) from error
     if location != config.region:
         log.warning("Bucket %s is in %s, the cluster will run in %s", config.bucket, location, config.region)
@@ -93,7 +95,7 @@ def upload_new_images(config: dict[str, Any]) -> dict[str, int]:
             settings.bucket,
             max_removal_share=settings.max_removal_share,
         )
-    except (FileNotFoundError, upload.RemovalRefusedError) as error:
+    except (FileNotFoundError, upload.LandingFolderError) as error:
         raise AirflowFailException(str(error)) from None
     return dataclasses.asdict(result)
 
@@ -112,6 +114,10 @@ def find_reusable_run(
         weights=run_weights(settings, params),
         reprocess_all=params["reprocess_all"],
     )
+    try:
+        preflight.require_enough_images(decision.n_images, settings.bucket, settings.images_dir)
+    except preflight.RefusedError as error:
+        raise AirflowFailException(str(error)) from None
     log.info("%s", decision.reason)
     return decision.to_dict()
 
@@ -314,9 +320,9 @@ def report_failure(
     if failure is None:
         raise AirflowSkipException(f"EMR shows no failed step and no early end of cluster {job_flow_id}.")
     client = s3_client(settings.region)
-    failure = run_failures.with_log_tails(client, failure)
-    run_failures.log_failure(failure)
     where = RunPaths(**paths)
+    failure = run_failures.with_log_tails(client, run_failures.with_job_error(client, failure, where))
+    run_failures.log_failure(failure)
     report = {
         "dag_id": dag.dag_id,
         "run_id": run_id,

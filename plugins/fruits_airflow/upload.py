@@ -16,6 +16,7 @@ not images, files not directly inside a label folder, and names Hadoop rejects (
 from __future__ import annotations
 
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -36,7 +37,11 @@ UPLOAD_WORKERS = 16
 DELETE_BATCH = 1000
 
 
-class RemovalRefusedError(Exception):
+class LandingFolderError(Exception):
+    """The landing folder cannot be synced as it is; nothing was uploaded or removed. The message says why."""
+
+
+class RemovalRefusedError(LandingFolderError):
     """The landing folder would remove too many images: likely empty or not mounted; nothing was changed."""
 
 
@@ -79,16 +84,49 @@ def find_images(images_dir: Path) -> list[LocalImage]:
             "fruits_pipeline, or mount the landing folder here."
         )
     images, skipped = [], 0
-    for path in sorted(p for p in images_dir.rglob("*") if p.is_file()):
-        relative = path.relative_to(images_dir)
-        reason = skip_reason(relative)
-        if reason:
-            skipped += 1
-            log.warning("Skipping %s: %s", path, reason)
-            continue
-        images.append(LocalImage(path, f"{IMAGES_PREFIX}{relative.as_posix()}", path.stat().st_size))
+    try:
+        for path in _files(images_dir):
+            relative = path.relative_to(images_dir)
+            reason = skip_reason(relative)
+            if reason:
+                skipped += 1
+                log.warning("Skipping %s: %s", path, reason)
+                continue
+            images.append(LocalImage(path, f"{IMAGES_PREFIX}{relative.as_posix()}", path.stat().st_size))
+    except OSError as error:
+        raise LandingFolderError(
+            f"images_dir {images_dir} cannot be read: {error.strerror or error} ({error.filename}); let the worker's "
+            "user read the landing folder, or fix 'images_dir' in the Variable fruits_pipeline. Nothing was uploaded."
+        ) from None
     log.info("Found %d image(s) in %s (%d other file(s) skipped)", len(images), images_dir, skipped)
     return images
+
+
+def _files(folder: Path) -> list[Path]:
+    """Every file below ``folder``, in order; a folder or file that cannot be read raises, never hides."""
+
+    def fail(error: OSError) -> None:
+        raise error
+
+    found = []
+    for root, _, names in os.walk(folder, onerror=fail):
+        for name in names:
+            path = Path(root, name)
+            if not path.is_file():
+                path.stat()  # a broken link or a loop: raises, naming it
+                continue
+            found.append(path)
+    return sorted(found)
+
+
+def require_images(images: list[LocalImage], images_dir: Path) -> None:
+    """Refuse a landing folder that holds no image to upload: the run would have nothing to featurize."""
+    if not images:
+        raise LandingFolderError(
+            f"images_dir {images_dir} holds no image to upload: put the photos in one folder per label, "
+            f"{images_dir}/<label>/<file> ({', '.join(IMAGE_SUFFIXES)}; names starting with '.' or '_' are "
+            "hidden). Nothing was uploaded or removed."
+        )
 
 
 def list_uploaded(s3_client: BaseClient, bucket: str, prefix: str = IMAGES_PREFIX) -> dict[str, tuple[int, str]]:
@@ -173,10 +211,12 @@ def upload_new_images(
     :param max_removal_share: the largest share of the images in S3 one sync may remove.
     :param max_workers: files checked and uploaded at once.
     :raises RemovalRefusedError: before any change, when the sync would remove more than that.
+    :raises LandingFolderError: before any change, when the folder cannot be read or holds no image.
     """
     images = find_images(images_dir)
     uploaded = list_uploaded(s3_client, bucket)
     gone = to_remove(images, uploaded, max_removal_share)
+    require_images(images, images_dir)
     progress = _Progress(len(images))
 
     def sync(image: LocalImage) -> bool:

@@ -124,6 +124,7 @@ def parse_args(argv: Sequence[str]) -> ExtractConfig:
     )
     parser.add_argument(Flag.SUMMARY_JSON, help="local file to write the run's counts and phase times to, as JSON")
     parser.add_argument(Flag.MANIFEST, help="where to write the run's manifest (JSON), e.g. runs/RUN/manifest.json")
+    parser.add_argument(Flag.FAILURE, help="where to write why the job failed, as JSON (a file or s3:// URI)")
     args = parser.parse_args(argv)
     for flag, value in (
         (Flag.IMAGES, args.images),
@@ -280,6 +281,12 @@ def run(spark: SparkSession, config: ExtractConfig, model: CompiledModel | None 
     if config.manifest:
         with times.phase("manifest"):
             write_manifest(fs, config, listing, summary, known_features, known_rejects)
+    current = {(path, *version) for path, version in listing.versions.items()}
+    if not current & known_features and n_featurized == 0:
+        raise JobInputError(
+            f"no image could be decoded: all {listing.n_inputs} under {Flag.IMAGES} {config.images} were rejected, "
+            f"with their reasons in {config.rejects}; replace them with readable .jpg, .jpeg or .png files"
+        )
     return summary
 
 

@@ -33,7 +33,7 @@ from pyspark.ml.functions import array_to_vector
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from fruits_contract import DEFAULT_VARIANCE, PCA_COLUMN, PCA_JOB, Flag, ManifestKeys
+from fruits_contract import DEFAULT_VARIANCE, PCA_COLUMN, PCA_JOB, PCA_MIN_IMAGES, Flag, ManifestKeys
 from fruits_spark.covariance import covariance_matrix, principal_axes
 from fruits_spark.errors import JobInputError, run_cli
 from fruits_spark.listing import VERSION_COLUMNS, current_rows, list_images, listing_digest, versions_frame
@@ -75,6 +75,7 @@ def parse_args(argv: Sequence[str]) -> PcaConfig:
     parser.add_argument(Flag.IMAGES, help="the images the PCA covers (default: every row of --features)")
     parser.add_argument(Flag.MANIFEST, help="extract_features' manifest of the same --images, checked")
     parser.add_argument(Flag.SUMMARY_JSON, help="local file to write the run's figures and times to, as JSON")
+    parser.add_argument(Flag.FAILURE, help="where to write why the job failed, as JSON (a file or s3:// URI)")
     args = parser.parse_args(argv)
     if args.manifest and not args.images:
         raise JobInputError("--manifest needs --images: the manifest is checked against their listing")
@@ -138,8 +139,8 @@ def feature_length(features: DataFrame, uri: str) -> tuple[int, int]:
     """``(n_images, n_features)``, checking every vector has the same length."""
     lengths = features.groupBy(F.size("features").alias("length")).count().collect()
     n_images = sum(row["count"] for row in lengths)
-    if n_images < 2:
-        raise JobInputError(f"--features {uri} holds {n_images} image(s); PCA needs at least 2")
+    if n_images < PCA_MIN_IMAGES:
+        raise JobInputError(f"--features {uri} holds {n_images} image(s); PCA needs at least {PCA_MIN_IMAGES}")
     if len(lengths) != 1:
         found = sorted(row.length for row in lengths)
         raise JobInputError(f"--features {uri} mixes feature vectors of lengths {found}")

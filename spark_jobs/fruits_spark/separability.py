@@ -69,7 +69,7 @@ def separability(projected: DataFrame, fraction: float = SEPARABILITY_HOLDOUT) -
     n_test = sum(n for (_, held_out), n in counts.items() if held_out)
     n_train = sum(n for (_, held_out), n in counts.items() if not held_out)
     if len(labels) < 2:
-        return skipped(f"{len(labels)} label(s): a classifier needs at least two")
+        return skipped(f"{len(labels)} label(s): separability cannot be measured, a classifier needs at least two")
     if n_test == 0:
         return skipped("no label has two images, so none can be held out")
 

@@ -68,9 +68,11 @@ class Run:
 
 @pytest.fixture(scope="module")
 def landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The landing folder; each run adds an image of its own, so that each uploads one."""
+    """The landing folder; each run adds an image of its own, so that each uploads one, to the one that stays
+    (a PCA needs two images: fewer are refused before the cluster)."""
     folder = tmp_path_factory.mktemp("landing")
     (folder / "Kiwi").mkdir()
+    (folder / "Kiwi" / "0_100.jpg").write_bytes(b"kiwi")
     return folder
 
 

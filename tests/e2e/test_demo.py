@@ -19,7 +19,7 @@ import pytest
 
 from fruits_spark.model_cache import default_cache_dir
 from tests.suite import REPO_ROOT
-from tools.demo import BUCKET, DemoRun, run_demo, summary
+from tools.demo import BUCKET, DemoRun, failure_summary, run_demo, summary
 from tools.process_tree import alive, descendants
 from tools.sample_images import generate
 
@@ -226,20 +226,28 @@ def test_an_empty_landing_folder_is_refused_in_one_line_and_removes_nothing(
     assert saved_objects(state_dir, "images/") == images_before
 
 
-def test_a_failed_step_fails_the_run_reports_why_and_terminates_the_cluster(
-    landing: Path, project_node_dir: Path, tmp_path: Path
+def test_a_failed_step_fails_the_run_with_the_job_s_own_line_first_and_terminates_the_cluster(
+    project_node_dir: Path, tmp_path: Path
 ) -> None:
-    missing_weights = f"s3://{BUCKET}/nowhere/mobilenet_v2.weights.h5"
+    # What only the cluster can see: files named as images that none can decode.
+    broken = tmp_path / "broken"
+    for name in ("Kiwi/0_100.jpg", "Kiwi/1_100.jpg", "Lemon/0_100.png"):
+        (broken / name).parent.mkdir(parents=True, exist_ok=True)
+        (broken / name).write_bytes(b"not an image at all")
 
-    failed = run_demo(landing, tmp_path / "out", tmp_path / "state", weights=missing_weights, node_dir=project_node_dir)
+    failed = run_demo(broken, tmp_path / "out", tmp_path / "state", weights="none", node_dir=project_node_dir)
 
-    log = failed.log_file.read_text()
+    job_error = "extract_features: error: no image could be decoded: all 3 under --images s3://fruits-demo/images/"
     assert failed.state == "failed"
     assert list(failed.clusters.values()) == ["TERMINATED"]
-    assert "EMR step extract_features" in log
-    assert "FAILED" in log
-    # The job's own error line, naming the URI it was given.
-    assert f"extract_features: error: --weights {missing_weights} cannot be read" in log
+    assert failed.failure is not None
+    assert failed.failure["summary"].startswith(job_error)
+    assert failed.failure["emr_reason"].startswith("EMR step extract_features")
+    stderr = next(log for log in failed.failure["logs"] if log["name"].startswith("stderr"))
+    assert stderr["tail"].endswith("Command exiting with ret '2'")
+    demo_says = failure_summary(failed).splitlines()
+    assert demo_says[0].startswith(f"demo: error: {job_error}")
+    assert len([line for line in demo_says if "EMR step extract_features" in line]) == 1
     assert failed.output_dir is None
 
 

@@ -45,6 +45,25 @@ def test_failing_step_reports_failure_details_and_its_stderr_under_log_uri(start
     assert "ValueError: bad image 42" in stderr
 
 
+def test_a_step_that_says_why_on_stdout_only_has_stderr_end_as_emr_s_and_no_repeated_reason(
+    start_cluster, python_step, s3, bucket
+):
+    quiet = (
+        "import sys; print('INFO: Created TensorFlow Lite XNNPACK delegate for CPU.', file=sys.stderr);"
+        " print('pca: error: --features holds 1 image(s)'); sys.exit(2)"
+    )
+    cluster = start_cluster([python_step("quiet", quiet)])
+
+    (step,) = cluster.wait_for_steps()
+
+    details = step["Status"]["FailureDetails"]
+    assert details["Reason"] == "The step's command exited with code 2"
+    assert "Message" not in details
+    stderr_key = f"logs/{cluster.id}/steps/{step['Id']}/stderr.gz"
+    stderr = gzip.decompress(s3.get_object(Bucket=bucket, Key=stderr_key)["Body"].read()).decode()
+    assert stderr.endswith("CPU.\nCommand exiting with ret '2'\n")
+
+
 def test_failure_message_is_the_command_s_error_line_with_the_uri_it_was_given(start_cluster, python_step, bucket):
     read_arg1 = "import sys; open(sys.argv[1]).read()"
     cluster = start_cluster([python_step("read missing", read_arg1, f"s3://{bucket}/missing/image.jpg")])

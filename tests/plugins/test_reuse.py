@@ -9,6 +9,7 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk.execution_time.context import OutletEventAccessors
 
 from fruits_airflow import assets, tasks
@@ -139,7 +140,7 @@ def test_nothing_changed_reuses_the_last_runs_outputs_and_says_so(s3, bucket, va
     ("change", "reason"),
     [
         ("added", "differ from those run"),
-        ("removed", "differ from those run"),
+        ("moved", "differ from those run"),
         ("rewritten", "differ from those run"),
         ("variance", "kept variance 0.95, this one asks 0.9"),
         ("reprocess_all", "reprocess_all asks to featurize every image again"),
@@ -149,7 +150,10 @@ def test_any_change_needs_a_cluster(s3, bucket, variable, first_run, change, rea
     variance, params = 0.95, {}
     if change == "added":
         s3.put_object(Bucket=bucket, Key="images/Kiwi/2.jpg", Body=b"new")
-    elif change == "removed":
+    elif change == "moved":
+        s3.copy_object(
+            Bucket=bucket, Key="images/Lemon/0.jpg", CopySource={"Bucket": bucket, "Key": "images/Kiwi/0.jpg"}
+        )
         s3.delete_object(Bucket=bucket, Key="images/Kiwi/0.jpg")
     elif change == "rewritten":
         # A new size; the same size counts as a rewrite once it lands in a later second (LastModified).
@@ -163,6 +167,13 @@ def test_any_change_needs_a_cluster(s3, bucket, variable, first_run, change, rea
 
     assert found["reused_run_id"] is None
     assert reason in found["reason"]
+
+
+def test_removing_all_but_one_image_is_refused_before_any_cluster(s3, bucket, variable, first_run):
+    s3.delete_object(Bucket=bucket, Key="images/Kiwi/0.jpg")
+
+    with pytest.raises(AirflowFailException, match=r"images/ holds 1 image\(s\); the PCA needs at least 2"):
+        decide(variable, SECOND)
 
 
 def test_reused_outputs_that_are_gone_fail_the_check(s3, bucket, variable, first_run):

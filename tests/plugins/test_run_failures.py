@@ -6,7 +6,8 @@ import logging
 
 import pytest
 
-from fruits_airflow.run_failures import find_failure, log_failure, progress, with_log_tails
+from fruits_airflow.paths import RunPaths
+from fruits_airflow.run_failures import find_failure, log_failure, progress, with_job_error, with_log_tails
 
 BOOTSTRAP_MESSAGE = "On the master instance (i-0b0t), bootstrap action 1 returned a non-zero return code"
 UV_ERROR = "error: Failed to parse: `numpy=== 2.0`"
@@ -201,3 +202,43 @@ def test_the_report_is_json_with_the_reason_steps_and_tails(emr_run, s3, bucket)
     assert report["cluster"]["reason_code"] == "BOOTSTRAP_FAILURE"
     assert [step["state"] for step in report["steps"]] == ["CANCELLED", "CANCELLED"]
     assert report["logs"][0]["tail"].endswith(UV_ERROR)
+
+
+PATHS = RunPaths("fruits-test-bucket", "manual__r-0123abcd", "none")
+PCA_ERROR = "pca: error: --features s3://b/features/none holds 1 image(s); PCA needs at least 2"
+
+
+def fail_pca(emr_run) -> None:
+    emr_run.set_step(0, "COMPLETED")
+    emr_run.set_step(1, "FAILED", {"Reason": "Unknown Error."})
+
+
+def test_the_failed_job_s_own_line_comes_first_and_emr_s_reason_follows(emr_run, s3, bucket):
+    fail_pca(emr_run)
+    s3.put_object(
+        Bucket=bucket, Key=PATHS.job_failure_key("pca"), Body=json.dumps({"job": "pca", "message": PCA_ERROR})
+    )
+    found = find_failure(emr_run.emr, emr_run.cluster_id, emr_run.step_ids)
+
+    failure = with_job_error(s3, found, PATHS)
+
+    assert failure.summary() == PCA_ERROR
+    assert failure.emr_reason() == f"EMR step pca ({emr_run.step_ids[1]}) FAILED: Unknown Error."
+    assert failure.to_dict()["summary"] == PCA_ERROR
+
+
+def test_a_job_that_wrote_no_reason_leaves_emr_s_first(emr_run, s3, bucket):
+    fail_pca(emr_run)
+    s3.put_object(Bucket=bucket, Key=PATHS.job_failure_key("extract_features"), Body=b'{"message": "older"}')
+    found = find_failure(emr_run.emr, emr_run.cluster_id, emr_run.step_ids)
+
+    assert with_job_error(s3, found, PATHS).summary() == found.emr_reason()
+
+
+def test_emr_s_reason_never_repeats_itself(emr_run):
+    reason = "The step's command exited with code 2"
+    emr_run.set_step(0, "FAILED", {"Reason": reason, "Message": reason})
+
+    failure = find_failure(emr_run.emr, emr_run.cluster_id, emr_run.step_ids)
+
+    assert failure.summary() == f"EMR step extract_features ({emr_run.step_ids[0]}) FAILED: {reason}"

@@ -231,9 +231,10 @@ def test_labels_and_reasons_from_file_names_are_escaped(api_app, successful_run)
     assert "Apple &lt;Red&gt; 1" in page
 
 
-def test_a_failed_run_shows_its_failure_summary_and_log_tails(api_app, s3, paths, pipeline_env):
+def test_a_failed_run_shows_the_job_s_own_line_first_then_emr_s_reason_and_log_tails(api_app, s3, paths, pipeline_env):
     failure = {
-        "summary": "EMR step extract_features (s-1) FAILED: the job's error",
+        "summary": "extract_features: error: no image could be decoded",
+        "emr_reason": "EMR step extract_features (s-1) FAILED: Unknown",
         "cause": "step",
         "cluster": {"id": "j-1", "state": "TERMINATED", "reason_code": None, "reason_message": None},
         "failed_step": {
@@ -244,7 +245,8 @@ def test_a_failed_run_shows_its_failure_summary_and_log_tails(api_app, s3, paths
             "message": None,
         },
         "logs": [
-            {"name": "stdout of step extract_features", "uri": "s3://b/logs/x/stdout.gz", "tail": "error: <bad> input"}
+            {"name": "stdout of step extract_features", "uri": "s3://b/logs/x/stdout.gz", "tail": "error: <bad> input"},
+            {"name": "stderr of step extract_features", "uri": "s3://b/logs/x/stderr.gz", "tail": ""},
         ],
         "cost": {
             "usd": 0.0558,
@@ -259,9 +261,10 @@ def test_a_failed_run_shows_its_failure_summary_and_log_tails(api_app, s3, paths
 
     page = get_report(api_app, token_of("VIEWER")).text
 
-    assert "This run failed" in page
-    assert "EMR step extract_features (s-1) FAILED" in page
+    assert "This run failed</h2><p><b>extract_features: error: no image could be decoded</b>" in page
+    assert "extract_features (s-1) FAILED" in page
     assert "<pre>error: &lt;bad&gt; input</pre>" in page
+    assert "<p>Empty.</p>" in page
     assert "Images</h2>" not in page
     assert "<b>$0.0558</b>" in page
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 from datetime import timedelta
 from unittest.mock import MagicMock
@@ -8,6 +10,7 @@ import pytest
 from airflow.sdk.bases.operator import TRIGGER_FAIL_REPR, TriggerFailureReason
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, TaskDeferred
 
+from fruits_airflow.paths import RunPaths
 from fruits_airflow.sensors import EmrStepsSensor
 from fruits_airflow.triggers import EmrStepsTrigger
 
@@ -60,6 +63,22 @@ def test_a_failed_step_fails_the_sensor_with_its_failure_details(sensor, emr_run
 
     with pytest.raises(AirflowFailException, match=r"step extract_features \(s-\w+\) FAILED: Unknown Error"):
         sensor.execute(CONTEXT)
+
+
+def test_a_failed_step_fails_the_sensor_with_the_job_s_own_line_first(sensor, emr_run, s3, bucket):
+    job_error = "extract_features: error: no image could be decoded: all 3 under --images s3://b/images/ were rejected"
+    paths = RunPaths(bucket, "manual__r-0123abcd", "none")
+    s3.put_object(Bucket=bucket, Key=paths.job_failure_key("extract_features"), Body=json.dumps({"message": job_error}))
+    emr_run.set_step(0, "FAILED", {"Reason": "Unknown Error."})
+    emr_run.set_step(1, "CANCELLED")
+    sensor.run_paths = dataclasses.asdict(paths)
+
+    with pytest.raises(AirflowFailException) as failed:
+        sensor.execute(CONTEXT)
+
+    first, second, *_ = str(failed.value).splitlines()
+    assert first == job_error
+    assert re.fullmatch(r"EMR step extract_features \(s-\w+\) FAILED: Unknown Error\.", second)
 
 
 def test_a_running_run_defers_to_the_trigger_that_also_watches_the_cluster(sensor, emr_run):

@@ -190,6 +190,29 @@ def test_plan_run_publishes_the_paths_its_steps_use_and_they_survive_xcom(bucket
     assert paths.pca_success_key == planned["pca_success_key"]
 
 
+def test_a_failed_step_s_report_and_log_lead_with_the_job_s_own_line(emr_run, s3, bucket, network, caplog):
+    job_error = "extract_features: error: no image could be decoded: all 3 under --images s3://b/images/ were rejected"
+    emr_run.set_step(0, "FAILED", {"Reason": "Unknown Error."})
+    emr_run.set_step(1, "CANCELLED")
+    paths = published_paths(bucket)
+    job_failure_key = RunPaths(**paths).job_failure_key("extract_features")
+    s3.put_object(Bucket=bucket, Key=job_failure_key, Body=json.dumps({"message": job_error}).encode())
+    for stream in ("stdout", "stderr"):
+        key = f"logs/{emr_run.cluster_id}/steps/{emr_run.step_ids[0]}/{stream}.gz"
+        s3.put_object(Bucket=bucket, Key=key, Body=gzip.compress(f"{stream} tail\n".encode()))
+
+    with caplog.at_level(logging.ERROR):
+        tasks.report_failure.function(
+            {"bucket": bucket, **network}, paths, emr_run.cluster_id, emr_run.step_ids, **RUN_CONTEXT
+        )
+
+    report = json.loads(s3.get_object(Bucket=bucket, Key=failure_key(bucket))["Body"].read())
+    assert report["summary"] == job_error
+    assert report["emr_reason"].endswith("FAILED: Unknown Error.")
+    errors = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
+    assert errors[:2] == [job_error, report["emr_reason"]]
+
+
 def plan(config: dict, staged_artifacts, found: dict, uploaded: dict, caplog=None) -> dict:
     return tasks.plan_run.function(
         config,

@@ -313,3 +313,20 @@ def test_rejects_default_beside_the_features() -> None:
         "s3://b/features_rejects",
         "imagenet",
     )
+
+
+def test_every_image_broken_fails_saying_so_and_keeps_the_rejects(
+    spark: SparkSession, tmp_path: Path, random_model: CompiledModel, image_size: int
+) -> None:
+    (tmp_path / "broken" / "Kiwi").mkdir(parents=True)
+    (tmp_path / "broken" / "Kiwi" / "empty.jpg").write_bytes(b"")
+    (tmp_path / "broken" / "Kiwi" / "notes.png").write_text("not a picture\n")
+    config = dataclasses.replace(
+        _config(tmp_path / "broken", tmp_path, image_size), manifest=str(tmp_path / "run" / "manifest.json")
+    )
+
+    with pytest.raises(JobInputError, match=r"^no image could be decoded: all 2 under --images .* were rejected"):
+        run(spark, config, random_model)
+
+    assert spark.read.parquet(config.rejects).count() == 2
+    assert json.loads(Path(config.manifest).read_text())["n_features"] == 0

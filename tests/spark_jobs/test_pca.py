@@ -275,3 +275,30 @@ def test_a_single_image_is_a_clear_error(spark: SparkSession, planted: np.ndarra
 
     with pytest.raises(JobInputError, match="holds 1 image"):
         run(spark, parse_args(["--features", uri, "--output", str(tmp_path / "pca")]))
+
+
+def test_exactly_two_images_are_enough_for_a_pca(spark: SparkSession, planted: np.ndarray, tmp_path: Path) -> None:
+    uri = str(tmp_path / "features")
+    write_features(spark, uri, planted[:2])
+    config = parse_args(["--features", uri, "--output", str(tmp_path / "pca")])
+
+    fit = run(spark, config)
+
+    assert (fit.n_images, fit.k) == (2, 1)
+    assert spark.read.parquet(config.output).count() == 2
+
+
+def test_a_single_label_runs_the_pca_and_the_report_says_separability_cannot_be_measured(
+    spark: SparkSession, planted: np.ndarray, tmp_path: Path
+) -> None:
+    uri = str(tmp_path / "features")
+    rows = [(f"file:/images/Kiwi/{i}_100.jpg", "Kiwi", vector.tolist(), 100, 0) for i, vector in enumerate(planted[:6])]
+    spark.createDataFrame(rows, FEATURES_SCHEMA).write.parquet(uri)
+    config = parse_args(["--features", uri, "--output", str(tmp_path / "pca")])
+
+    fit = run(spark, config)
+
+    assert fit.n_images == 6
+    report = json.loads(Path(config.report, "separability.json").read_text())
+    assert report["status"] == "skipped"
+    assert report["reason"].startswith("1 label(s): separability cannot be measured")

@@ -1,0 +1,222 @@
+"""Every mistake the Airflow side can see is refused before the cluster, in one line, and costs no RunJobFlow.
+
+The DAG's own task callables run in its order against the embedded endpoint, as the role that
+``aws_default`` assumes (the stack's own Airflow policy, enforced), up to ``create_cluster``. A run that
+gets that far creates its cluster, as the DAG would, so a missing refusal shows as a RunJobFlow in the
+endpoint's request log (the cluster is then terminated at once). No Spark, no cluster: each run is a
+few API calls.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import boto3
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+
+from fruits_airflow import tasks
+from fruits_airflow.config import AWS_CONN_ID
+from fruits_airflow.operators import EmrCreateJobFlowOperator, EmrTerminateJobFlowOperator
+from local_aws import EmbeddedAws
+from local_aws.iam_enforcement import ADMIN
+from tools.local_airflow import BUCKET, REGION, local_connection
+from tools.local_provision import provision
+
+PARAMS = {"variance": 0.95, "weights": None, "reprocess_all": False}
+RUN_ID = "manual__refused"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """How a run ended before its cluster: the task's one-line message, and whether RunJobFlow was called."""
+
+    message: str | None
+    run_job_flow_calls: int
+
+
+@pytest.fixture(scope="module")
+def stack(aws: EmbeddedAws) -> dict[str, str]:
+    """The stack in the endpoint: the bucket, the roles, the network; the Variable's keys."""
+    return provision(aws.client("s3"), aws.client("emr"), aws.client("ec2"), aws.client("iam"), BUCKET, REGION)
+
+
+@pytest.fixture
+def landing(tmp_path: Path) -> Path:
+    folder = tmp_path / "landing"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def empty_bucket(aws: EmbeddedAws, stack: dict[str, str]) -> None:
+    """Each test starts from a bucket with no images, as a first run does."""
+    s3 = aws.client("s3")
+    for obj in s3.list_objects_v2(Bucket=BUCKET).get("Contents", []):
+        s3.delete_object(Bucket=BUCKET, Key=obj["Key"])
+
+
+def image(path: Path, content: bytes = b"\xff\xd8 not decoded before the cluster") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+
+
+def admin_connection(endpoint_url: str) -> dict[str, Any]:
+    """aws_default as the account's administrator: for buckets outside the stack, which its role may not even probe."""
+    extra = {"endpoint_url": endpoint_url, "region_name": REGION}
+    return {"conn_type": "aws", "login": ADMIN.access_key_id, "password": ADMIN.secret_access_key, "extra": extra}
+
+
+def run_until_cluster(
+    aws: EmbeddedAws,
+    monkeypatch: pytest.MonkeyPatch,
+    variable: dict[str, Any],
+    params: dict[str, Any] = PARAMS,
+    connection: dict[str, Any] | None = None,
+) -> Refusal:
+    """The DAG's tasks up to ``create_cluster``, in its order; the first refusal ends the run, as in the DAG."""
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(connection or local_connection(aws.endpoint_url)))
+    monkeypatch.setenv("AIRFLOW_VAR_FRUITS_PIPELINE", json.dumps(variable))
+    aws.requests.clear()
+    message = None
+    try:
+        config = tasks.check_config.function(params=params)
+        uploaded = tasks.upload_new_images.function(config)
+        tasks.find_reusable_run.function(config, uploaded, run_id=RUN_ID, params=params)
+        staged = tasks.stage_artifacts.function(config)
+        tasks.check_security_configuration.function(config)
+        dag = SimpleNamespace(dag_id="fruits_pipeline")
+        plan = tasks.plan_run.function(config, staged, run_id=RUN_ID, dag=dag, params=params)
+        aws_args = {"aws_conn_id": AWS_CONN_ID, "region_name": REGION}
+        cluster_id = EmrCreateJobFlowOperator(
+            task_id="create_cluster", job_flow_overrides=plan["job_flow_overrides"], emr_conn_id=None, **aws_args
+        ).execute({"ti": SimpleNamespace(xcom_push=lambda **_: None)})
+        EmrTerminateJobFlowOperator(task_id="terminate_cluster", job_flow_id=cluster_id, **aws_args).execute({})
+    except AirflowFailException as refused:
+        message = str(refused)
+    calls = sum(1 for request in aws.requests if request.operation == "RunJobFlow")
+    return Refusal(message, calls)
+
+
+def assert_refused(refusal: Refusal, *fragments: str) -> None:
+    assert refusal.message is not None, "the run went on to create its cluster"
+    assert len(refusal.message.splitlines()) == 1, refusal.message
+    for fragment in fragments:
+        assert fragment in refusal.message
+    assert refusal.run_job_flow_calls == 0
+
+
+@pytest.mark.parametrize(
+    ("files", "what"),
+    [
+        ([], "empty"),
+        ([".DS_Store", "Kiwi/.0_100.jpg", "_Kiwi/0_100.jpg"], "only hidden files"),
+        (["Kiwi/notes.txt", "Kiwi/0_100.gif", "0_100.jpg"], "no image in a label folder"),
+    ],
+)
+def test_a_landing_folder_without_images_is_refused_on_a_first_run(
+    aws, stack, empty_bucket, landing, monkeypatch, files, what
+):
+    for name in files:
+        image(landing / name)
+
+    refusal = run_until_cluster(aws, monkeypatch, {**stack, "images_dir": str(landing), "weights": "none"})
+
+    assert_refused(refusal, f"images_dir {landing} holds no image to upload", "<label>/<file>")
+    assert aws.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="images/")["KeyCount"] == 0
+
+
+def test_fewer_images_in_the_bucket_than_the_pca_needs_is_refused_after_the_upload(
+    aws, stack, empty_bucket, landing, monkeypatch
+):
+    image(landing / "Kiwi" / "0_100.jpg")
+
+    refusal = run_until_cluster(aws, monkeypatch, {**stack, "images_dir": str(landing), "weights": "none"})
+
+    assert_refused(refusal, f"s3://{BUCKET}/images/ holds 1 image(s); the PCA needs at least 2", str(landing))
+
+
+def test_a_landing_folder_that_cannot_be_read_is_refused(aws, stack, empty_bucket, landing, monkeypatch):
+    image(landing / "Kiwi" / "0_100.jpg")
+    (landing / "Lemon").symlink_to(landing / "Lemon")  # a loop: reading it fails, whoever reads it (root too)
+
+    refusal = run_until_cluster(aws, monkeypatch, {**stack, "images_dir": str(landing), "weights": "none"})
+
+    assert_refused(refusal, f"images_dir {landing} cannot be read", "Lemon", "Nothing was uploaded")
+    assert aws.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="images/")["KeyCount"] == 0
+
+
+@pytest.fixture
+def two_images_in_s3(aws, stack, empty_bucket) -> None:
+    """Enough images for a PCA, already in the bucket; no landing folder."""
+    for name in ("Kiwi/0_100.jpg", "Lemon/0_100.jpg"):
+        aws.client("s3").put_object(Bucket=BUCKET, Key=f"images/{name}", Body=b"fruit")
+
+
+@pytest.mark.parametrize(
+    ("key", "body", "fragment"),
+    [
+        ("artifacts/weights/missing.h5", None, "does not exist: upload it there, or pass 'imagenet' or 'none'"),
+        ("artifacts/weights/empty.h5", b"", "is empty (0 bytes)"),
+        ("images/weights.h5", b"weights", f"is outside s3://{BUCKET}/artifacts/, the only prefix"),
+    ],
+)
+def test_a_weights_file_the_nodes_cannot_use_is_refused(aws, stack, two_images_in_s3, monkeypatch, key, body, fragment):
+    if body is not None:
+        aws.client("s3").put_object(Bucket=BUCKET, Key=key, Body=body)
+    weights = f"s3://{BUCKET}/{key}"
+
+    refusal = run_until_cluster(aws, monkeypatch, stack, {**PARAMS, "weights": weights})
+
+    assert_refused(refusal, f"Weights file {weights} {fragment}")
+
+
+def test_a_weights_file_in_another_bucket_is_refused(aws, stack, two_images_in_s3, monkeypatch):
+    refusal = run_until_cluster(aws, monkeypatch, {**stack, "weights": "s3://elsewhere/artifacts/w.h5"})
+
+    assert_refused(refusal, "Weights file s3://elsewhere/artifacts/w.h5 is outside s3://fruits-demo/artifacts/")
+
+
+@pytest.mark.parametrize("variance", [0, -0.5, 1.5, "0.9", True])
+def test_a_variance_outside_zero_to_one_is_refused(aws, stack, two_images_in_s3, monkeypatch, variance):
+    refusal = run_until_cluster(aws, monkeypatch, stack, {**PARAMS, "variance": variance})
+
+    assert_refused(refusal, f"Run parameter 'variance' is {variance!r}, outside (0, 1]")
+
+
+def test_a_bucket_that_does_not_exist_is_refused(aws, stack, monkeypatch):
+    variable = {**stack, "bucket": "no-such-fruits-bucket"}
+
+    refusal = run_until_cluster(aws, monkeypatch, variable, connection=admin_connection(aws.endpoint_url))
+
+    assert_refused(refusal, "key 'bucket' names s3://no-such-fruits-bucket, which does not exist", "output Bucket")
+
+
+def test_a_bucket_outside_the_eu_is_refused(aws, stack, monkeypatch):
+    ohio = boto3.client("s3", endpoint_url=aws.endpoint_url, region_name="us-east-2", **ADMIN.keys)
+    ohio.create_bucket(Bucket="fruits-in-ohio", CreateBucketConfiguration={"LocationConstraint": "us-east-2"})
+
+    refusal = run_until_cluster(
+        aws, monkeypatch, {**stack, "bucket": "fruits-in-ohio"}, connection=admin_connection(aws.endpoint_url)
+    )
+
+    assert_refused(refusal, "is 'us-east-2', which is outside the EU")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "problem"),
+    [
+        ("core_count", "2", "must be an integer"),
+        ("max_removal_share", "0.5", "must be a number in (0, 1]"),
+        ("images_dir", ["/data"], "must be a non-empty string"),
+        ("weights", 1, "must be a non-empty string"),
+    ],
+)
+def test_a_variable_key_of_the_wrong_type_is_refused(aws, stack, monkeypatch, key, value, problem):
+    refusal = run_until_cluster(aws, monkeypatch, {**stack, key: value})
+
+    assert_refused(refusal, f"key '{key}' {problem}")
