@@ -117,7 +117,9 @@ def fruits_pipeline() -> None:
     find_reusable_run = tasks.find_reusable_run.override(execution_timeout=timedelta(minutes=10), **RETRY_WITH_BACKOFF)(
         check_config, upload_new_images
     )
-    plan_run = tasks.plan_run.override(execution_timeout=timedelta(minutes=5))(check_config, stage_artifacts)
+    plan_run = tasks.plan_run.override(execution_timeout=timedelta(minutes=5))(
+        check_config, stage_artifacts, find_reusable_run, upload_new_images
+    )
     create_cluster_or_reuse = tasks.create_cluster_or_reuse.override(execution_timeout=timedelta(minutes=5))(
         find_reusable_run
     )
@@ -165,7 +167,7 @@ def fruits_pipeline() -> None:
     )
     check_output = tasks.check_output.override(
         outlets=assets.OUTLETS, execution_timeout=timedelta(minutes=15), **RETRY_WITH_BACKOFF
-    )(check_config, plan_run["paths"], upload_new_images, find_reusable_run)
+    )(check_config, plan_run["paths"], upload_new_images, find_reusable_run, plan_run["cluster_size"])
     terminate_cluster = EmrTerminateJobFlowOperator(
         task_id="terminate_cluster",
         job_flow_id=create_cluster.output,

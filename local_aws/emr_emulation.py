@@ -5,14 +5,18 @@ RUNNING forever, and ``Cluster.terminate`` jumps straight to TERMINATED. Here su
 models hand those moments to a :class:`StepRunnerHooks` (the step runner) instead:
 
 - :class:`EmulatedEmrBackend` (``ElasticMapReduceBackend``) builds :class:`EmulatedCluster` objects in
-  ``run_job_flow``, tells the runner about new clusters and steps, and refuses steps on a terminated
-  cluster as EMR does.
+  ``run_job_flow``, tells the runner about new steps, and refuses steps on a terminated cluster as EMR
+  does.
 - :class:`EmulatedCluster` (``Cluster``) queues steps as PENDING, stays STARTING until the runner takes
   it (the runner runs the bootstrap actions), names its primary node's instance, and turns
-  ``terminate`` into a request the runner carries out.
+  ``terminate`` into a request the runner carries out. Its instance groups, and so its instances (moto
+  shows an instance with its group's state and timeline), follow it as on EMR: PROVISIONING, then
+  BOOTSTRAPPING, RUNNING once it is ready (their ``ReadyDateTime``), TERMINATED with the cluster (their
+  ``EndDateTime``), where moto shows them RUNNING from the start and forever.
 - :class:`EmulatedStep` (``Step``) adds ``FailureDetails`` to the status that DescribeStep and
   ListSteps return, which moto's serializer reads from the model.
-- :class:`EmulatedEmrResponse` (``ElasticMapReduceResponse``) names the cluster a request is about, so
+- :class:`EmulatedEmrResponse` (``ElasticMapReduceResponse``) hands a new cluster to the runner once
+  RunJobFlow has created its instance groups, and names the cluster a request is about, so
   that moto's IAM evaluator compares a policy's ``cluster/*`` resources with the cluster's ARN rather
   than with "*", and authorizes what RunJobFlow implies (:func:`run_job_flow_implies`).
 
@@ -32,6 +36,7 @@ from typing import Any, ClassVar, Protocol
 
 from moto.core.base_backend import BackendDict
 from moto.core.exceptions import AccessDeniedError, JsonRESTError
+from moto.core.responses import ActionResult
 from moto.core.utils import utcnow
 from moto.emr import models as emr_models
 from moto.emr import urls as emr_urls
@@ -44,6 +49,16 @@ from local_aws.iam_enforcement import ImpliedAction, authorize, enforcing
 TERMINATED_STATES = frozenset({"TERMINATED", "TERMINATED_WITH_ERRORS"})
 CLUSTER_DOWN_STATES = TERMINATED_STATES | {"TERMINATING"}
 TERMINAL_STEP_STATES = frozenset({"COMPLETED", "CANCELLED", "FAILED", "INTERRUPTED"})
+# The state of a cluster's instance groups and instances in each state of the cluster.
+NODE_STATES = {
+    "STARTING": "PROVISIONING",
+    "BOOTSTRAPPING": "BOOTSTRAPPING",
+    "WAITING": "RUNNING",
+    "RUNNING": "RUNNING",
+    "TERMINATING": "RUNNING",
+    "TERMINATED": "TERMINATED",
+    "TERMINATED_WITH_ERRORS": "TERMINATED",
+}
 
 
 def _as_sent(value: Any) -> Any:
@@ -148,6 +163,12 @@ class EmulatedCluster(emr_models.Cluster):
             self.ready_datetime = utcnow()
         if state in TERMINATED_STATES and self.end_datetime is None:
             self.end_datetime = utcnow()
+        for group in self.instance_groups:
+            group.state = NODE_STATES[state]
+            if group.state == "RUNNING" and group.ready_date_time is None:
+                group.ready_date_time = self.ready_datetime
+            if state in TERMINATED_STATES and group.end_date_time is None:
+                group.end_date_time = self.end_datetime
 
     @property
     def status(self) -> dict[str, Any]:
@@ -195,6 +216,13 @@ def _instance_profile_role_arn(profile: str, account_id: str) -> str:
 
 class EmulatedEmrResponse(ElasticMapReduceResponse):
     """Moto's EMR API, with requests authorized against the cluster they name and what RunJobFlow implies."""
+
+    def run_job_flow(self) -> ActionResult:
+        """Moto's RunJobFlow; the runner takes the cluster once its instance groups exist, as EMR's do."""
+        result = super().run_job_flow()
+        cluster = self.backend.describe_cluster(result.result["JobFlowId"])
+        EmulatedEmrBackend.runner_hooks().cluster_created(cluster)
+        return result
 
     def _cluster_ids(self) -> list[str]:
         ids = self._get_param("JobFlowIds") or [
@@ -254,9 +282,20 @@ class EmulatedEmrBackend(emr_models.ElasticMapReduceBackend):
             kwargs["instance_attrs"]["emr_managed_slave_security_group"],
             kwargs["instance_attrs"]["service_access_security_group"],
         ) = self._manage_security_groups(**kwargs["instance_attrs"])
-        cluster = EmulatedCluster(self, **kwargs)
-        self.runner_hooks().cluster_created(cluster)
-        return cluster
+        return EmulatedCluster(self, **kwargs)
+
+    def add_instance_groups(
+        self, cluster_id: str, instance_groups: list[dict[str, Any]]
+    ) -> list[emr_models.InstanceGroup]:
+        """Moto's groups, provisioning until their cluster is ready (moto makes them RUNNING and ready at once)."""
+        groups = super().add_instance_groups(cluster_id, instance_groups)
+        cluster = self.clusters[cluster_id]
+        # Moto's Cluster adds the groups of MasterInstanceType and SlaveInstanceType before it has a state.
+        state, ready = getattr(cluster, "state", None), getattr(cluster, "ready_datetime", None)
+        for group in groups:
+            group.state = NODE_STATES.get(state or "STARTING", "PROVISIONING")
+            group.ready_date_time = ready
+        return groups
 
     def add_job_flow_steps(self, job_flow_id: str, steps: list[dict[str, Any]]) -> list[emr_models.Step]:
         cluster = self.describe_cluster(job_flow_id)

@@ -136,6 +136,8 @@ class Summary:
     VARIANCE_KEPT: Final = "variance_kept"
     SEPARABILITY_ACCURACY: Final = "separability_accuracy"
     OUTPUTS: Final = "outputs"  # {name: s3 URI}
+    COST: Final = "cost"  # the run's bill: {usd, node_hours, nodes: {type: n}, markets, lines, ...}; $0 when reused
+    CLUSTER_SIZE: Final = "cluster_size"  # {core_count, images_to_featurize, reason}; null when reused
 
 
 # --- the jobs' command lines --------------------------------------------------------------------

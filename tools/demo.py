@@ -144,7 +144,21 @@ def summary(run: DemoRun, weights: str, seconds: float) -> str:
             f"  plots:   {output_dir}/report/cumulative_variance.png",
             f"           {output_dir}/report/pca_scatter.png",
             f"  clusters: {clusters}",
+            f"  cost: {cost_line(done)}",
         ]
+    )
+
+
+def cost_line(done: dict[str, Any]) -> str:
+    """The run's bill from its summary: USD, node-hours, the nodes by type and market, and the cluster's size."""
+    bill = done.get(Summary.COST) or {}
+    if not bill.get("lines"):
+        return "$0, no cluster"
+    nodes = ", ".join(f"{line['nodes']} {line['instance_type']} {line['market'].lower()}" for line in bill["lines"])
+    size = (done.get(Summary.CLUSTER_SIZE) or {}).get("reason")
+    return (
+        f"${bill['usd']:.4f} for {bill['node_hours']:.4f} node-hours ({nodes}) at the prices of "
+        f"{bill['prices_read_on']}" + (f"; size: {size}" if size else "")
     )
 
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from botocore.client import BaseClient
@@ -79,7 +81,53 @@ def _tag(key: str, value: str) -> dict[str, str]:
     return {"Key": key, "Value": _TAG_UNSAFE.sub("_", value)[:256]}
 
 
-def _instance_groups(config: PipelineConfig) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class ClusterSize:
+    """How many core nodes a run's cluster has, for how many images to featurize, and why.
+
+    :param core_count: core nodes; 0 is EMR's primary-only cluster, whose YARN hosts the executors.
+    :param images_to_featurize: the plan's estimate (``images_to_featurize``).
+    :param reason: one sentence for the task log and the run's summary.
+    """
+
+    core_count: int
+    images_to_featurize: int
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def images_to_featurize(n_images: int, n_covered: int, n_uploaded: int) -> int:
+    """An estimate, before any cluster, of the images a run featurizes: those in S3 that the network's last
+    checked run did not cover, and at least those this run uploaded (new or changed)."""
+    return max(n_images - n_covered, n_uploaded, 0)
+
+
+def size_cluster(config: PipelineConfig, n_to_featurize: int) -> ClusterSize:
+    """The primary node alone up to ``single_node_max_images``, else a core node per ``images_per_core_node``
+    images, at most ``core_count``: the cluster's start, bootstrap and end, which every node pays, are
+    most of a run's bill, so a node earns its keep only on a large batch."""
+    single = config.single_node_max_images
+    if n_to_featurize <= single:
+        return ClusterSize(
+            0,
+            n_to_featurize,
+            f"{n_to_featurize} image(s) to featurize, at most single_node_max_images = {single}: "
+            "the primary node alone (its YARN hosts the executors)",
+        )
+    wanted = math.ceil(n_to_featurize / config.images_per_core_node)
+    core_count = min(wanted, config.core_count)
+    capped = f", capped at core_count = {config.core_count}" if wanted > core_count else ""
+    return ClusterSize(
+        core_count,
+        n_to_featurize,
+        f"{n_to_featurize} images to featurize, over single_node_max_images = {single}: {core_count} core "
+        f"node(s), one per images_per_core_node = {config.images_per_core_node}{capped}",
+    )
+
+
+def _instance_groups(config: PipelineConfig, core_count: int) -> list[dict[str, Any]]:
     groups = [
         {
             "Name": "primary",
@@ -88,15 +136,19 @@ def _instance_groups(config: PipelineConfig) -> list[dict[str, Any]]:
             "InstanceType": config.primary_instance_type,
             "InstanceCount": 1,
         },
-        {
-            "Name": "core",
-            "Market": "ON_DEMAND",
-            "InstanceRole": "CORE",
-            "InstanceType": config.core_instance_type,
-            "InstanceCount": config.core_count,
-        },
     ]
-    if config.spot_task_count:
+    if core_count:
+        groups.append(
+            {
+                "Name": "core",
+                "Market": config.core_market,
+                "InstanceRole": "CORE",
+                "InstanceType": config.core_instance_type,
+                "InstanceCount": core_count,
+            }
+        )
+    # A run the plan put on one node takes no task nodes either.
+    if config.spot_task_count and core_count:
         groups.append(
             {
                 "Name": "spot task",
@@ -117,17 +169,20 @@ def job_flow_overrides(
     dag_id: str,
     run_id: str,
     model_cached: bool = False,
+    size: ClusterSize | None = None,
 ) -> dict[str, Any]:
     """The RunJobFlow request of a run's cluster, as ``EmrCreateJobFlowOperator`` sends it.
 
     :param model_cached: whether the model cache holds the run's compiled model: then the primary node gets
         the core nodes' packages, without TensorFlow (fruits_airflow.model_check).
+    :param size: the plan's size (``size_cluster``); by default, ``core_count`` core nodes.
     """
     primary_requirements = (
         artifacts.bootstrap_requirements_uri if model_cached else artifacts.bootstrap_primary_requirements_uri
     )
+    core_count = config.core_count if size is None else size.core_count
     instances: dict[str, Any] = {
-        "InstanceGroups": _instance_groups(config),
+        "InstanceGroups": _instance_groups(config, core_count),
         "Ec2SubnetId": config.subnet_id,
         "EmrManagedMasterSecurityGroup": config.emr_managed_master_security_group,
         "EmrManagedSlaveSecurityGroup": config.emr_managed_slave_security_group,

@@ -34,6 +34,12 @@ DEFAULT_RELEASE_LABEL = "emr-7.13.0"
 DEFAULT_INSTANCE_TYPE = "m5.xlarge"
 DEFAULT_CORE_COUNT = 2
 DEFAULT_SPOT_TASK_COUNT = 0
+# A run with at most this many images to featurize runs on the primary node alone (EMR's primary-only
+# cluster, whose YARN hosts the executors): a third of the default cluster's node-hours, for about a
+# minute more of featurization at 20,000 images. Beyond it, a core node per IMAGES_PER_CORE_NODE, up to
+# core_count.
+DEFAULT_SINGLE_NODE_MAX_IMAGES = 20_000
+DEFAULT_IMAGES_PER_CORE_NODE = 45_000
 # The project's CloudFormation stack (this template, in the repository) creates exactly these names;
 # the DAG creates none of them.
 STACK_TEMPLATE = "cloudformation/fruits-pipeline.yaml"
@@ -44,12 +50,17 @@ DEFAULT_IDLE_TIMEOUT = 3600
 # The upload refuses to remove more than this share of the images in S3 at once: a landing folder
 # suddenly empty or half-mounted must not empty the bucket.
 DEFAULT_MAX_REMOVAL_SHARE = 0.5
+# What the price table (fruits_airflow/prices.json) gives per instance type and region, USD per node-hour,
+# and what the Variable's ``prices`` may override.
+PRICE_FIELDS = ("ec2", "emr", "ec2_spot", "ebs")
 
 # The trigger form's defaults are the jobs' own (fruits_contract). A run that names no weights (every
 # scheduled run) takes the Variable's ``weights``, whose default is DEFAULT_WEIGHTS.
 WEIGHTS_PATTERN = rf"{IMAGENET_WEIGHTS}|{RANDOM_WEIGHTS}|s3://\S+"
 
 _EU_REGION = re.compile(r"eu-[a-z]+-\d+")
+# Graviton (arm64) instance types: a family, its generation, then 'g' (m6g, c7gd, r8g, t4g, x2gd...).
+_GRAVITON = re.compile(r"[a-z]+\d+g[a-z]*\.[a-z0-9]+")
 _PATTERNS: dict[str, tuple[re.Pattern[str], str]] = {
     "bucket": (
         re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"),
@@ -68,6 +79,7 @@ _PATTERNS: dict[str, tuple[re.Pattern[str], str]] = {
     "emr_managed_slave_security_group": (re.compile(r"sg-[0-9a-f]+"), "a security group id such as 'sg-0123abcd'"),
     "service_access_security_group": (re.compile(r"sg-[0-9a-f]+"), "a security group id such as 'sg-0123abcd'"),
     "weights": (re.compile(WEIGHTS_PATTERN), "'imagenet', 'none' or an s3:// weights file"),
+    "core_market": (re.compile(r"ON_DEMAND|SPOT"), "'ON_DEMAND' or 'SPOT'"),
 }
 # What each required key is, for the error when it is missing.
 _REQUIRED = {
@@ -86,6 +98,8 @@ _REQUIRED = {
 _RANGES: dict[str, tuple[int, int]] = {
     "core_count": (1, 100),
     "spot_task_count": (0, 100),
+    "single_node_max_images": (0, 10_000_000),
+    "images_per_core_node": (1, 10_000_000),
     # The limits EMR accepts for AutoTerminationPolicy.IdleTimeout.
     "idle_timeout": (60, 604_800),
 }
@@ -115,7 +129,13 @@ class PipelineConfig:
     :param release_label: the EMR release (7.x: Spark 3.5, Amazon Linux 2023 with Python 3.11).
     :param primary_instance_type: EC2 type of the primary node.
     :param core_instance_type: EC2 type of the on-demand core nodes.
-    :param core_count: number of core nodes.
+    :param core_count: the most core nodes a run's cluster has; the plan adds one per
+        ``images_per_core_node`` images to featurize (``cluster.size_cluster``).
+    :param core_market: ``ON_DEMAND`` or ``SPOT``, the core nodes' market; the primary is always on demand.
+        A spot core group has no on-demand fallback: when spot is short, the cluster waits for it.
+    :param single_node_max_images: a run featurizing at most this many images runs on the primary node
+        alone; 0 always adds core nodes.
+    :param images_per_core_node: images to featurize per core node, beyond ``single_node_max_images``.
     :param spot_task_instance_type: EC2 type of the optional spot task nodes.
     :param spot_task_count: number of spot task nodes; 0 for none.
     :param service_role: the EMR service role.
@@ -130,6 +150,8 @@ class PipelineConfig:
     :param max_removal_share: the largest share of the images in S3 that one upload may remove (those
         gone from the landing folder); above it the upload fails and removes nothing. 1 allows emptying
         the bucket's ``images/``.
+    :param prices: overrides of ``prices.json``, region -> instance type -> ``ec2``, ``emr``,
+        ``ec2_spot``, ``ebs`` (USD per node-hour), for the run's bill (``fruits_airflow.cost``).
     """
 
     bucket: str
@@ -151,6 +173,10 @@ class PipelineConfig:
     idle_timeout: int = DEFAULT_IDLE_TIMEOUT
     weights: str = DEFAULT_WEIGHTS
     max_removal_share: float = DEFAULT_MAX_REMOVAL_SHARE
+    core_market: str = "ON_DEMAND"
+    single_node_max_images: int = DEFAULT_SINGLE_NODE_MAX_IMAGES
+    images_per_core_node: int = DEFAULT_IMAGES_PER_CORE_NODE
+    prices: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The Variable-shaped form, passed between tasks by XCom; ``parse_config`` reads it back."""
@@ -160,11 +186,29 @@ class PipelineConfig:
 _FIELDS = {field.name: field for field in dataclasses.fields(PipelineConfig)}
 
 
+def _check_prices(raw: Any) -> dict[str, dict[str, dict[str, float]]]:
+    """The Variable's ``prices``: region -> instance type -> some of PRICE_FIELDS, each a number >= 0."""
+    if not isinstance(raw, Mapping):
+        raise _bad("prices", f"must be an object region -> instance type -> prices, got {raw!r}")
+    for region, types in raw.items():
+        if not isinstance(types, Mapping):
+            raise _bad("prices", f"[{region!r}] must be an object instance type -> prices, got {types!r}")
+        for kind, fields in types.items():
+            if not isinstance(fields, Mapping) or not set(fields) <= set(PRICE_FIELDS):
+                raise _bad("prices", f"[{region!r}][{kind!r}] must be an object of {', '.join(PRICE_FIELDS)}")
+            for name, value in fields.items():
+                if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                    raise _bad("prices", f"[{region!r}][{kind!r}][{name!r}] must be USD per hour >= 0, got {value!r}")
+    return {region: {kind: dict(fields) for kind, fields in types.items()} for region, types in raw.items()}
+
+
 def _bad(key: str, problem: str) -> ConfigError:
     return ConfigError(f"Airflow Variable '{VARIABLE_KEY}': key '{key}' {problem}.")
 
 
 def _check_value(key: str, value: Any) -> Any:
+    if key == "prices":
+        return _check_prices(value)
     if key in _SHARES:
         low, high = _SHARES[key]
         if isinstance(value, bool) or not isinstance(value, int | float) or not low < value <= high:
@@ -212,7 +256,30 @@ def parse_config(raw: Mapping[str, Any]) -> PipelineConfig:
         raise _bad(missing[0], f"is required: {_REQUIRED[missing[0]]}")
     values = {key: _check_value(key, value) for key, value in raw.items() if value is not None}
     require_eu_region(values.get("region", DEFAULT_REGION))
+    require_x86_primary(values.get("primary_instance_type", DEFAULT_INSTANCE_TYPE))
     return PipelineConfig(**values)
+
+
+def is_graviton(instance_type: str) -> bool:
+    """Whether an EC2 type is a Graviton (arm64) one, by its family's name."""
+    return _GRAVITON.fullmatch(instance_type) is not None
+
+
+def require_x86_primary(instance_type: str) -> str:
+    """Refuse a Graviton primary: it installs tensorflow-cpu, which has no aarch64 wheel.
+
+    Core and task nodes may be Graviton: every wheel their requirements pin (bootstrap/requirements.txt)
+    exists for manylinux aarch64 and Python 3.11 (checked with uv, README). The primary compiles the model
+    with TensorFlow when the model cache misses it, and in a one-node cluster hosts the executors too.
+    """
+    if is_graviton(instance_type):
+        raise _bad(
+            "primary_instance_type",
+            f"is {instance_type!r}, a Graviton (arm64) type, but the primary installs tensorflow-cpu "
+            "(bootstrap/requirements-primary.txt), which has no aarch64 wheel: keep an x86_64 primary such as "
+            f"'{DEFAULT_INSTANCE_TYPE}' (core and task nodes may be Graviton)",
+        )
+    return instance_type
 
 
 def load_config() -> PipelineConfig:

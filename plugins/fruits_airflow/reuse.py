@@ -33,6 +33,8 @@ class ReuseDecision:
     :param reason: one sentence for the log.
     :param reused_run_id: the run whose outputs hold, or None when a cluster is needed.
     :param reused_run_key: that run's key (its ``runs/<run key>/`` prefix).
+    :param n_covered: how many images the network's last checked run covered (in its PCA or rejected),
+        0 without one; the plan sizes the cluster from what is left to featurize.
     """
 
     images_digest: str
@@ -40,6 +42,7 @@ class ReuseDecision:
     reason: str
     reused_run_id: str | None = None
     reused_run_key: str | None = None
+    n_covered: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,12 +76,14 @@ def find_reusable_run(
     """Compare the images in S3 and the run's choices with the last checked run of the same network."""
     digest, n_images = images_in_s3(s3_client, paths.bucket)
 
+    latest = None if reprocess_all else read_json(s3_client, paths.bucket, paths.latest_key)
+    n_covered = (latest.get(Summary.N_IMAGES) or 0) + (latest.get(Summary.REJECTED) or 0) if latest else 0
+
     def needs_cluster(reason: str) -> ReuseDecision:
-        return ReuseDecision(digest, n_images, f"A cluster is needed: {reason}.")
+        return ReuseDecision(digest, n_images, f"A cluster is needed: {reason}.", n_covered=n_covered)
 
     if reprocess_all:
         return needs_cluster("reprocess_all asks to featurize every image again")
-    latest = read_json(s3_client, paths.bucket, paths.latest_key)
     if latest is None:
         return needs_cluster(f"no checked run with weights '{weights}' yet ({paths.uri(paths.latest_key)})")
     last_run = latest.get(Summary.RUN_ID)
@@ -95,4 +100,5 @@ def find_reusable_run(
         f"'{weights}'): reusing its outputs, no cluster.",
         reused_run_id=last_run,
         reused_run_key=latest[Summary.RUN_KEY],
+        n_covered=n_covered,
     )

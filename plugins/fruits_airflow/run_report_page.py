@@ -72,6 +72,57 @@ def counts_section(summary: dict[str, Any]) -> str:
     return html
 
 
+def _usd(value: Any) -> str:
+    return escape(f"${value:,.4f}") if isinstance(value, int | float) else _text(value)
+
+
+def cost_section(summary: dict[str, Any]) -> str:
+    """The run's bill (``fruits_airflow.cost``): its nodes by type and market, their node-hours and USD."""
+    bill = summary.get(Summary.COST)
+    size = summary.get(Summary.CLUSTER_SIZE) or {}
+    html = "<h2>Cost (estimate)</h2>"
+    if not isinstance(bill, dict):
+        return html + "<p>Not recorded for this run.</p>"
+    if not bill.get("lines"):
+        return html + "<p>No cluster: <b>$0</b>.</p>"
+    rows = [
+        [
+            _cell(_text(line.get("instance_type"))),
+            _cell(_text(line.get("market"))),
+            _cell(_number(line.get("nodes")), numeric=True),
+            _cell(_number(line.get("node_hours")), numeric=True),
+            _cell(_usd(line.get("usd_per_node_hour")), numeric=True),
+            _cell(_usd(line.get("usd")), numeric=True),
+        ]
+        for line in bill["lines"]
+        if isinstance(line, dict)
+    ]
+    rows.append(
+        [
+            _cell("<b>total</b>"),
+            _cell(""),
+            _cell(""),
+            _cell(_number(bill.get("node_hours")), True),
+            _cell(""),
+            _cell(f"<b>{_usd(bill.get('usd'))}</b>", True),
+        ]
+    )
+    cluster = bill.get("cluster") or {}
+    notes = [
+        f"Cluster {_text(cluster.get('id'))}: created {_text(cluster.get('created'))}, ready "
+        f"{_text(cluster.get('ready'))}, ended {_text(cluster.get('ended'))}.",
+        f"Node-hours from EMR's timeline of each instance (one minute at least), at the prices of "
+        f"{_text(bill.get('prices_read_on'))} in {_text(bill.get('region'))}: EC2 (spot: an estimate), EMR, the "
+        "default EBS volumes and a public IPv4 address. AWS's bill (Cost Explorer) is the final word.",
+    ]
+    if size.get("reason"):
+        notes.insert(0, f"Size: {_text(size['reason'])}.")
+    if bill.get("final") is False:
+        notes.append("<b>Not final</b>: the cluster had not ended when the run was checked.")
+    table = _table(["instance type", "market", "nodes", "node-hours", "USD per node-hour", "USD"], rows)
+    return html + table + "".join(f"<p>{note}</p>" for note in notes)
+
+
 def pca_section(summary: dict[str, Any], variance: dict[str, Any] | None) -> str:
     variance = variance or {}
     k = summary.get(Summary.K, variance.get("k"))
@@ -186,7 +237,7 @@ def render_page(report: RunReport, dag_id: str, run_id: str) -> str:
     """The whole page for one run of the pipeline."""
     summary = report.summary or {}
     if report.failure:
-        body = failure_section(report.failure) + locations_section(report)
+        body = failure_section(report.failure) + cost_section(report.failure) + locations_section(report)
     elif report.is_empty:
         body = (
             f"<p>Nothing under <code>{_text(report.run_uri)}</code> yet: the run's summary appears once its output "
@@ -195,6 +246,7 @@ def render_page(report: RunReport, dag_id: str, run_id: str) -> str:
     else:
         body = (
             counts_section(summary)
+            + cost_section(summary)
             + pca_section(summary, report.variance)
             + separability_section(report.separability, summary.get(Summary.WEIGHTS))
             + plots_section(report.plots)

@@ -68,6 +68,8 @@ def build_summary(
     variance: float | None = None,
     outputs: RunPaths | None = None,
     reused_run_id: str | None = None,
+    cost: dict[str, Any] | None = None,
+    cluster_size: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The summary of a run whose output passed the check, from its manifest, its report and its rejects.
 
@@ -76,6 +78,8 @@ def build_summary(
     :param variance: the variance the run asked for; by default, the threshold the report names.
     :param outputs: where the checked PCA, report and manifest are: the reused run's, or (default) ``paths``.
     :param reused_run_id: the run whose outputs this one reused, when it created no cluster.
+    :param cost: the run's bill (``fruits_airflow.cost``); $0 and no nodes when it reused outputs.
+    :param cluster_size: the size the plan chose for the run's cluster, and why (``cluster.ClusterSize``).
     """
     outputs = outputs or paths
     reused = reused_run_id is not None
@@ -106,6 +110,8 @@ def build_summary(
         Summary.SEPARABILITY_ACCURACY: separability.get(Separability.ACCURACY),
         Summary.IMAGES_DIGEST: manifest.get(ManifestKeys.IMAGES_DIGEST),
         Summary.CHECKED_AT: datetime.now(UTC).isoformat(timespec="seconds"),
+        Summary.COST: cost,
+        Summary.CLUSTER_SIZE: cluster_size,
         Summary.OUTPUTS: {
             "pca": outputs.pca_uri,
             "report": outputs.report_uri,

@@ -27,6 +27,7 @@ from fruits_airflow import (
     artifacts,
     assets,
     cluster,
+    cost,
     model_check,
     network,
     output_check,
@@ -43,6 +44,12 @@ from fruits_airflow.config import AWS_CONN_ID, ConfigError, PipelineConfig, load
 from fruits_airflow.paths import RunPaths
 
 log = logging.getLogger(__name__)
+
+# The DAG's task that creates the run's cluster; check_output pulls the cluster's id from it, for the bill.
+CREATE_CLUSTER_TASK_ID = "create_cluster"
+# report_failure has waited for the logs already (after terminate_cluster): it bills the cluster as it is then,
+# until now if it has not ended yet (the bill says it is not final).
+FAILURE_BILL_WAIT_SECONDS = 0
 
 
 def s3_client(region: str) -> BaseClient:
@@ -177,18 +184,39 @@ def run_paths(settings: PipelineConfig, run_id: str, params: dict[str, Any]) -> 
     return RunPaths.for_run(settings.bucket, run_id, reprocess_all=params["reprocess_all"], weights=weights)
 
 
+def plan_size(settings: PipelineConfig, found: dict[str, Any] | None, uploaded: Any) -> cluster.ClusterSize:
+    """The cluster's size for what ``find_reusable_run`` and ``upload_new_images`` saw; its prices must be known.
+
+    :raises ConfigError: when the price table has no price for a node type of the cluster in its region.
+    """
+    found = found or {}
+    n_uploaded = uploaded.get("uploaded", 0) if isinstance(uploaded, dict) else 0
+    to_featurize = cluster.images_to_featurize(found.get("n_images", 0), found.get("n_covered", 0), n_uploaded)
+    size = cluster.size_cluster(settings, to_featurize)
+    prices = cost.load_prices(settings.prices)
+    node_types = [settings.primary_instance_type] + ([settings.core_instance_type] if size.core_count else [])
+    for node_type in node_types:
+        prices.node_price(settings.region, node_type)
+    return size
+
+
 @task(multiple_outputs=True)
 def plan_run(
     config: dict[str, Any],
     staged: dict[str, Any],
+    found: dict[str, Any] | None = None,
+    uploaded: Any = None,
     run_id: str | None = None,
     dag: Any = None,
     params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Everything the later tasks need, computed once: the cluster request, the steps and the run's paths.
+    """Everything the later tasks need, computed once: the cluster's size and request, the steps, the run's paths.
 
     Whether the model cache holds the run's model decides the primary node's packages; a model the nodes
     cannot compile (ImageNet's weights file not in the bucket) fails the run here, before any cluster.
+
+    :param found: what ``find_reusable_run`` saw (the images in S3, those its network's last run covered).
+    :param uploaded: what ``upload_new_images`` returned.
     """
     settings = parse_config(config)
     staged_artifacts = artifacts.StagedArtifacts(**staged)
@@ -197,13 +225,24 @@ def plan_run(
     log.info("Run %s writes under %s", run_id, paths.uri(paths.run_prefix))
     try:
         model = model_check.plan_model(s3_client(settings.region), paths.model_cache_uri, weights)
+        size = plan_size(settings, found, uploaded)
     except model_check.ModelInputMissingError as error:
         raise AirflowFailException(str(error)) from None
+    except ConfigError as error:
+        raise AirflowFailException(str(error)) from error
+    log.info("Cluster size: %s", size.reason)
     return {
         "region": settings.region,
         "bucket": settings.bucket,
+        "cluster_size": size.to_dict(),
         "job_flow_overrides": cluster.job_flow_overrides(
-            settings, paths, staged_artifacts, dag_id=dag.dag_id, run_id=run_id, model_cached=model.cached
+            settings,
+            paths,
+            staged_artifacts,
+            dag_id=dag.dag_id,
+            run_id=run_id,
+            model_cached=model.cached,
+            size=size,
         ),
         "steps": steps.spark_steps(
             paths,
@@ -224,10 +263,12 @@ def check_output(
     paths: dict[str, Any],
     uploaded: Any,
     found: dict[str, Any],
+    cluster_size: dict[str, Any] | None = None,
     run_id: str | None = None,
     dag: Any = None,
     params: dict[str, Any] | None = None,
     outlet_events: Any = None,
+    ti: Any = None,
 ) -> dict[str, Any]:
     """Fail clearly unless the PCA (this run's, or the reused run's) has one row of k values per image with features.
 
@@ -240,9 +281,16 @@ def check_output(
     :param paths: the run's paths as ``plan_run`` published them.
     :param uploaded: what ``upload_new_images`` returned, for the summary's counts.
     :param found: what ``find_reusable_run`` decided (``reuse.ReuseDecision.to_dict``).
+    :param cluster_size: the size ``plan_run`` chose, and why.
+    :param ti: the task instance, to pull the run's cluster id from ``create_cluster`` (None when it was
+        skipped: the run reused outputs). The summary's ``cost`` is that cluster's bill, once
+        ``terminate_cluster`` has ended it (``cost.cluster_bill``). The id is pulled rather than passed:
+        a task taking ``create_cluster.output`` would follow that setup task directly, which Airflow
+        allows only with the trigger rule all_success.
     """
     settings = parse_config(config)
     run = RunPaths(**paths)
+    job_flow_id = ti.xcom_pull(task_ids=CREATE_CLUSTER_TASK_ID) if ti is not None else None
     reused_key = found["reused_run_key"]
     outputs = dataclasses.replace(run, run_key=reused_key) if reused_key else run
     client = s3_client(settings.region)
@@ -263,11 +311,25 @@ def check_output(
         variance=float(params["variance"]),
         outputs=outputs,
         reused_run_id=found["reused_run_id"],
+        cost=run_cost(settings, job_flow_id),
+        cluster_size=cluster_size if job_flow_id else None,
     )
     run_summary.write_summary(client, run, summary)
     if outlet_events is not None:
         assets.add_events(outlet_events, outputs, summary)
     return run_summary.event_extra(summary)
+
+
+def run_cost(
+    settings: PipelineConfig, job_flow_id: str | None, *, wait_seconds: int = cost.TERMINATION_WAIT_SECONDS
+) -> dict[str, Any]:
+    """The run's bill: its cluster's (``cost.cluster_bill``), or nothing for a run that created none."""
+    prices = cost.load_prices(settings.prices)
+    if not job_flow_id:
+        return cost.no_bill(prices, settings.region)
+    return cost.cluster_bill(
+        emr_client(settings.region), job_flow_id, prices, settings.region, wait_seconds=wait_seconds
+    )
 
 
 @task
@@ -300,6 +362,8 @@ def report_failure(
         "run_id": run_id,
         "reported_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **failure.to_dict(),
+        # A failed run is billed too; terminate_cluster has asked for the end already.
+        "cost": run_cost(settings, job_flow_id, wait_seconds=FAILURE_BILL_WAIT_SECONDS),
     }
     client.put_object(
         Bucket=settings.bucket,

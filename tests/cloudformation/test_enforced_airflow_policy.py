@@ -5,7 +5,9 @@ own task callables and operators, in the DAG's order, in this process, as the ro
 assumes, with one trivial command-runner step in place of the two Spark steps: it writes the PCA's
 ``_SUCCESS`` as the nodes' role. Spark would add a minute per run and no action of the Airflow policy.
 ``check_output`` and ``report_failure`` are left out: each action they need is needed earlier (calls.yaml),
-and the end-to-end demo runs them under enforcement. The teardown runs whatever happened, as in the DAG.
+and the end-to-end demo runs them under enforcement, but for the run's bill (``tasks.run_cost``, which
+``check_output`` calls), run here once the teardown has asked for the end. The teardown runs whatever
+happened, as in the DAG.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ import pytest
 from botocore.client import BaseClient
 
 from fruits_airflow import tasks
-from fruits_airflow.aws_errors import AIRFLOW_POLICY, AccessDenied
-from fruits_airflow.config import AWS_CONN_ID
+from fruits_airflow.aws_errors import AIRFLOW_POLICY, AccessDenied, access_denied_explained
+from fruits_airflow.config import AWS_CONN_ID, parse_config
 from fruits_airflow.operators import (
     EmrAddStepsOperator,
     EmrCreateJobFlowOperator,
@@ -181,6 +183,12 @@ def run_pipeline(landing: Path, run_id: str, s3: BaseClient) -> Run:
                 )
             except AccessDenied as denied:
                 denial = denial or denied
+    if cluster_id and denial is None:
+        try:
+            with access_denied_explained():
+                tasks.run_cost(parse_config(config), cluster_id)
+        except AccessDenied as denied:
+            denial = denied
     return Run(denial, cluster_id)
 
 

@@ -30,7 +30,7 @@ EXPECTED_UPSTREAM = {
     "stage_artifacts": {"check_config"},
     "check_security_configuration": {"check_config"},
     "find_reusable_run": {"check_config", "upload_new_images", "stage_artifacts", "check_security_configuration"},
-    "plan_run": {"check_config", "stage_artifacts", "find_reusable_run"},
+    "plan_run": {"check_config", "stage_artifacts", "find_reusable_run", "upload_new_images"},
     "create_cluster_or_reuse": {"find_reusable_run", "plan_run"},
     "reuse_outputs": {"find_reusable_run", "create_cluster_or_reuse"},
     "create_cluster": {"create_cluster_or_reuse", "plan_run"},
@@ -137,6 +137,14 @@ def run_state_decided_by(dag, states: dict[str, str]) -> tuple[set[str], bool]:
 
 def test_the_run_is_judged_by_its_output_check_and_its_teardown(dag):
     assert run_state_decided_by(dag, {})[0] == {"check_output", "terminate_cluster"}
+
+
+def test_the_output_check_bills_the_cluster_create_cluster_started(dag):
+    from fruits_airflow import tasks
+    from fruits_airflow.operators import EmrCreateJobFlowOperator
+
+    assert isinstance(dag.get_task(tasks.CREATE_CLUSTER_TASK_ID), EmrCreateJobFlowOperator)
+    assert tasks.CREATE_CLUSTER_TASK_ID in dag.get_task("check_output").get_flat_relative_ids(upstream=True)
 
 
 def test_the_branch_chooses_between_a_cluster_and_the_reused_outputs(dag):

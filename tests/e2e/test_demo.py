@@ -196,6 +196,18 @@ def test_the_demo_summary_says_what_was_uploaded_removed_featurized_and_reused(
     assert f"images: uploaded 0, removed 0, featurized 0, reused {n_images}, rejected 1" in unchanged
     assert f"nothing changed: reused the outputs of run {changed_demo.run_id}" in unchanged
     assert "clusters: none" in unchanged
+    assert "cost: $0, no cluster" in unchanged
+
+
+def test_the_demo_run_plans_one_node_and_shows_its_bill_from_the_cluster_s_timeline(first_demo: DemoRun) -> None:
+    assert first_demo.summary is not None
+    bill, size = first_demo.summary["cost"], first_demo.summary["cluster_size"]
+
+    assert size["core_count"] == 0
+    assert (bill["nodes"], bill["markets"], bill["final"]) == ({"m5.xlarge": 1}, {"ON_DEMAND": 1}, True)
+    assert 0 < bill["usd"] < 0.1
+    assert bill["cluster"]["id"] == next(iter(first_demo.clusters))
+    assert "node-hours (1 m5.xlarge on_demand) at the prices of " in summary(first_demo, "none", 60)
 
 
 def test_an_empty_landing_folder_is_refused_in_one_line_and_removes_nothing(

@@ -123,17 +123,25 @@ def node_role(aws: EmbeddedAws) -> str:
 
 @pytest.fixture
 def start_cluster(emr: BaseClient, bucket: str, node_role: str) -> Callable[..., Cluster]:
-    """Run a job flow logging to the test's bucket; its ``steps`` need distinct names; ``request`` adds to it."""
+    """Run a job flow logging to the test's bucket; its ``steps`` need distinct names; ``request`` adds to it.
 
-    def start(steps: list[dict[str, Any]], *, keep_alive: bool = True, **request: Any) -> Cluster:
+    The cluster is the primary node alone unless ``instance_groups`` says otherwise.
+    """
+
+    def start(
+        steps: list[dict[str, Any]],
+        *,
+        keep_alive: bool = True,
+        instance_groups: list[dict[str, Any]] | None = None,
+        **request: Any,
+    ) -> Cluster:
         response = emr.run_job_flow(
             Name="local-aws-test",
             ReleaseLabel="emr-7.5.0",
             LogUri=f"s3://{bucket}/logs/",
             Instances={
-                "InstanceGroups": [
-                    {"InstanceRole": "MASTER", "InstanceType": "m5.xlarge", "InstanceCount": 1},
-                ],
+                "InstanceGroups": instance_groups
+                or [{"InstanceRole": "MASTER", "InstanceType": "m5.xlarge", "InstanceCount": 1}],
                 "KeepJobFlowAliveWhenNoSteps": keep_alive,
             },
             Steps=steps,

@@ -5,7 +5,13 @@ import json
 import pytest
 from botocore.exceptions import ClientError, ParamValidationError
 
-from fruits_airflow.cluster import NODE_PYTHON, check_security_configuration, job_flow_overrides
+from fruits_airflow.cluster import (
+    NODE_PYTHON,
+    check_security_configuration,
+    images_to_featurize,
+    job_flow_overrides,
+    size_cluster,
+)
 from fruits_airflow.config import ConfigError, parse_config
 from fruits_airflow.paths import RunPaths
 
@@ -16,10 +22,11 @@ RUN_ID = "manual__2025-03-01T10:15:30+00:00"
 def request_for(staged_artifacts, variable):
     """Build a run's RunJobFlow request from Variable-shaped overrides."""
 
-    def build(**overrides):
+    def build(to_featurize=None, **overrides):
         config = parse_config({**variable, **overrides})
         paths = RunPaths.for_run(config.bucket, RUN_ID, reprocess_all=False, weights="imagenet")
-        return job_flow_overrides(config, paths, staged_artifacts, dag_id="fruits_pipeline", run_id=RUN_ID)
+        size = None if to_featurize is None else size_cluster(config, to_featurize)
+        return job_flow_overrides(config, paths, staged_artifacts, dag_id="fruits_pipeline", run_id=RUN_ID, size=size)
 
     return build
 
@@ -47,6 +54,50 @@ def test_spot_task_nodes_are_added_only_when_asked_for(request_for):
         "InstanceType": "r5.xlarge",
         "InstanceCount": 3,
     }
+
+
+@pytest.mark.parametrize("to_featurize", [0, 240, 2_000, 20_000])
+def test_a_small_increment_runs_on_the_primary_node_alone(request_for, to_featurize):
+    by_role = groups(request_for(to_featurize, spot_task_count=2))
+
+    assert list(by_role) == ["MASTER"]
+    assert by_role["MASTER"]["InstanceCount"] == 1
+
+
+@pytest.mark.parametrize(("to_featurize", "core_count"), [(20_001, 1), (45_000, 1), (45_001, 2), (90_000, 2)])
+def test_a_larger_batch_adds_a_core_node_per_images_per_core_node(request_for, to_featurize, core_count):
+    assert groups(request_for(to_featurize))["CORE"]["InstanceCount"] == core_count
+
+
+def test_core_nodes_can_be_spot_and_the_primary_stays_on_demand(request_for):
+    by_role = groups(request_for(90_000, core_market="SPOT"))
+
+    assert (by_role["MASTER"]["Market"], by_role["CORE"]["Market"]) == ("ON_DEMAND", "SPOT")
+
+
+def test_core_nodes_stop_at_core_count_and_the_plan_says_so(variable):
+    size = size_cluster(parse_config({**variable, "core_count": 3, "images_per_core_node": 1000}), 90_000)
+
+    assert size.core_count == 3
+    assert "capped at core_count = 3" in size.reason
+
+
+def test_the_thresholds_come_from_the_variable(variable):
+    config = parse_config({**variable, "single_node_max_images": 0, "images_per_core_node": 100})
+
+    assert size_cluster(config, 0).core_count == 0
+    assert size_cluster(config, 150).core_count == 2
+    assert "single_node_max_images = 0" in size_cluster(config, 150).reason
+
+
+@pytest.mark.parametrize(
+    ("n_images", "n_covered", "n_uploaded", "expected"),
+    [(22_688, 0, 0, 22_688), (24_688, 22_688, 2_000, 2_000), (22_688, 22_688, 10, 10), (100, 200, 0, 0)],
+)
+def test_the_images_to_featurize_are_those_the_last_run_missed_or_this_one_uploaded(
+    n_images, n_covered, n_uploaded, expected
+):
+    assert images_to_featurize(n_images, n_covered, n_uploaded) == expected
 
 
 def test_the_cluster_waits_for_airflow_to_end_it_with_an_idle_backstop(request_for):
@@ -151,6 +202,16 @@ def test_emr_accepts_the_request(request_for, provisioned_variable, emr, emr_hoo
     assert cluster["LogUri"] == "s3://fruits-test-bucket/logs/"
     assert cluster["ReleaseLabel"] == overrides["ReleaseLabel"]
     assert {tag["Key"]: tag["Value"] for tag in cluster["Tags"]}["airflow:run_id"] == RUN_ID
+
+
+def test_emr_accepts_a_primary_only_request(request_for, provisioned_variable, emr, emr_hook, assert_emr_enums):
+    overrides = request_for(240, **provisioned_variable)
+    assert_emr_enums("RunJobFlow", overrides)
+
+    cluster_id = emr_hook.create_job_flow(overrides)["JobFlowId"]
+
+    (group,) = emr.list_instance_groups(ClusterId=cluster_id)["InstanceGroups"]
+    assert (group["InstanceGroupType"], group["RequestedInstanceCount"]) == ("MASTER", 1)
 
 
 def test_an_invalid_field_in_the_request_fails(request_for, emr_hook):

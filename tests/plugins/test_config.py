@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from fruits_airflow.config import ConfigError, PipelineConfig, load_config, parse_config
+from fruits_airflow.config import ConfigError, PipelineConfig, is_graviton, load_config, parse_config
 
 
 def test_only_the_bucket_and_the_network_are_required_and_the_rest_defaults(network):
@@ -129,3 +129,26 @@ def test_a_variable_that_is_not_json_is_refused(monkeypatch):
 
     with pytest.raises(ConfigError, match="is not valid JSON"):
         load_config()
+
+
+@pytest.mark.parametrize("primary", ["m6g.xlarge", "m7gd.2xlarge", "c8g.xlarge", "t4g.large"])
+def test_a_graviton_primary_is_refused_in_one_line_naming_tensorflow(variable, primary):
+    with pytest.raises(ConfigError) as error:
+        parse_config({**variable, "primary_instance_type": primary})
+
+    (line,) = str(error.value).splitlines()
+    assert f"key 'primary_instance_type' is '{primary}', a Graviton (arm64) type" in line
+    assert "tensorflow-cpu" in line
+    assert "'m5.xlarge'" in line
+
+
+@pytest.mark.parametrize("core", ["m6g.xlarge", "r7g.2xlarge"])
+def test_graviton_core_and_task_nodes_are_accepted(variable, core):
+    config = parse_config({**variable, "core_instance_type": core, "spot_task_instance_type": core})
+
+    assert (config.core_instance_type, config.spot_task_instance_type) == (core, core)
+
+
+@pytest.mark.parametrize("x86", ["m5.xlarge", "g4dn.xlarge", "m6i.2xlarge", "c5n.xlarge", "m5a.xlarge"])
+def test_x86_types_are_not_taken_for_graviton(x86):
+    assert not is_graviton(x86)

@@ -117,9 +117,11 @@ def test_nothing_changed_reuses_the_last_runs_outputs_and_says_so(s3, bucket, va
     summary = check(variable, SECOND, found, events=events)
 
     assert found["reused_run_id"] == FIRST["run_id"]
+    assert found["n_covered"] == 2
     assert found["reason"].startswith(f"Nothing changed since run {FIRST['run_id']} (the same 2 image(s)")
     assert summary["cluster_created"] is False
     assert (summary["reused_run_id"], summary["featurized"], summary["reused"]) == (FIRST["run_id"], 0, 2)
+    assert (summary["cost"]["usd"], summary["cost"]["nodes"]) == (0, {})
     assert summary["outputs"]["pca"] == paths_of(bucket, FIRST).pca_uri
     assert summary["outputs"]["summary"] == paths_of(bucket, SECOND).uri(paths_of(bucket, SECOND).summary_key)
     stored = json.loads(s3.get_object(Bucket=bucket, Key=paths_of(bucket, SECOND).summary_key)["Body"].read())

@@ -11,7 +11,9 @@ import dataclasses
 import io
 import json
 from collections.abc import Iterator
+from types import SimpleNamespace
 
+import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -25,6 +27,7 @@ from fruits_contract import SEPARABILITY_REPORT, Summary
 
 DAG_ID = "fruits_pipeline"
 RUN_ID = "manual__2026-11-30T01:00:00+00:00"
+REGION = "eu-west-1"
 K = 2
 LABELS = ("Apple <Red> 1", "Banana")
 EVIL_LABEL = '<img src=x onerror="alert(1)">'
@@ -122,10 +125,29 @@ def successful_run(s3, paths, network, pipeline_env) -> tuple[dict, OutletEventA
     config = {"bucket": paths.bucket, **network}
     uploaded = {"uploaded": 3, "removed": 4, "n_images": 10}
     found = {"images_digest": "d", "n_images": 10, "reason": "", "reused_run_id": None, "reused_run_key": None}
+    cluster_id = ended_cluster(boto3.client("emr", region_name=REGION))
+    size = {"core_count": 0, "images_to_featurize": 5, "reason": "5 image(s) to featurize: the primary node alone"}
+    created = SimpleNamespace(xcom_pull=lambda task_ids: {"create_cluster": cluster_id}[task_ids])
     returned = tasks.check_output.function(
-        config, dataclasses.asdict(paths), uploaded, found, outlet_events=events, **context
+        config, dataclasses.asdict(paths), uploaded, found, size, outlet_events=events, ti=created, **context
     )
     return returned, events
+
+
+def ended_cluster(emr) -> str:
+    """A primary-only cluster, terminated (moto keeps its instances' timelines open: the bill is not final)."""
+    cluster_id = emr.run_job_flow(
+        Name="report",
+        ReleaseLabel="emr-7.13.0",
+        Instances={
+            "InstanceGroups": [{"InstanceRole": "MASTER", "InstanceType": "m5.xlarge", "InstanceCount": 1}],
+            "KeepJobFlowAliveWhenNoSteps": True,
+        },
+        JobFlowRole="profile",
+        ServiceRole="role",
+    )["JobFlowId"]
+    emr.terminate_job_flows(JobFlowIds=[cluster_id])
+    return cluster_id
 
 
 def get_report(client: TestClient, token: str | None, dag_id: str = DAG_ID, run_id: str = RUN_ID):
@@ -142,6 +164,9 @@ def test_check_output_writes_the_summary_the_view_reads(successful_run, s3, path
     assert (summary[Summary.FEATURIZED], summary[Summary.REUSED], summary[Summary.REJECTED]) == (5, 3, 2)
     assert (summary[Summary.N_IMAGES], summary[Summary.K], summary[Summary.CLUSTER_CREATED]) == (8, K, True)
     assert summary[Summary.VARIANCE_KEPT] == 0.93
+    assert (summary[Summary.COST]["nodes"], summary[Summary.COST]["markets"]) == ({"m5.xlarge": 1}, {"ON_DEMAND": 1})
+    assert summary[Summary.COST]["usd"] > 0
+    assert summary[Summary.CLUSTER_SIZE]["core_count"] == 0
     assert [r["reason"] for r in summary[Summary.REJECTS]] == [r[2] for r in REJECTS]
     assert returned == {key: value for key, value in summary.items() if key != Summary.REJECTS}
 
@@ -168,6 +193,9 @@ def test_a_successful_run_shows_counts_pca_separability_plots_rejects_and_locati
     for expected in ("90.0%", "50.0%"):
         assert expected in page, expected
     assert page.count("data:image/png;base64,") == 2
+    assert "Cost (estimate)" in page
+    assert "<td>m5.xlarge</td><td>ON_DEMAND</td>" in page
+    assert "Size: 5 image(s) to featurize: the primary node alone." in page
     assert "empty file" in page
     assert paths.pca_uri in page
     assert "random weights" in page
@@ -183,6 +211,7 @@ def test_a_run_that_reused_another_run_s_outputs_says_so(api_app, s3, paths, pip
         Summary.FEATURIZED: 0,
         Summary.REUSED: 12,
         Summary.N_IMAGES: 12,
+        Summary.COST: {"usd": 0, "node_hours": 0, "nodes": {}, "lines": []},
     }
     s3.put_object(Bucket=paths.bucket, Key=paths.summary_key, Body=json.dumps(summary).encode())
 
@@ -190,6 +219,7 @@ def test_a_run_that_reused_another_run_s_outputs_says_so(api_app, s3, paths, pip
 
     assert "no cluster, this run reused the outputs of run scheduled__&lt;earlier&gt;" in page
     assert ">12<" in page
+    assert "No cluster: <b>$0</b>." in page
 
 
 def test_labels_and_reasons_from_file_names_are_escaped(api_app, successful_run):
@@ -218,6 +248,14 @@ def test_a_failed_run_shows_the_job_s_own_line_first_then_emr_s_reason_and_log_t
             {"name": "stdout of step extract_features", "uri": "s3://b/logs/x/stdout.gz", "tail": "error: <bad> input"},
             {"name": "stderr of step extract_features", "uri": "s3://b/logs/x/stderr.gz", "tail": ""},
         ],
+        "cost": {
+            "usd": 0.0558,
+            "node_hours": 0.2,
+            "nodes": {"m5.xlarge": 1},
+            "lines": [
+                {"instance_type": "m5.xlarge", "market": "ON_DEMAND", "nodes": 1, "node_hours": 0.2, "usd": 0.0558}
+            ],
+        },
     }
     s3.put_object(Bucket=paths.bucket, Key=paths.failure_key, Body=json.dumps(failure).encode())
 
@@ -228,6 +266,7 @@ def test_a_failed_run_shows_the_job_s_own_line_first_then_emr_s_reason_and_log_t
     assert "<pre>error: &lt;bad&gt; input</pre>" in page
     assert "<p>Empty.</p>" in page
     assert "Images</h2>" not in page
+    assert "<b>$0.0558</b>" in page
 
 
 def test_a_run_with_nothing_in_s3_yet_says_so(api_app, s3, pipeline_env):

@@ -159,6 +159,7 @@ def test_a_bootstrap_failure_is_reported_with_its_stderr_tail_in_failure_json(em
         "cluster",
     )
     assert report["cluster"]["reason_code"] == "BOOTSTRAP_FAILURE"
+    assert (report["cost"]["nodes"], report["cost"]["cluster"]["id"]) == ({"m5.xlarge": 1}, emr_run.cluster_id)
     assert report["logs"][0]["tail"].endswith("error: Failed to parse: `numpy=== 2`")
     assert "error: Failed to parse: `numpy=== 2`" in caplog.text
 
@@ -213,3 +214,43 @@ def test_a_failed_step_s_report_and_log_lead_with_the_job_s_own_line(emr_run, s3
     assert report["emr_reason"].endswith("FAILED: Unknown Error.")
     errors = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
     assert errors[:2] == [job_error, report["emr_reason"]]
+
+
+def plan(config: dict, staged_artifacts, found: dict, uploaded: dict, caplog=None) -> dict:
+    return tasks.plan_run.function(
+        config,
+        dataclasses.asdict(staged_artifacts),
+        found,
+        uploaded,
+        params={"variance": 0.95, "weights": "none", "reprocess_all": False},
+        **RUN_CONTEXT,
+    )
+
+
+def test_the_demo_s_240_images_plan_a_one_node_cluster_and_the_log_says_why(bucket, network, staged_artifacts, caplog):
+    caplog.set_level(logging.INFO, logger="fruits_airflow.tasks")
+    found = {"n_images": 240, "n_covered": 0}
+
+    planned = plan({"bucket": bucket, **network}, staged_artifacts, found, {"uploaded": 240})
+
+    groups = planned["job_flow_overrides"]["Instances"]["InstanceGroups"]
+    assert [group["InstanceRole"] for group in groups] == ["MASTER"]
+    assert planned["cluster_size"]["core_count"] == 0
+    assert planned["cluster_size"]["images_to_featurize"] == 240
+    assert f"Cluster size: {planned['cluster_size']['reason']}" in caplog.text
+
+
+def test_a_first_run_of_90_000_images_plans_core_nodes(bucket, network, staged_artifacts):
+    planned = plan({"bucket": bucket, **network}, staged_artifacts, {"n_images": 90_000, "n_covered": 0}, {})
+
+    groups = {group["InstanceRole"]: group for group in planned["job_flow_overrides"]["Instances"]["InstanceGroups"]}
+    assert groups["CORE"]["InstanceCount"] == 2
+
+
+def test_a_node_type_without_a_price_fails_the_plan_in_one_line(bucket, network, staged_artifacts):
+    config = {"bucket": bucket, **network, "primary_instance_type": "c5.4xlarge"}
+
+    with pytest.raises(AirflowFailException, match=r"No price for c5\.4xlarge in eu-west-1") as error:
+        plan(config, staged_artifacts, {"n_images": 240, "n_covered": 0}, {})
+
+    assert len(str(error.value).splitlines()) == 1
