@@ -32,7 +32,9 @@ landing folder ──upload_new_images──▶ s3://BUCKET/images/<label>/<file
    `add_steps` adds `extract_features` then `pca`; `watch_steps` waits for them and watches their
    cluster: when a step fails or the cluster ends first (bootstrap failure, VALIDATION_ERROR, lost
    instances, terminated from outside), it fails at once, with EMR's reason and without retries.
-   `create_cluster` and `add_steps` are never retried: they are not idempotent.
+   `create_cluster` and `add_steps` are retried, and never create twice: a retry takes the run's active
+   cluster (found by the run's tags) and the steps already on it (by name) instead of creating them.
+   Every AWS call retries throttling and 5xx errors with backoff and jitter (botocore's standard mode).
 4. `wait_for_output` waits for the PCA's `_SUCCESS`; `check_output` checks one PCA row of k values per
    image with features (the manifest's count) and a complete report (the reused run's, when reusing),
    writes the run's summary to `s3://BUCKET/runs/<run key>/summary.json` (uploaded, removed,
@@ -42,7 +44,7 @@ landing folder ──upload_new_images──▶ s3://BUCKET/images/<label>/<file
    event's extra), on which a downstream DAG can be scheduled. The run's page has a **Report** tab
    showing the summary, the PCA's figures and plots, or why the run failed.
 5. `terminate_cluster` is the teardown of `create_cluster`: it runs as soon as the steps are over,
-   however they ended, and the run still fails when a step or the output check did; a failed
+   however they ended, and ends every active cluster tagged with the run, and the run still fails when a step or the output check did; a failed
    termination fails the run too. If Airflow itself dies, the cluster ends after its idle timeout.
    `report_failure` follows it, so that waiting for EMR to archive the logs keeps no cluster alive:
    when a step failed or the cluster ended first, it logs EMR's reason with the tails of the logs
@@ -141,6 +143,9 @@ RETRY_WITH_BACKOFF = {
 }
 # Creating a cluster or adding steps twice costs money and duplicates work: never retry them blindly.
 NEVER_RETRY = {"retries": 0}
+# create_cluster and add_steps first look for what an earlier try created (fruits_airflow.run_clusters),
+# so they may be retried; soon, as a cluster is waiting, and few times, as a bad request fails every try.
+RETRY_FINDS_EARLIER_TRY = {"retries": 2, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": 2.0}
 
 # Featurizing the whole Fruits-360 dataset (~90k images) on 2 m5.xlarge core nodes takes well under
 # an hour; the cluster's start and bootstrap take about 15 minutes more.
@@ -185,7 +190,7 @@ def fruits_pipeline() -> None:
         emr_conn_id=None,
         region_name=plan_run["region"],
         execution_timeout=timedelta(minutes=15),
-        **NEVER_RETRY,
+        **RETRY_FINDS_EARLIER_TRY,
     )
     add_steps = EmrAddStepsOperator(
         task_id="add_steps",
@@ -193,7 +198,7 @@ def fruits_pipeline() -> None:
         steps=plan_run["steps"],
         region_name=plan_run["region"],
         execution_timeout=timedelta(minutes=10),
-        **NEVER_RETRY,
+        **RETRY_FINDS_EARLIER_TRY,
     )
     watch_steps = EmrStepsSensor(
         task_id="watch_steps",
