@@ -44,8 +44,9 @@ landing folder ──upload_new_images──▶ s3://BUCKET/images/<label>/<file
    event's extra), on which a downstream DAG can be scheduled. The run's page has a **Report** tab
    showing the summary, the PCA's figures and plots, or why the run failed.
 5. `terminate_cluster` is the teardown of `create_cluster`: it runs as soon as the steps are over,
-   however they ended, and ends every active cluster tagged with the run, and the run still fails when a step or the output check did; a failed
-   termination fails the run too. If Airflow itself dies, the cluster ends after its idle timeout.
+   however they ended, and ends every active cluster tagged with the run; the run still fails when a
+   step or the output check did, and a failed termination fails the run too. If Airflow itself dies,
+   the cluster ends after its idle timeout.
    `report_failure` follows it, so that waiting for EMR to archive the logs keeps no cluster alive:
    when a step failed or the cluster ended first, it logs EMR's reason with the tails of the logs
    that explain it (the step's stdout and stderr, or the failed bootstrap action's stderr), and

@@ -121,7 +121,7 @@ def test_without_retries_the_same_faults_fail_the_first_call(aws, landing, monke
     monkeypatch.setattr(aws_retries, "AWS_RETRIES", {"retries": {"mode": "standard", "total_max_attempts": 1}})
     aws.faults = FaultPlan(seed=26, s3_error_share=1.0, emr_throttle_share=1.0)
 
-    with pytest.raises(ClientError, match="SlowDown|InternalError"):
+    with pytest.raises(ClientError, match=r"SlowDown|InternalError"):
         run_pipeline(landing, "manual__without_retries", aws.client("s3"))
 
 
