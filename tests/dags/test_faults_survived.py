@@ -37,6 +37,8 @@ from tools.local_provision import provision
 DAG = SimpleNamespace(dag_id="fruits_pipeline")
 AWS_ARGS = {"aws_conn_id": AWS_CONN_ID, "region_name": REGION}
 PARAMS = {"reprocess_all": False, "weights": None, "variance": 0.95}
+# More files than the upload's 16 threads have in flight when the fourth PUT kills it.
+N_PEACHES = 100
 ACTIVE = ["STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING"]
 
 
@@ -181,3 +183,28 @@ def test_a_retry_of_add_steps_returns_the_steps_an_earlier_try_added(aws, admin_
     EmrTerminateJobFlowOperator(task_id="terminate_cluster", job_flow_id=cluster_id, **AWS_ARGS).execute(
         context(run_id)
     )
+
+
+def test_an_upload_killed_midway_is_completed_by_the_next_try(aws, landing):
+    peaches = landing / "Peach"
+    peaches.mkdir()
+    for n in range(N_PEACHES):
+        (peaches / f"{n}.jpg").write_bytes(f"peach {n}".encode() * 100)
+    aws.faults = FaultPlan(kill_caller=ProcessFault(at=f"PUT /{BUCKET}/images/Peach/", after_requests=4))
+    code = "from fruits_airflow import tasks; tasks.upload_new_images.function(tasks.check_config.function())"
+    python_path = ":".join(map(str, (SPARK_JOBS_DIR, PLUGINS_DIR, REPO_ROOT)))
+    first_try = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": python_path}, check=False, timeout=120
+    )
+    assert first_try.returncode == -9, "the first try was not killed"
+    s3 = aws.client("s3")
+    landed = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="images/Peach/").get("Contents", [])}
+    aws.faults = FaultPlan()
+
+    second_try = tasks.upload_new_images.function(tasks.check_config.function())
+
+    assert 4 <= len(landed) < N_PEACHES
+    assert second_try["uploaded"] == N_PEACHES - len(landed)
+    for n in range(N_PEACHES):
+        body = s3.get_object(Bucket=BUCKET, Key=f"images/Peach/{n}.jpg")["Body"].read()
+        assert body == f"peach {n}".encode() * 100
