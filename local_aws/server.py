@@ -35,6 +35,7 @@ from local_aws.faults import FaultInjector, FaultPlan, Injected
 from local_aws.iam_enforcement import ADMIN, iam_enforced, node_credentials
 from local_aws.node import Node, NodeRuntime
 from local_aws.request_log import RequestLog, recorded
+from local_aws.s3_listing import live_common_prefixes
 from local_aws.s3_state import backend as s3_backend
 from local_aws.s3_state import restore as restore_s3
 from local_aws.s3_state import save as save_s3
@@ -182,6 +183,7 @@ class EmbeddedAws:
         runner = StepRunner(StepExecutor(runtime), BootstrapActions(runtime), self._faults)
         self._stack.enter_context(emulated_emr(runner, region=self.region))
         self._stack.enter_context(iam_enforced())
+        self._stack.enter_context(live_common_prefixes())
         # Moto's S3 is process-wide: this endpoint's S3 starts as saved and ends with it.
         s3_backend().reset()
         self._stack.callback(s3_backend().reset)
