@@ -14,7 +14,7 @@ export PYSPARK_PYTHON := $(CURDIR)/$(BIN)/python
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(BIN)/python
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help install browser lock lint format test test-fast package sample-images demo chaos airflow bench clean
+.PHONY: help install browser lock lint format test test-fast package bundle sample-images demo chaos airflow bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -83,6 +83,9 @@ test-fast: install ## the inner loop: every test but the end-to-end ones, no lin
 
 package: install ## build dist/fruits_spark.zip, the --py-files zip of the Spark jobs
 	$(BIN)/python -m fruits_airflow.artifacts --out dist
+
+bundle: install ## write dist/airflow/ for a hosted Airflow (MWAA, Astronomer): dags/, plugins.zip, requirements.txt
+	$(BIN)/python -m tools.bundle --out dist/airflow
 
 sample-images: install ## generate $(N_IMAGES) Fruits-360-like images into $(SAMPLE_IMAGES)/
 	$(BIN)/python -m tools.sample_images --out $(SAMPLE_IMAGES) --count $(N_IMAGES)

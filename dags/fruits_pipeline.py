@@ -14,81 +14,20 @@ landing folder ──upload_new_images──▶ s3://BUCKET/images/<label>/<file
                s3://BUCKET/runs/<run key>/{pca/, report/} ──wait_for_output──▶ check_output
 ```
 
-1. `check_config` validates the Variable and refuses a region or bucket outside the EU (GDPR) before
-   anything is uploaded or created.
-2. `upload_new_images` makes `images/` the landing folder's mirror: it sends only new or changed files
-   (same key, size and ETag means already there), then removes, logging each, the images the landing
-   folder no longer has (deleted, or moved to another label). The bucket is versioned: a removed image
-   stays restorable as a noncurrent version for 30 days. A landing folder that would remove more than
-   `max_removal_share` of the images (empty, not mounted) is refused in one line, removing nothing.
-   `stage_artifacts` uploads the Spark jobs and the bootstrap of this DAG version to
-   `s3://BUCKET/artifacts/<content hash>/`. `check_security_configuration` fails clearly unless the
-   cluster's security configuration exists and requires IMDSv2.
-3. `find_reusable_run` compares the images in S3 with those the last checked run of the same weights
-   covered (`runs/_latest/<weights>.json`, from the manifest its `extract_features` wrote). When
-   nothing changed and the run asks for the same variance, `create_cluster_or_reuse` skips the
-   cluster: `reuse_outputs` names the run whose outputs hold, and `check_output` checks those.
-   `reprocess_all` and another variance always run. Otherwise `create_cluster` starts the cluster;
-   `add_steps` adds `extract_features` then `pca`; `watch_steps` waits for them and watches their
-   cluster: when a step fails or the cluster ends first (bootstrap failure, VALIDATION_ERROR, lost
-   instances, terminated from outside), it fails at once, with EMR's reason and without retries.
-   `create_cluster` and `add_steps` are retried, and never create twice: a retry takes the run's active
-   cluster (found by the run's tags) and the steps already on it (by name) instead of creating them.
-   Every AWS call retries throttling and 5xx errors with backoff and jitter (botocore's standard mode).
-4. `wait_for_output` waits for the PCA's `_SUCCESS`; `check_output` checks one PCA row of k values per
-   image with features (the manifest's count) and a complete report (the reused run's, when reusing),
-   writes the run's summary to `s3://BUCKET/runs/<run key>/summary.json` (uploaded, removed,
-   featurized, reused, rejected, whether a cluster was created or which run's outputs were reused; keys:
-   `fruits_contract.Summary`), and in both cases emits the run's assets through the aliases
-   `fruits_features` and `fruits_pca` (the features dataset and the PCA output, the summary in each
-   event's extra), on which a downstream DAG can be scheduled. The run's page has a **Report** tab
-   showing the summary, the PCA's figures and plots, or why the run failed.
-5. `terminate_cluster` is the teardown of `create_cluster`: it runs as soon as the steps are over,
-   however they ended, and ends every active cluster tagged with the run; the run still fails when a
-   step or the output check did, and a failed termination fails the run too. If Airflow itself dies,
-   the cluster ends after its idle timeout.
-   `report_failure` follows it, so that waiting for EMR to archive the logs keeps no cluster alive:
-   when a step failed or the cluster ended first, it logs EMR's reason with the tails of the logs
-   that explain it (the step's stdout and stderr, or the failed bootstrap action's stderr), and
-   writes the same as JSON to `s3://BUCKET/runs/<run key>/failure.json`; otherwise it is skipped.
-   A failure of its own never fails the run.
+A run checks the Variable, uploads what changed in the landing folder and stages this version's jobs;
+it starts a cluster only if the images or the variance changed since the last checked run (else it
+reuses that run's outputs), runs `extract_features` then `pca`, checks the output and writes the run's
+`summary.json`; `terminate_cluster` ends the run's clusters however the steps ended, and `report_failure`
+writes why they failed to `failure.json`. Each run's page has a **Report** tab.
 
-## Configuration: Airflow Variable `fruits_pipeline` (JSON)
+- **Configuration**: the Airflow Variable `fruits_pipeline` (JSON: the bucket, the network, cluster
+  overrides), key by key in `docs/aws.md#the-variable-fruits_pipeline`. AWS is reached through the
+  `aws_default` connection only.
+- **Trigger form**: `variance` (0.95), `weights` (`imagenet`, `none` or an `s3://` weights file; empty:
+  the Variable's) and `reprocess_all`, in `docs/aws.md#running-and-operating-the-dag`.
+- **The tasks, and why each exists**: `docs/architecture.md#the-dags-tasks`.
 
-| key | default | |
-|---|---|---|
-| `bucket` | required | the pipeline's S3 bucket, in the EU |
-| `images_dir` | none | landing folder `<label>/<file>` on the worker; without it, the images already in S3 are used |
-| `region` | `eu-west-1` | must be an `eu-*` region |
-| `release_label` | `emr-7.13.0` | an `emr-7.x` release (Spark 3.5, Python 3.11 on the nodes) |
-| `primary_instance_type`, `core_instance_type` | `m5.xlarge` | on-demand nodes |
-| `core_count` | `2` | |
-| `spot_task_instance_type`, `spot_task_count` | `m5.xlarge`, `0` | optional spot task nodes |
-| `subnet_id` | required | the clusters' subnet, tagged `for-use-with-amazon-emr-managed-policies=true` |
-| `emr_managed_master_security_group`, `emr_managed_slave_security_group` | required | the stack's security groups |
-| `service_role` | `fruits-pipeline-emr-service-role` | |
-| `job_flow_role` | `fruits-pipeline-emr-instance-profile` | instance profile of the nodes |
-| `security_configuration` | `fruits-pipeline-imdsv2` | must exist and require IMDSv2 |
-| `idle_timeout` | `3600` | seconds before an idle cluster terminates itself |
-| `weights` | `imagenet` | MobileNetV2 weights of runs that name none; `none` where ImageNet's file cannot be fetched |
-| `max_removal_share` | `0.5` | the largest share of the images in S3 one upload may remove (`1`: no limit) |
-
-The project's CloudFormation stack (`cloudformation/fruits-pipeline.yaml`) creates the bucket, both roles
-and the security configuration under these default names; its outputs are the Variable's keys.
-AWS access goes through the `aws_default` connection only; no keys live in code or in the Variable.
-
-## Trigger form
-
-- `variance`: share of the variance the PCA keeps (default 0.95).
-- `weights`: `imagenet`, `none`, or an `s3://` weights file; empty (the default, and every scheduled
-  run) takes the Variable's `weights`. Each network grows its own
-  dataset, `s3://BUCKET/features/<weights>/` (`imagenet`, `none` or `file-<hash>`), so a PCA never
-  mixes features of two models and switching back featurizes only what is new.
-- `reprocess_all`: featurize every image again. The run then writes its features to
-  `s3://BUCKET/runs/<run key>/features/` and leaves the shared dataset untouched. The upload needs no
-  forcing: it compares content.
-
-The run key is the run id made safe for Hadoop paths (`:` and `+` become `_`, plus a short hash).
+Deploying and operating it on AWS: `docs/aws.md`.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ two built-in IAM users whose dummy keys are fixed, so that configuration files c
   the outputs, the step logs that EMR's log pusher writes);
 - :data:`AIRFLOW_HOST`, what Airflow's machine runs as (keys ``local-endpoint``/``local-endpoint``), as
   an EC2 instance role or ECS task role on AWS: no permission of its own; provisioning lets it assume
-  the role that holds the stack's Airflow policy (README, Run on AWS, step 3).
+  the role that holds the stack's Airflow policy (docs/aws.md, Deploy, step by step: step 3).
 
 Where moto falls short of AWS, this module and :mod:`local_aws.emr_emulation` fill in:
 

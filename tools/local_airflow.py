@@ -37,7 +37,7 @@ def choose_weights() -> str:
 
 
 def local_connection(endpoint_url: str) -> dict[str, Any]:
-    """aws_default on the embedded endpoint: as on AWS (README, Run on AWS), it assumes the role holding the
+    """aws_default on the embedded endpoint: as on AWS (docs/aws.md, step 3), it assumes the role holding the
     stack's Airflow policy alone; its keys are the dummy ones of the endpoint's principal for Airflow's host."""
     return {
         "conn_type": "aws",

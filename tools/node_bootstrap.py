@@ -2,7 +2,7 @@
 
     python -m tools.node_bootstrap --role core [--node DIR]      # then --role primary
 
-Lean nodes (README: What one run costs): the primary node installs TensorFlow to compile the model when
+Lean nodes (docs/aws.md: What one run costs): the primary node installs TensorFlow to compile the model when
 the cache misses it; core and task nodes do not. This stages ``bootstrap/`` in an embedded endpoint's S3
 as ``upload_artifacts`` does, then runs ``bootstrap/install_python_deps.sh`` with both requirements URIs on
 a local_aws node of that role (a fresh folder unless ``--node`` names one), with a node role that may read

@@ -27,12 +27,16 @@ from fruits_airflow.s3_objects import head, same_content, upload_file
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SPARK_JOBS_DIR = REPO_ROOT / "spark_jobs"
+# A hosted Airflow gets the plugins folder alone, so `make bundle` (tools/bundle.py) packs spark_jobs/ and
+# bootstrap/ into this package, in bundled/; in the repository they are beside plugins/.
+BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
+SOURCES_ROOT = BUNDLED_DIR if BUNDLED_DIR.is_dir() else REPO_ROOT
+SPARK_JOBS_DIR = SOURCES_ROOT / "spark_jobs"
 PACKAGE_NAME = "fruits_spark"
 # The module the jobs share with the Airflow side; zipped beside the package.
 CONTRACT_MODULE = "fruits_contract.py"
 ENTRY_SCRIPTS = ("extract_features.py", "pca.py")
-BOOTSTRAP_DIR = REPO_ROOT / "bootstrap"
+BOOTSTRAP_DIR = SOURCES_ROOT / "bootstrap"
 BOOTSTRAP_SCRIPT = "install_python_deps.sh"
 BOOTSTRAP_REQUIREMENTS = "requirements.txt"
 # The primary node's: the same pins plus TensorFlow, which only the driver needs (to compile the model).

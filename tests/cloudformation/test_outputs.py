@@ -23,7 +23,7 @@ def variable_key(output_key: str) -> str:
 
 @pytest.fixture(scope="module")
 def variable(template, context) -> dict[str, str]:
-    """The Variable built from the deployed stack's outputs, as the README's command builds it."""
+    """The Variable built from the deployed stack's outputs, as docs/aws.md's deploy command builds it."""
     return output_variable(context.resolve(template, template["Outputs"]))
 
 

@@ -345,3 +345,20 @@ def test_the_key_check_finds_aws_documentation_example_keys():
 @pytest.mark.parametrize("name", ["docker-compose.yaml", "docker-compose.aws.yaml", "Dockerfile"])
 def test_no_real_looking_aws_key_is_written_in_the_file(name):
     assert aws_keys_in((REPO_ROOT / name).read_text()) == []
+
+
+def test_every_service_mounting_plugins_mounts_what_its_links_point_to(compose):
+    """plugins/fruits_contract.py links to spark_jobs/: a service mounting plugins/ alone could not import it."""
+    links = sorted(path for path in (REPO_ROOT / "plugins").rglob("*") if path.is_symlink())
+    assert links
+    unresolved = []
+    for service in compose.services:
+        mounts = compose.bind_mounts(service)
+        plugins_target = next((target for target, source in mounts.items() if source == "./plugins"), None)
+        if plugins_target is None:
+            continue
+        for link in links:
+            folder = link.resolve().relative_to(REPO_ROOT).parts[0]
+            if mounts.get(str(PurePosixPath(plugins_target).parent / folder)) != f"./{folder}":
+                unresolved.append(f"{service}: {link.relative_to(REPO_ROOT)} needs ./{folder}")
+    assert unresolved == []

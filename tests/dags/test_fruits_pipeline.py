@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 from collections import namedtuple
@@ -19,7 +20,7 @@ from airflow.sdk import TriggerRule, XComArg
 from airflow.sdk.exceptions import ParamValidationError
 from airflow.utils.state import State, TaskInstanceState
 
-from tests.suite import DAGS_DIR, REPO_ROOT
+from tests.suite import DAGS_DIR, PLUGINS_DIR, REPO_ROOT
 
 DAG_FILES = sorted(DAGS_DIR.glob("*.py"))
 
@@ -87,13 +88,6 @@ def test_every_dag_is_tagged_and_documented(dagbag):
 def test_the_pipeline_never_catches_up_nor_overlaps(dag):
     assert dag.catchup is False
     assert dag.max_active_runs == 1
-
-
-def test_the_doc_lists_every_variable_key(dag):
-    from fruits_airflow.config import PipelineConfig
-
-    for key in PipelineConfig.__dataclass_fields__:
-        assert f"`{key}`" in dag.doc_md, key
 
 
 def test_tasks_are_wired_in_the_pipelines_order(dag):
@@ -291,8 +285,10 @@ seconds = time.perf_counter() - started
 
 from airflow import plugins_manager
 
+contract = sys.modules.get("fruits_contract")
 plugins_manager.ensure_plugins_loaded()
 print(json.dumps({
+    "contract_loaded_once": contract is not None and sys.modules.get("fruits_contract") is contract,
     "seconds": seconds,
     "errors": bag.import_errors,
     "dags": sorted(bag.dags),
@@ -301,22 +297,46 @@ print(json.dumps({
         name for name, module in list(sys.modules.items())
         if "fruits_airflow" in (getattr(module, "__file__", None) or "")
     ),
+    "sys_path": sys.path,
+    "plugins": sorted(plugin["name"] for plugin in plugins_manager.get_plugin_info(["name"])),
+    "plugin_errors": plugins_manager.get_import_errors(),
 }))
 """
 
 
 @pytest.fixture(scope="module")
-def parse_probe():
-    """Parse the DAGs in a fresh interpreter, as the DAG processor does."""
+def parse_probe(tmp_path_factory):
+    """Parse the DAGs in a fresh interpreter, as the DAG processor does: as a plain Airflow whose dags and
+    plugins folders are the repository's (the root conftest), nothing on PYTHONPATH, outside the repository."""
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
     result = subprocess.run(
         [sys.executable, "-c", PARSE_PROBE, str(DAGS_DIR)],
         capture_output=True,
         text=True,
         check=True,
-        cwd=REPO_ROOT,
+        cwd=tmp_path_factory.mktemp("parse"),
+        env=env,
         timeout=120,
     )
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_the_plugins_folder_loads_the_report_plugin_and_nothing_fails(parse_probe):
+    assert parse_probe["plugin_errors"] == {}
+    assert "fruits_run_report" in parse_probe["plugins"]
+
+
+def test_the_plugin_loader_leaves_the_contract_the_dag_imported(parse_probe):
+    # A loose plugin file replaces the module of its name in sys.modules: a second contract, other classes.
+    assert parse_probe["contract_loaded_once"] is True
+
+
+def test_parsing_needs_no_project_folder_on_the_path_but_airflow_s_own(parse_probe):
+    venv = Path(sys.prefix)
+    project_entries = {
+        Path(entry) for entry in parse_probe["sys_path"] if entry and Path(entry).is_relative_to(REPO_ROOT)
+    }
+    assert {entry for entry in project_entries if not entry.is_relative_to(venv)} <= {DAGS_DIR, PLUGINS_DIR}
 
 
 def test_parsing_reads_no_variable_and_finds_the_dag(parse_probe):

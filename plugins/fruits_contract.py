@@ -1,0 +1,1 @@
+../spark_jobs/fruits_contract.py
