@@ -23,7 +23,7 @@ def test_a_step_killed_mid_write_fails_the_run_with_emr_s_reason_in_one_line(out
 
     assert killed.state == "failed"
     assert "extract_features" in killed.reason
-    assert "exited with code -9" in killed.reason
+    assert "exited with code -9: killed by SIGKILL" in killed.reason
 
 
 def test_the_next_run_through_s3_errors_leaves_the_features_equal_to_the_landing_folder(outcomes):

@@ -86,6 +86,7 @@ def test_a_killed_step_fails_with_its_exit_code(start_cluster, python_step, aws,
 
     assert step["Status"]["State"] == "FAILED"
     assert "exited with code -9" in step["Status"]["FailureDetails"]["Reason"]
+    assert step["Status"]["FailureDetails"]["Message"] == "killed by SIGKILL"
     assert aws.injected[-1].kind == "step killed"
 
 
