@@ -14,7 +14,7 @@ export PYSPARK_PYTHON := $(CURDIR)/$(BIN)/python
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(BIN)/python
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help install wheelhouse publish-wheelhouse publish-imagenet-weights browser lock lint format test test-fast package bundle sample-images demo airflow bench clean
+.PHONY: help install wheelhouse publish-wheelhouse publish-imagenet-weights browser lock lint format test test-fast package bundle sample-images demo chaos airflow bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -111,6 +111,12 @@ DEMO_OUT := demo-output
 demo: install ## run the real DAG end to end on an embedded AWS endpoint (IMAGES=/path/to/Fruits-360/Test)
 	@if [ "$(IMAGES)" = "$(SAMPLE_IMAGES)" ]; then $(MAKE) --no-print-directory sample-images; fi
 	$(BIN)/python -m tools.demo --images "$(IMAGES)" --out $(DEMO_OUT)
+
+RUNS ?= 5
+SEED ?=
+
+chaos: install ## the real DAG RUNS=N times through random faults and landing changes (SEED=S replays one)
+	$(BIN)/python -m tools.chaos --runs $(RUNS) $(if $(SEED),--seed $(SEED))
 
 PORT ?= 8080
 

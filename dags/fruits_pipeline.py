@@ -17,7 +17,7 @@ landing folder ──upload_new_images──▶ s3://BUCKET/images/<label>/<file
 A run checks the Variable, uploads what changed in the landing folder and stages this version's jobs;
 it starts a cluster only if the images or the variance changed since the last checked run (else it
 reuses that run's outputs), runs `extract_features` then `pca`, checks the output and writes the run's
-`summary.json`; `terminate_cluster` ends the cluster however the steps ended, and `report_failure`
+`summary.json`; `terminate_cluster` ends the run's clusters however the steps ended, and `report_failure`
 writes why they failed to `failure.json`, the failed job's own error line first. What the Airflow side
 can see to be wrong (no images, a bad weights file or variance, a missing bucket) fails the run before
 any cluster starts. Each run's page has a **Report** tab.
@@ -85,6 +85,9 @@ RETRY_WITH_BACKOFF = {
 }
 # Creating a cluster or adding steps twice costs money and duplicates work: never retry them blindly.
 NEVER_RETRY = {"retries": 0}
+# create_cluster and add_steps first look for what an earlier try created (fruits_airflow.run_clusters),
+# so they may be retried; soon, as a cluster is waiting, and few times, as a bad request fails every try.
+RETRY_FINDS_EARLIER_TRY = {"retries": 2, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": 2.0}
 
 # Featurizing the whole Fruits-360 dataset (~90k images) on 2 m5.xlarge core nodes takes well under
 # an hour; the cluster's start and bootstrap take about 15 minutes more.
@@ -131,7 +134,7 @@ def fruits_pipeline() -> None:
         emr_conn_id=None,
         region_name=plan_run["region"],
         execution_timeout=timedelta(minutes=15),
-        **NEVER_RETRY,
+        **RETRY_FINDS_EARLIER_TRY,
     )
     add_steps = EmrAddStepsOperator(
         task_id="add_steps",
@@ -139,7 +142,7 @@ def fruits_pipeline() -> None:
         steps=plan_run["steps"],
         region_name=plan_run["region"],
         execution_timeout=timedelta(minutes=10),
-        **NEVER_RETRY,
+        **RETRY_FINDS_EARLIER_TRY,
     )
     watch_steps = EmrStepsSensor(
         task_id="watch_steps",

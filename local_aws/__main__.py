@@ -13,6 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
+from local_aws.faults import FAULTS_ENV, FaultPlan
 from local_aws.server import DEFAULT_HOST, DEFAULT_REGION, EmbeddedAws
 from local_aws.spark_submit import REPO_ROOT
 
@@ -38,15 +39,29 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=0.0,
         help="delay every request by this many milliseconds, as S3's 20-40 ms would (default 0)",
     )
+    serve.add_argument(
+        "--faults",
+        default=None,
+        help=f"faults to inject, as JSON (local_aws/README.md); default ${FAULTS_ENV}, else none",
+    )
     return parser.parse_args(argv)
 
 
-def serve(port: int, host: str, region: str, state_dir: Path, latency_seconds: float = 0.0) -> None:
+def serve(
+    port: int,
+    host: str,
+    region: str,
+    state_dir: Path,
+    latency_seconds: float = 0.0,
+    faults: FaultPlan | None = None,
+) -> None:
     """Serve until SIGINT or SIGTERM, then stop cleanly: steps killed, S3 saved to ``state_dir``."""
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    with EmbeddedAws(port=port, host=host, region=region, state_dir=state_dir, latency_seconds=latency_seconds) as aws:
+    with EmbeddedAws(
+        port=port, host=host, region=region, state_dir=state_dir, latency_seconds=latency_seconds, faults=faults
+    ) as aws:
         print(aws.endpoint_url, flush=True)
         stop.wait()
         logging.getLogger("local_aws").info("stopping %s", aws.endpoint_url)
@@ -56,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        serve(args.port, args.host, args.region, args.state_dir, args.latency_ms / 1000)
+        faults = None if args.faults is None else FaultPlan.from_json(args.faults)
+        serve(args.port, args.host, args.region, args.state_dir, args.latency_ms / 1000, faults)
     except OSError as error:
         print(f"local_aws: {error.strerror or error}", file=sys.stderr)
         return 1

@@ -68,6 +68,12 @@ def requests_under(requests: Iterable[Request], bucket: str, prefix: str) -> lis
     return [r for r in requests if r.path.startswith(f"/{bucket}/{prefix}") or f"prefix={prefix}" in unquote(r.query)]
 
 
+def request_service(environ: dict[str, Any]) -> str:
+    """The service a request was signed for (``s3``, ``elasticmapreduce``...), empty when unsigned."""
+    scope = _CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+    return scope["service"] if scope else ""
+
+
 def recorded(app: WsgiApp, log: RequestLog, latency_seconds: Callable[[], float]) -> WsgiApp:
     """``app`` with every request recorded in ``log``, each answered ``latency_seconds()`` late."""
 
@@ -75,13 +81,13 @@ def recorded(app: WsgiApp, log: RequestLog, latency_seconds: Callable[[], float]
         latency = latency_seconds()
         if latency > 0:
             time.sleep(latency)
-        scope = _CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+        service = request_service(environ)
         target = environ.get("HTTP_X_AMZ_TARGET", "")
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             log.record(
                 Request(
-                    service=scope["service"] if scope else "",
+                    service=service,
                     operation=target.rpartition(".")[2],
                     method=environ.get("REQUEST_METHOD", ""),
                     path=unquote(environ.get("PATH_INFO", "")),

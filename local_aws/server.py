@@ -31,9 +31,11 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from local_aws.bootstrap_actions import BootstrapActions
 from local_aws.emr_emulation import EmulatedCluster, emulated_emr
+from local_aws.faults import FaultInjector, FaultPlan, Injected
 from local_aws.iam_enforcement import ADMIN, iam_enforced, node_credentials
 from local_aws.node import Node, NodeRuntime, NoInternet
 from local_aws.request_log import RequestLog, recorded
+from local_aws.s3_listing import live_common_prefixes
 from local_aws.s3_state import backend as s3_backend
 from local_aws.s3_state import restore as restore_s3
 from local_aws.s3_state import save as save_s3
@@ -63,6 +65,8 @@ class EmbeddedAws:
         :attr:`latency_seconds` may be changed while the endpoint runs.
     :param node_dir: the folder of the node that clusters bootstrap and run steps on (local_aws.node),
         shared by every cluster; by default ``<state dir>/node``.
+    :param faults: the faults to inject (local_aws.faults); by default those of ``$LOCAL_AWS_FAULTS``, else
+        none. :attr:`faults` may be replaced while the endpoint runs; :attr:`injected` lists those injected.
 
     :attr:`requests` records every request the endpoint answered.
     """
@@ -76,6 +80,7 @@ class EmbeddedAws:
         state_dir: Path | None = None,
         latency_seconds: float = 0.0,
         node_dir: Path | None = None,
+        faults: FaultPlan | None = None,
     ) -> None:
         if not 0 <= port <= 65535:
             raise ValueError(f"Port {port} is out of range; use 1-65535, or 0 for a free one.")
@@ -94,6 +99,21 @@ class EmbeddedAws:
         self.requests = RequestLog()
         self._node_dir = node_dir
         self._no_internet: NoInternet | None = None
+        self._faults = FaultInjector(FaultPlan.from_environment() if faults is None else faults)
+
+    @property
+    def faults(self) -> FaultPlan:
+        """The faults the endpoint injects (local_aws.faults); setting it starts the new plan's draws afresh."""
+        return self._faults.plan
+
+    @faults.setter
+    def faults(self, plan: FaultPlan) -> None:
+        self._faults.plan = plan
+
+    @property
+    def injected(self) -> list[Injected]:
+        """Every fault injected so far, oldest first."""
+        return list(self._faults.injected)
 
     @property
     def endpoint_url(self) -> str:
@@ -162,9 +182,11 @@ class EmbeddedAws:
         self._no_internet = NoInternet()
         self._stack.callback(self._no_internet.close)
         runtime = NodeRuntime(self.client("s3"), state_dir / "clusters", self._step_environment, node)
-        runner = StepRunner(StepExecutor(runtime), BootstrapActions(runtime))
+        self._faults.work_root = runtime.work_root
+        runner = StepRunner(StepExecutor(runtime), BootstrapActions(runtime), self._faults)
         self._stack.enter_context(emulated_emr(runner, region=self.region))
         self._stack.enter_context(iam_enforced())
+        self._stack.enter_context(live_common_prefixes())
         # Moto's S3 is process-wide: this endpoint's S3 starts as saved and ends with it.
         s3_backend().reset()
         self._stack.callback(s3_backend().reset)
@@ -221,11 +243,19 @@ class EmbeddedAws:
             return make_server(
                 self._host,
                 self._port,
-                recorded(DomainDispatcherApplication(create_backend_app), self.requests, lambda: self.latency_seconds),
+                recorded(
+                    self._faults.wrap(DomainDispatcherApplication(create_backend_app), lambda: self._port_bound),
+                    self.requests,
+                    lambda: self.latency_seconds,
+                ),
                 threaded=True,
                 request_handler=_RequestHandler,
                 fd=listener.fileno(),
             )
+
+    @property
+    def _port_bound(self) -> int:
+        return self._server.server_address[1] if self._server is not None else self._port
 
     def _serve(self, server: BaseWSGIServer) -> None:
         thread = threading.Thread(target=server.serve_forever, name="local-aws-server", daemon=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import shlex
+import signal
 from dataclasses import dataclass, replace
 from threading import Event
 
@@ -81,6 +82,9 @@ class StepExecutor:
         logs.command_exited(exit_code)
         if cancel.is_set():
             return StepOutcome("CANCELLED")
+        if exit_code < 0:  # killed: its last lines say nothing of why
+            killed = f"killed by {signal.Signals(-exit_code).name}"
+            return _failed(f"The step's command exited with code {exit_code}", killed)
         if exit_code != 0:
             return _failed(f"The step's command exited with code {exit_code}", message)
         return StepOutcome("COMPLETED")

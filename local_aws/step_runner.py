@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from typing import Protocol
 
 from moto.core.utils import utcnow
 
@@ -56,21 +57,33 @@ def _internal_error(error: Exception) -> _Termination:
     return _Termination("TERMINATED_WITH_ERRORS", "INTERNAL_ERROR", message, "Cancelled because the cluster failed")
 
 
+class StepObserver(Protocol):
+    """Told when each step starts and ends (local_aws.faults arms its step faults there)."""
+
+    def step_started(self, cluster: EmulatedCluster, step: EmulatedStep) -> None: ...
+
+    def step_ended(self, cluster: EmulatedCluster, step: EmulatedStep) -> None: ...
+
+
 class StepRunner:
     """Receives the emulated backend's hooks and runs every cluster's steps.
 
     :param executor: runs one step for real.
     :param bootstrap: runs a cluster's bootstrap actions for real.
+    :param observer: told when each step starts and ends.
     """
 
-    def __init__(self, executor: StepExecutor, bootstrap: BootstrapActions) -> None:
+    def __init__(
+        self, executor: StepExecutor, bootstrap: BootstrapActions, observer: StepObserver | None = None
+    ) -> None:
         self._executor = executor
         self._bootstrap_actions = bootstrap
+        self._observer = observer
         self._workers: dict[str, _ClusterWorker] = {}
         self._lock = threading.Lock()
 
     def cluster_created(self, cluster: EmulatedCluster) -> None:
-        worker = _ClusterWorker(cluster, self._executor, self._bootstrap_actions)
+        worker = _ClusterWorker(cluster, self._executor, self._bootstrap_actions, self._observer)
         with self._lock:
             self._workers[cluster.id] = worker
         worker.start()
@@ -100,9 +113,16 @@ class StepRunner:
 class _ClusterWorker(threading.Thread):
     """Drives one cluster; the only writer of its state and of its steps' states."""
 
-    def __init__(self, cluster: EmulatedCluster, executor: StepExecutor, bootstrap: BootstrapActions) -> None:
+    def __init__(
+        self,
+        cluster: EmulatedCluster,
+        executor: StepExecutor,
+        bootstrap: BootstrapActions,
+        observer: StepObserver | None,
+    ) -> None:
         super().__init__(name=f"emr-{cluster.id}", daemon=True)
         self.cluster = cluster
+        self._observer = observer
         self._executor = executor
         self._bootstrap_actions = bootstrap
         self._wakeup = threading.Condition()
@@ -169,11 +189,16 @@ class _ClusterWorker(threading.Thread):
             return None
 
     def _run_step(self, step: EmulatedStep) -> None:
+        if self._observer is not None:
+            self._observer.step_started(self.cluster, step)
         try:
             outcome = self._executor.run(self.cluster, step, self._cancel)
         except Exception as error:  # a bug here must fail the step, never leave it RUNNING for a sensor to poll
             logger.exception("cluster %s step %s: the step runner failed", self.cluster.id, step.id)
             outcome = StepOutcome("FAILED", {"Reason": "The local step runner failed", "Message": repr(error)})
+        finally:
+            if self._observer is not None:
+                self._observer.step_ended(self.cluster, step)
         if outcome.state == "CANCELLED":
             self._set_step_state(step, "CANCELLED", message=self._termination_step_message())
             return

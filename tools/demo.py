@@ -35,6 +35,7 @@ from fruits_airflow.s3_objects import list_objects, read_object
 from fruits_contract import Summary
 from fruits_spark.model_cache import default_cache_dir
 from local_aws import EmbeddedAws
+from local_aws.faults import FaultPlan
 from tools.imagenet_weights import upload_imagenet_weights
 from tools.local_airflow import (
     BUCKET,
@@ -169,17 +170,19 @@ def run_demo(
     weights: str,
     extra_variable: dict | None = None,
     node_dir: Path | None = None,
+    faults: FaultPlan | None = None,
 ) -> DemoRun:
     """Run the DAG once against a fresh embedded endpoint; the endpoint is stopped on the way out.
 
     ``node_dir`` is the endpoint's node (local_aws.node), where the bootstrap builds the venv; by
-    default ``<state dir>/aws/node``.
+    default ``<state dir>/aws/node``. ``faults`` are the endpoint's (local_aws.faults; by default
+    those of ``$LOCAL_AWS_FAULTS``, else none).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     airflow_home = state_dir / "airflow"
     airflow_home.mkdir(parents=True, exist_ok=True)
     log_file = out_dir / "airflow-dags-test.log"
-    with EmbeddedAws(port=0, region=REGION, state_dir=state_dir / "aws", node_dir=node_dir) as aws:
+    with EmbeddedAws(port=0, region=REGION, state_dir=state_dir / "aws", node_dir=node_dir, faults=faults) as aws:
         s3 = aws.client("s3")
         stack_variable = provision(s3, aws.client("emr"), aws.client("ec2"), aws.client("iam"), BUCKET, REGION)
         env = airflow_environment(airflow_home, aws.endpoint_url, images, {**stack_variable, **(extra_variable or {})})

@@ -127,6 +127,11 @@ def size_cluster(config: PipelineConfig, n_to_featurize: int) -> ClusterSize:
     )
 
 
+def run_tags(dag_id: str, run_id: str) -> list[dict[str, str]]:
+    """The tags that name a run's clusters (fruits_airflow.run_clusters finds them by these)."""
+    return [_tag("airflow:dag_id", dag_id), _tag("airflow:run_id", run_id)]
+
+
 def _instance_groups(config: PipelineConfig, core_count: int) -> list[dict[str, Any]]:
     groups = [
         {
@@ -223,8 +228,7 @@ def job_flow_overrides(
         "VisibleToAllUsers": True,
         "Tags": [
             EMR_MANAGED_POLICIES_TAG,
-            _tag("airflow:dag_id", dag_id),
-            _tag("airflow:run_id", run_id),
+            *run_tags(dag_id, run_id),
             _tag("fruits-pipeline:run_key", paths.run_key),
             _tag("fruits-pipeline:artifacts", artifacts.version),
         ],

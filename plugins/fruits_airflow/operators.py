@@ -1,7 +1,9 @@
 """The DAG's AWS operators and sensors, each failing in one line when AWS denies it a call.
 
 Same names and parameters as the classes they extend (the Amazon provider's, and the pipeline's own
-step sensor); only a denial is reported differently (``fruits_airflow.aws_errors``).
+step sensor); a denial is reported differently (``fruits_airflow.aws_errors``), every call retries as
+AWS advises (``fruits_airflow.aws_retries``), and a retried creation finds what an earlier try created
+(``fruits_airflow.run_clusters``): no second cluster, no steps added twice, no cluster left running.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.amazon.aws.operators import emr
 from airflow.providers.amazon.aws.sensors import s3
 
-from fruits_airflow import sensors
+from fruits_airflow import run_clusters, sensors
 from fruits_airflow.aws_errors import AccessDenied, ExplainsAccessDenied, access_denied_explained
+from fruits_airflow.aws_retries import RetriesAsAwsAdvises
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -20,14 +23,22 @@ if TYPE_CHECKING:
 TERMINATE_ACTION = "elasticmapreduce:TerminateJobFlows"
 
 
-class EmrCreateJobFlowOperator(ExplainsAccessDenied, emr.EmrCreateJobFlowOperator):
-    """Create a cluster; when a call after RunJobFlow is denied, the cluster's id still reaches the teardown.
+class EmrCreateJobFlowOperator(ExplainsAccessDenied, RetriesAsAwsAdvises, emr.EmrCreateJobFlowOperator):
+    """Create the run's cluster, unless an earlier try of the task did; its id reaches the teardown in any case.
 
-    The provider's operator describes the new cluster (for its log link) before it returns the id; were
-    that denied, ``terminate_cluster`` would get no id and the cluster would live on until its idle timeout.
+    An earlier try may have died after RunJobFlow: the run's active cluster, found by its tags, is then
+    the task's result, and no second one is created. The provider's operator describes the new cluster
+    (for its log link) before it returns the id; were that denied, ``terminate_cluster`` would get no
+    id and the cluster would live on until its idle timeout.
     """
 
     def execute(self, context: Context) -> Any:
+        dag_id, run_id = context["dag"].dag_id, context["run_id"]
+        with access_denied_explained():
+            existing = run_clusters.active_run_clusters(self.hook.conn, dag_id, run_id)
+        if existing:
+            self.log.warning("Run %s already has cluster %s (an earlier try created it): using it", run_id, existing[0])
+            return existing[0]
         try:
             return super().execute(context)
         except AccessDenied as denied:
@@ -38,31 +49,48 @@ class EmrCreateJobFlowOperator(ExplainsAccessDenied, emr.EmrCreateJobFlowOperato
             raise AccessDenied(f"{denied} Cluster {self._job_flow_id} was created; the teardown ends it.") from None
 
 
-class EmrAddStepsOperator(ExplainsAccessDenied, emr.EmrAddStepsOperator):
-    """Add steps to a cluster."""
+class EmrAddStepsOperator(ExplainsAccessDenied, RetriesAsAwsAdvises, emr.EmrAddStepsOperator):
+    """Add steps to the run's cluster, unless an earlier try of the task did: then return their ids."""
+
+    def execute(self, context: Context) -> Any:
+        if isinstance(self.steps, list) and self.job_flow_id:
+            with access_denied_explained():
+                added = run_clusters.steps_added(self.hook.conn, self.job_flow_id, self.steps)
+            if added is not None:
+                self.log.warning("Cluster %s has the steps (an earlier try added them): %s", self.job_flow_id, added)
+                return added
+        return super().execute(context)
 
 
-class EmrTerminateJobFlowOperator(ExplainsAccessDenied, emr.EmrTerminateJobFlowOperator):
-    """Terminate a cluster; when a call before TerminateJobFlows is denied, the cluster is terminated all the same.
+class EmrTerminateJobFlowOperator(ExplainsAccessDenied, RetriesAsAwsAdvises, emr.EmrTerminateJobFlowOperator):
+    """Terminate the run's cluster, and any other active cluster of the run (found by its tags).
 
-    The provider's operator describes the cluster (for its log links) before it terminates it; were that
-    denied, the cluster would live on until its idle timeout.
+    When a call before TerminateJobFlows is denied, the cluster is terminated all the same: the provider's
+    operator describes the cluster (for its log links) before it terminates it; were that denied, the
+    cluster would live on until its idle timeout.
     """
 
     def execute(self, context: Context) -> Any:
         try:
-            return super().execute(context)
+            result = super().execute(context)
         except AccessDenied as denied:
             if TERMINATE_ACTION in str(denied):
                 raise
             with access_denied_explained():
                 self.hook.conn.terminate_job_flows(JobFlowIds=[self.job_flow_id])
             raise AccessDenied(f"{denied} Cluster {self.job_flow_id} was terminated all the same.") from None
+        with access_denied_explained():
+            run_ids = run_clusters.active_run_clusters(self.hook.conn, context["dag"].dag_id, context["run_id"])
+            others = [cluster_id for cluster_id in run_ids if cluster_id != self.job_flow_id]
+            if others:
+                self.log.warning("Terminating the run's other active clusters too: %s", ", ".join(others))
+                self.hook.conn.terminate_job_flows(JobFlowIds=others)
+        return result
 
 
-class EmrStepsSensor(ExplainsAccessDenied, sensors.EmrStepsSensor):
+class EmrStepsSensor(ExplainsAccessDenied, RetriesAsAwsAdvises, sensors.EmrStepsSensor):
     """Wait for the run's steps, failing at once, with the reason, when a step or the cluster fails."""
 
 
-class S3KeySensor(ExplainsAccessDenied, s3.S3KeySensor):
+class S3KeySensor(ExplainsAccessDenied, RetriesAsAwsAdvises, s3.S3KeySensor):
     """Wait for an S3 key."""

@@ -21,7 +21,6 @@ from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.sdk import task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from botocore.client import BaseClient
-from botocore.config import Config
 
 from fruits_airflow import (
     artifacts,
@@ -40,6 +39,7 @@ from fruits_airflow import (
     wheelhouse,
 )
 from fruits_airflow.aws_errors import access_denied_explained
+from fruits_airflow.aws_retries import retrying
 from fruits_airflow.config import AWS_CONN_ID, ConfigError, PipelineConfig, load_config, parse_config, require_eu_region
 from fruits_airflow.paths import RunPaths
 
@@ -53,14 +53,14 @@ FAILURE_BILL_WAIT_SECONDS = 0
 
 
 def s3_client(region: str) -> BaseClient:
-    """An S3 client of the ``aws_default`` connection, sized for the parallel upload."""
-    config = Config(max_pool_connections=upload.UPLOAD_WORKERS)
+    """An S3 client of the ``aws_default`` connection, sized for the parallel upload, retrying as AWS advises."""
+    config = retrying(max_pool_connections=upload.UPLOAD_WORKERS)
     return S3Hook(aws_conn_id=AWS_CONN_ID, region_name=region, config=config).get_conn()
 
 
 def emr_client(region: str) -> BaseClient:
-    """An EMR client of the ``aws_default`` connection."""
-    return EmrHook(aws_conn_id=AWS_CONN_ID, region_name=region).get_conn()
+    """An EMR client of the ``aws_default`` connection, retrying as AWS advises (throttling above all)."""
+    return EmrHook(aws_conn_id=AWS_CONN_ID, region_name=region, config=retrying()).get_conn()
 
 
 def ec2_client(region: str) -> BaseClient:

@@ -253,6 +253,20 @@ def append(frame: DataFrame, uri: str, n_rows: int) -> None:
     frame.coalesce(files).write.mode("append").parquet(uri)
 
 
+def discard_uncommitted(fs: HadoopFs, uri: str) -> None:
+    """Remove what a killed run left in ``uri``'s ``_temporary/`` before appending to it.
+
+    Readers skip that folder, but Hadoop's committer (algorithm 1) commits every task output it finds
+    under ``_temporary/0/`` with the job's own: the committed tasks of a run killed before its job
+    commit would land beside their images' features of this run, twice. The DAG runs one run at a
+    time (``max_active_runs=1``), so no live job writes there.
+    """
+    leftover = join_uri(uri, "_temporary")
+    if fs.exists(leftover):
+        log.warning("removing %s: the uncommitted output of a run that was killed", leftover)
+        fs.delete(leftover, recursive=True)
+
+
 # --- the job -----------------------------------------------------------------------------------
 
 
@@ -336,6 +350,8 @@ def featurize_new(
     features = result.where(F.col("reason").isNull()).select(*FEATURES_SCHEMA.fieldNames())
     with times.phase("write"):
         record_model(fs, config, model)
+        discard_uncommitted(fs, config.features)
+        discard_uncommitted(fs, config.rejects)
         with logged_progress(spark.sparkContext, f"write {n_featurized} feature rows"):
             append(features, config.features, n_featurized)
         append(rejects, config.rejects, n_rejected)

@@ -39,9 +39,8 @@ from tools.local_airflow import BUCKET, REGION, local_connection
 from tools.local_provision import provision, put_managed_policy, stack_context
 from tools.stack_template import load_template
 
-# Actions a run that goes well never needs: boto3 aborts a multipart upload only when a part fails;
-# watch_steps and report_failure list the steps only when one failed, to say which and why.
-ERROR_PATHS_ONLY = {"s3:AbortMultipartUpload", "elasticmapreduce:ListSteps"}
+# Actions a run that goes well never needs: boto3 aborts a multipart upload only when a part fails.
+ERROR_PATHS_ONLY = {"s3:AbortMultipartUpload"}
 AIRFLOW_ACTIONS = sorted({call.action for call in CALLS if call.policy == "AirflowPolicy"} - ERROR_PATHS_ONLY)
 POKE_SECONDS = 0.2
 # Generous: a passing run never waits for it, and the bootstrap alone can take a minute on a busy machine.
@@ -146,7 +145,8 @@ def run_pipeline(landing: Path, run_id: str, s3: BaseClient) -> Run:
     (landing / "Kiwi" / f"{run_id}.jpg").write_bytes(run_id.encode())
     s3.put_object(Bucket=BUCKET, Key=f"images/Kiwi/gone-{run_id}.jpg", Body=b"gone")
     params = {"reprocess_all": False, "weights": None, "variance": 0.95}
-    context: Any = {"ti": FakeTaskInstance(), "run_id": run_id, "params": params}
+    dag = SimpleNamespace(dag_id="fruits_pipeline")
+    context: Any = {"ti": FakeTaskInstance(), "run_id": run_id, "params": params, "dag": dag}
     aws_args = {"aws_conn_id": AWS_CONN_ID, "region_name": REGION}
     sensor_args = {**aws_args, "poke_interval": POKE_SECONDS, "timeout": SENSOR_TIMEOUT_SECONDS}
     denial, cluster_id = None, None
@@ -156,7 +156,6 @@ def run_pipeline(landing: Path, run_id: str, s3: BaseClient) -> Run:
         tasks.find_reusable_run.function(config, uploaded, run_id=run_id, params=params)
         staged = tasks.stage_artifacts.function(config)
         tasks.check_security_configuration.function(config)
-        dag = SimpleNamespace(dag_id="fruits_pipeline")
         plan = tasks.plan_run.function(config, staged, run_id=run_id, dag=dag, params=params)
         create_cluster = EmrCreateJobFlowOperator(
             task_id="create_cluster", job_flow_overrides=plan["job_flow_overrides"], emr_conn_id=None, **aws_args

@@ -99,7 +99,7 @@ def test_the_plan_survives_xcom(plan):
 
 
 def test_emr_accepts_the_cluster_the_steps_and_the_termination(dag, plan, variable, emr):
-    context = {"ti": MagicMock()}
+    context = {"ti": MagicMock(), "run_id": RUN_ID, "dag": SimpleNamespace(dag_id=dag.dag_id)}
 
     cluster_id = rendered(dag, "create_cluster", job_flow_overrides=plan["job_flow_overrides"]).execute(context)
     step_ids = rendered(dag, "add_steps", job_flow_id=cluster_id, steps=plan["steps"]).execute(context)
@@ -121,4 +121,4 @@ def test_an_invalid_field_in_the_plan_makes_create_cluster_fail(dag, plan, emr):
     create_cluster = rendered(dag, "create_cluster", job_flow_overrides=plan["job_flow_overrides"])
 
     with pytest.raises(ParamValidationError, match="KeepAliveForever"):
-        create_cluster.execute({"ti": MagicMock()})
+        create_cluster.execute({"ti": MagicMock(), "run_id": RUN_ID, "dag": SimpleNamespace(dag_id=dag.dag_id)})

@@ -67,3 +67,18 @@ def test_serve_on_a_taken_port_exits_with_one_clear_line(tmp_path):
 
     assert result.returncode == 1
     assert f"Cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def test_serve_with_a_bad_fault_plan_exits_with_one_clear_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "local_aws", "serve", "--state-dir", str(tmp_path), "--faults", '{"s3_error_share": 3}'],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "local_aws: Fault plan key 's3_error_share' is 3; use a share between 0 and 1."
+    ]

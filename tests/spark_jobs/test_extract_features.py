@@ -183,6 +183,31 @@ def test_added_images_are_the_only_ones_featurized(
     assert set(before) <= set(after)
 
 
+def test_a_killed_run_s_uncommitted_output_is_never_committed_by_the_next_run(
+    spark: SparkSession, fresh_tree: Path, random_model: CompiledModel, image_size: int, tmp_path: Path
+) -> None:
+    """A run killed between its tasks' commits and its job's commit leaves committed task outputs in
+    ``_temporary/0/``; the next run featurizes those images again and must be their only writer."""
+    config = _config(fresh_tree, tmp_path / "shared", image_size)
+    run(spark, config, random_model)
+    for path in generate(tmp_path / "new", 3, n_labels=3, seed=7):
+        target = fresh_tree / path.relative_to(tmp_path / "new")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target.with_name("killed_" + target.name))
+    killed = _config(fresh_tree, tmp_path / "killed", image_size)
+    run(spark, killed, random_model)
+    task_output = Path(config.features) / "_temporary" / "0" / "task_202501010000_0001_m_000000"
+    task_output.mkdir(parents=True)
+    for part in Path(killed.features).glob("part-*.parquet"):
+        shutil.copy(part, task_output / part.name.replace("part-", "part-killed-"))
+
+    summary = run(spark, config, random_model)
+
+    paths = [row.path for row in spark.read.parquet(config.features).select("path").collect()]
+    assert summary.n_featurized == 3
+    assert len(paths) == len(set(paths))
+
+
 def test_moved_rewritten_and_added_images_are_featurized_again_and_removed_ones_are_not(
     spark: SparkSession,
     image_tree: dict,

@@ -1,0 +1,58 @@
+"""tools.chaos's own logic, without running the DAG: landing changes, the report, the verdict."""
+
+from __future__ import annotations
+
+import random
+from itertools import count
+from pathlib import Path
+
+import pytest
+
+from tools.chaos import FAULTS, Outcome, change_landing, features_commit, passed, report
+from tools.sample_images import generate
+
+
+@pytest.fixture
+def landing(tmp_path: Path) -> Path:
+    generate(tmp_path / "landing", 9, n_labels=3)
+    return tmp_path / "landing"
+
+
+def snapshot(landing: Path) -> dict[str, bytes]:
+    return {path.relative_to(landing).as_posix(): path.read_bytes() for path in landing.glob("*/*.jpg")}
+
+
+def test_landing_changes_are_seeded_and_change_the_folder(landing, tmp_path):
+    twin = tmp_path / "twin"
+    generate(twin, 9, n_labels=3)
+    before = snapshot(landing)
+
+    done = change_landing(landing, random.Random(3), count().__next__)
+    again = change_landing(twin, random.Random(3), count().__next__)
+
+    assert done == again
+    assert snapshot(landing) == snapshot(twin)
+    assert snapshot(landing) != before
+
+
+def test_the_report_ends_with_the_counts_and_the_seed_is_printed():
+    outcomes = [
+        Outcome(1, "pca killed mid-write", "first run", "failed", reason="Step pca failed: exit -9"),
+        Outcome(2, "none", "add 1", "success", lost=1, duplicated=2, leaked=["j-1"]),
+    ]
+
+    lines = report(outcomes, 42).splitlines()
+
+    assert "seed 42" in lines
+    assert lines[-1] == "runs 2, failed 1, images lost 1, duplicated rows 2, leaked clusters 1, problems 0"
+    assert not passed(outcomes)
+
+
+def test_chaos_passes_only_when_the_last_run_succeeds_and_nothing_was_lost():
+    assert passed([Outcome(1, "s3 errors", "first run", "failed", reason="x"), Outcome(2, "none", "", "success")])
+    assert not passed([Outcome(1, "none", "first run", "failed", reason="x")])
+
+
+def test_the_features_commit_fault_names_the_task_commit_of_the_run_s_features():
+    assert features_commit("none") == "PUT /fruits-demo/features/none/_temporary/0/task_"
+    assert "extract_features killed mid-write" in FAULTS
