@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from botocore.client import BaseClient
 
-from fruits_airflow.artifacts import build_spark_artifacts
+from fruits_airflow import wheelhouse
+from fruits_airflow.artifacts import BOOTSTRAP_DIR, build_spark_artifacts
 from local_aws import EmbeddedAws
 from tests.suite import REPO_ROOT
 from tools import bundle
@@ -99,6 +100,8 @@ def parsed(home: Path) -> dict:
 def run(home: Path, aws: EmbeddedAws, s3: BaseClient, emr: BaseClient) -> subprocess.CompletedProcess:
     """``airflow dags test`` in the bundle's home, on the endpoint: through the cluster request and its teardown."""
     variable = provision(s3, emr, aws.client("ec2"), aws.client("iam"), BUCKET, REGION)
+    # The operator's one-time step (docs/aws.md, Deploy step 2b): the deployed Airflow has no local wheelhouse.
+    wheelhouse.ensure_published(s3, BUCKET, wheelhouse.Wheelhouse.of(BOOTSTRAP_DIR))
     images = generate(home.parent / "landing", 2, n_labels=2)[0].parents[1]
     env = plain_environment(
         home,
