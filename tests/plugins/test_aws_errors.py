@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from unittest.mock import MagicMock
+from types import SimpleNamespace
+from unittest.mock import ANY, MagicMock
 
 import boto3
 import pytest
@@ -97,6 +98,8 @@ def test_a_cluster_created_before_a_denial_still_reaches_the_teardown(stubbed):
         "ClusterArn": "arn:aws:elasticmapreduce:eu-west-1:123456789012:cluster/j-1CREATED",
         "ResponseMetadata": {"HTTPStatusCode": 200},
     }
+    # No earlier try created the run's cluster (the operator looks for it by the run's tags first).
+    stubber.add_response("list_clusters", {"Clusters": []}, {"ClusterStates": ANY})
     stubber.add_response("run_job_flow", created)
     action = "elasticmapreduce:DescribeCluster"
     stubber.add_client_error(
@@ -116,7 +119,7 @@ def test_a_cluster_created_before_a_denial_still_reaches_the_teardown(stubbed):
     ti = MagicMock()
 
     with pytest.raises(AccessDenied) as denied:
-        create_cluster.execute({"ti": ti})
+        create_cluster.execute({"ti": ti, "dag": SimpleNamespace(dag_id="fruits_pipeline"), "run_id": "manual__1"})
 
     assert one_line(denied.value).startswith(f"AWS denied {action} (DescribeCluster)")
     assert "Cluster j-1CREATED was created; the teardown ends it." in str(denied.value)
