@@ -17,6 +17,7 @@ import pandas as pd
 import psutil
 import pytest
 
+from fruits_airflow import wheelhouse
 from fruits_spark.model_cache import default_cache_dir
 from tests.suite import REPO_ROOT
 from tools.demo import BUCKET, DemoRun, failure_summary, run_demo, summary
@@ -254,13 +255,20 @@ def test_a_failed_step_fails_the_run_with_the_job_s_own_line_first_and_terminate
 def test_a_bootstrap_that_cannot_install_fails_the_run_before_any_step_and_the_demo_says_why(
     landing: Path, tmp_path: Path, project_env: dict[str, str]
 ) -> None:
-    # A checkout whose primary node's bootstrap requirements (the endpoint's node is the primary) hold a line
-    # uv cannot parse; its own state, so a fresh node.
+    # A checkout whose nodes' bootstrap requirements (the lean ones and the primary's: the endpoint's node is
+    # the primary, lean when the model is cached) hold a line uv cannot parse; its own state, so a fresh node.
     checkout = tmp_path / "checkout"
     shutil.copytree(REPO_ROOT, checkout, ignore=shutil.ignore_patterns(*NOT_IN_A_CHECKOUT))
     (checkout / ".venv").symlink_to(REPO_ROOT / ".venv")
-    requirements = checkout / "bootstrap" / "requirements-primary.txt"
-    requirements.write_text(requirements.read_text() + "this is not a requirement!\n")
+    for name in (wheelhouse.NODES_REQUIREMENTS, wheelhouse.PRIMARY_REQUIREMENTS):
+        requirements = checkout / "bootstrap" / name
+        requirements.write_text(requirements.read_text() + "this is not a requirement!\n")
+    # The wheelhouse of that lock, as the one publication would leave it: this lock's wheels under its key.
+    built = wheelhouse.Wheelhouse.of(REPO_ROOT / "bootstrap")
+    broken = wheelhouse.Wheelhouse.of(checkout / "bootstrap", tmp_path / "wheelhouse")
+    broken.local_dir.mkdir(parents=True)
+    for layer in wheelhouse.LAYERS:
+        (broken.local_dir / layer).symlink_to(built.local_dir / layer)
     python_path = os.pathsep.join(str(checkout / folder) for folder in ("spark_jobs", "plugins", ""))
     state, out = tmp_path / "state", tmp_path / "out"
     command = ["-m", "tools.demo", "--images", str(landing), "--out", str(out), "--state-dir", str(state)]
@@ -268,7 +276,7 @@ def test_a_bootstrap_that_cannot_install_fails_the_run_before_any_step_and_the_d
     demo = subprocess.run(
         [sys.executable, *command, "--weights", "none"],
         cwd=checkout,
-        env={**project_env, "PYTHONPATH": python_path},
+        env={**project_env, "PYTHONPATH": python_path, wheelhouse.WHEELHOUSE_DIR_ENV: str(tmp_path / "wheelhouse")},
         capture_output=True,
         text=True,
         timeout=900,
@@ -281,9 +289,11 @@ def test_a_bootstrap_that_cannot_install_fails_the_run_before_any_step_and_the_d
         r"On the master instance \(i-\w+\), bootstrap action 1 returned a non-zero return code",
         demo.stderr,
     )
-    assert "error: Couldn't parse requirement in" in demo.stderr
+    # The bootstrap's one line (uv's own error stays in the node's install.log).
+    cannot_install = re.compile(r"the nodes' wheelhouse s3://\S+ does not hold the wheels of s3://\S+/requirements")
+    assert cannot_install.search(demo.stderr)
     assert "BOOTSTRAP_FAILURE" in task_log
-    assert "error: Couldn't parse requirement in" in task_log
+    assert cannot_install.search(task_log)
     logs = [key.split("/")[2:] for key, _ in saved_objects(state, "logs/")]
     assert ["node", "bootstrap-actions", "1", "stderr.gz"] in [parts[:1] + parts[2:] for parts in logs]
     assert not [parts for parts in logs if parts[0] == "steps"]
