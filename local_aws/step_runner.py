@@ -239,7 +239,8 @@ class _ClusterWorker(threading.Thread):
             previous,
             state,
             (utcnow() - since).total_seconds(),
-            f" ({failure['Reason']}: {failure['Message']})" if failure else "",
+            # EMR's FailureDetails may hold no Message (local_aws.step_logs gives none without an error line).
+            f" ({': '.join(filter(None, (failure.get('Reason'), failure.get('Message'))))})" if failure else "",
         )
 
     def _set_cluster_state(self, state: str, message: str, *, code: str | None = None) -> None:

@@ -109,6 +109,22 @@ def test_cancel_and_wait_cancels_later_steps_and_leaves_the_cluster_waiting(star
     assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="after/")
 
 
+def test_a_failure_without_a_message_still_cancels_later_steps(start_cluster, python_step, s3, bucket):
+    """As a job that says why on stdout only: FailureDetails with no Message must not stop the cluster's runner."""
+    quiet = "import sys; print('extract_features: error: no image could be decoded'); sys.exit(2)"
+    cluster = start_cluster(
+        [
+            python_step("quiet", quiet, action_on_failure="CANCEL_AND_WAIT"),
+            python_step("after", PUT_ARG3_AT_ARG1_ARG2, bucket, "after/1.txt", "ran"),
+        ]
+    )
+
+    states = [step["Status"]["State"] for step in cluster.wait_for_steps()]
+
+    assert states == ["FAILED", "CANCELLED"]
+    assert cluster.wait_for_state("WAITING")["State"] == "WAITING"
+
+
 def test_cluster_runs_new_steps_after_cancel_and_wait(start_cluster, python_step, s3, bucket):
     cluster = start_cluster([python_step("fail", FAIL, action_on_failure="CANCEL_AND_WAIT")])
     cluster.wait_for_steps()
