@@ -12,6 +12,8 @@ from botocore.exceptions import ClientError
 
 from fruits_airflow import cost
 from local_aws import EmbeddedAws
+from local_aws import __main__ as local_aws_cli
+from local_aws.emr_fleets import SPOT_CAPACITY_VARIABLE, SpotMarket
 
 SPOT: dict[str, Any] = {
     "TimeoutDurationMinutes": 10,
@@ -213,3 +215,17 @@ def test_emr_refuses_a_bad_fleet_request(run_fleets, fleets, instances, refusal)
         run_fleets(*fleets, **instances)
 
     assert refusal in str(refused.value)
+
+
+@pytest.mark.parametrize("text", ["{bad", '{"m5.xlarge": -1}', '["m5.xlarge"]'])
+def test_serve_with_a_bad_spot_capacity_exits_with_one_clear_line(tmp_path, capsys, text):
+    assert local_aws_cli.main(["serve", "--state-dir", str(tmp_path), "--spot-capacity", text]) == 2
+
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("local_aws: --spot-capacity ")
+
+
+def test_the_spot_capacity_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv(SPOT_CAPACITY_VARIABLE, '{"m5.xlarge": 0}')
+
+    assert SpotMarket.from_environment().capacity == {"m5.xlarge": 0}
