@@ -141,6 +141,7 @@ def test_fleet_instances_follow_the_cluster_s_timeline_and_are_billed_by_market(
     bill = cost.cluster_bill(emr, cluster_id, cost.load_prices(), "eu-west-1", wait_seconds=30)
 
     assert bill["final"] is True
+    assert bill["cluster"]["instance_collection"] == "INSTANCE_FLEET"
     assert bill["nodes"] == {"m5.xlarge": 3}
     assert bill["markets"] == {"ON_DEMAND": 2, "SPOT": 1}
     prices = cost.load_prices().node_price("eu-west-1", "m5.xlarge")

@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import json
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError, ParamValidationError
+from botocore.validate import validate_parameters
 
 from fruits_airflow.cluster import (
     NODE_PYTHON,
@@ -316,6 +318,10 @@ def test_spot_task_nodes_on_fleets_are_a_spot_task_fleet_of_the_core_types(reque
 def test_emr_s_checks_accept_the_fleet_request(request_for, assert_emr_enums, to_featurize):
     overrides = request_for(to_featurize, core_instance_types=FLEET_TYPES, core_market="SPOT", spot_task_count=1)
     assert_emr_enums("RunJobFlow", overrides)
+    validate_parameters(
+        overrides,
+        boto3.client("emr", region_name="eu-west-1").meta.service_model.operation_model("RunJobFlow").input_shape,
+    )
 
     # The embedded endpoint's checks of what EMR refuses (tests/local_aws/test_emr_fleets.py).
     assert check_fleets(overrides["Instances"], overrides["ReleaseLabel"]) == overrides["Instances"]["InstanceFleets"]
