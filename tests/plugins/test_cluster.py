@@ -16,7 +16,7 @@ from fruits_airflow.cluster import (
 )
 from fruits_airflow.config import ConfigError, parse_config
 from fruits_airflow.paths import RunPaths
-from local_aws.emr_fleets import check_fleets
+from local_aws.emr_fleet_checks import check_fleets
 
 RUN_ID = "manual__2025-03-01T10:15:30+00:00"
 
