@@ -13,6 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
+from local_aws.emr_fleets import SPOT_CAPACITY_VARIABLE, parse_spot_capacity
 from local_aws.faults import FAULTS_ENV, FaultPlan
 from local_aws.server import DEFAULT_HOST, DEFAULT_REGION, EmbeddedAws
 from local_aws.spark_submit import REPO_ROOT
@@ -44,6 +45,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help=f"faults to inject, as JSON (local_aws/README.md); default ${FAULTS_ENV}, else none",
     )
+    serve.add_argument(
+        "--spot-capacity",
+        default=None,
+        help=f"spot instances left per type for instance fleets, as JSON such as '{{\"m5.xlarge\": 0}}' "
+        f"(local_aws/README.md); default ${SPOT_CAPACITY_VARIABLE}, else any amount",
+    )
     return parser.parse_args(argv)
 
 
@@ -54,13 +61,20 @@ def serve(
     state_dir: Path,
     latency_seconds: float = 0.0,
     faults: FaultPlan | None = None,
+    spot_capacity: dict[str, int] | None = None,
 ) -> None:
     """Serve until SIGINT or SIGTERM, then stop cleanly: steps killed, S3 saved to ``state_dir``."""
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     with EmbeddedAws(
-        port=port, host=host, region=region, state_dir=state_dir, latency_seconds=latency_seconds, faults=faults
+        port=port,
+        host=host,
+        region=region,
+        state_dir=state_dir,
+        latency_seconds=latency_seconds,
+        faults=faults,
+        spot_capacity=spot_capacity,
     ) as aws:
         print(aws.endpoint_url, flush=True)
         stop.wait()
@@ -72,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         faults = None if args.faults is None else FaultPlan.from_json(args.faults)
-        serve(args.port, args.host, args.region, args.state_dir, args.latency_ms / 1000, faults)
+        spot = None if args.spot_capacity is None else parse_spot_capacity(args.spot_capacity, "--spot-capacity")
+        serve(args.port, args.host, args.region, args.state_dir, args.latency_ms / 1000, faults, spot)
     except OSError as error:
         print(f"local_aws: {error.strerror or error}", file=sys.stderr)
         return 1

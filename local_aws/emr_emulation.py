@@ -44,6 +44,7 @@ from moto.emr.exceptions import ValidationException
 from moto.emr.responses import ElasticMapReduceResponse
 from moto.iam.models import iam_backends
 
+from local_aws.emr_fleets import FleetsResponse, InstanceFleet
 from local_aws.iam_enforcement import ImpliedAction, authorize, enforcing
 
 TERMINATED_STATES = frozenset({"TERMINATED", "TERMINATED_WITH_ERRORS"})
@@ -114,6 +115,10 @@ class EmulatedCluster(emr_models.Cluster):
         self.state_change_code: str | None = None
         self.master_instance_id: str | None = None
         self._primary_started = threading.Event()
+        # local_aws.emr_fleets fills these in for a cluster of instance fleets.
+        self.instance_collection_type = "INSTANCE_GROUP"
+        self.instance_fleets: list[InstanceFleet] = []
+        self.fleet_timeout: str | None = None
         super().__init__(*args, **kwargs)
 
     @property
@@ -163,7 +168,7 @@ class EmulatedCluster(emr_models.Cluster):
             self.ready_datetime = utcnow()
         if state in TERMINATED_STATES and self.end_datetime is None:
             self.end_datetime = utcnow()
-        for group in self.instance_groups:
+        for group in [*self.instance_groups, *self.instance_fleets]:
             group.state = NODE_STATES[state]
             if group.state == "RUNNING" and group.ready_date_time is None:
                 group.ready_date_time = self.ready_datetime
@@ -214,14 +219,16 @@ def _instance_profile_role_arn(profile: str, account_id: str) -> str:
     return roles[0].arn if roles else _role_arn(profile, account_id)
 
 
-class EmulatedEmrResponse(ElasticMapReduceResponse):
+class EmulatedEmrResponse(FleetsResponse):
     """Moto's EMR API, with requests authorized against the cluster they name and what RunJobFlow implies."""
 
     def run_job_flow(self) -> ActionResult:
         """Moto's RunJobFlow; the runner takes the cluster once its instance groups exist, as EMR's do."""
         result = super().run_job_flow()
         cluster = self.backend.describe_cluster(result.result["JobFlowId"])
-        EmulatedEmrBackend.runner_hooks().cluster_created(cluster)
+        # A fleet whose spot capacity timed out with TERMINATE_CLUSTER has ended it already.
+        if cluster.state not in CLUSTER_DOWN_STATES:
+            EmulatedEmrBackend.runner_hooks().cluster_created(cluster)
         return result
 
     def _cluster_ids(self) -> list[str]:

@@ -18,6 +18,7 @@ import shutil
 import socket
 import tempfile
 import threading
+from collections.abc import Mapping
 from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
@@ -31,6 +32,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from local_aws.bootstrap_actions import BootstrapActions
 from local_aws.emr_emulation import EmulatedCluster, emulated_emr
+from local_aws.emr_fleets import SpotMarket, spot_market
 from local_aws.faults import FaultInjector, FaultPlan, Injected
 from local_aws.iam_enforcement import ADMIN, iam_enforced, node_credentials
 from local_aws.node import Node, NodeRuntime, NoInternet
@@ -67,6 +69,9 @@ class EmbeddedAws:
         shared by every cluster; by default ``<state dir>/node``.
     :param faults: the faults to inject (local_aws.faults); by default those of ``$LOCAL_AWS_FAULTS``, else
         none. :attr:`faults` may be replaced while the endpoint runs; :attr:`injected` lists those injected.
+    :param spot_capacity: the spot instances the region has left per instance type, which instance fleets
+        draw from (local_aws.emr_fleets); by default those of ``$LOCAL_AWS_SPOT_CAPACITY``, else any amount.
+        :attr:`spot_capacity` may be changed while the endpoint runs.
 
     :attr:`requests` records every request the endpoint answered.
     """
@@ -81,6 +86,7 @@ class EmbeddedAws:
         latency_seconds: float = 0.0,
         node_dir: Path | None = None,
         faults: FaultPlan | None = None,
+        spot_capacity: Mapping[str, int] | None = None,
     ) -> None:
         if not 0 <= port <= 65535:
             raise ValueError(f"Port {port} is out of range; use 1-65535, or 0 for a free one.")
@@ -100,6 +106,16 @@ class EmbeddedAws:
         self._node_dir = node_dir
         self._no_internet: NoInternet | None = None
         self._faults = FaultInjector(FaultPlan.from_environment() if faults is None else faults)
+        self._spot = SpotMarket.from_environment() if spot_capacity is None else SpotMarket(spot_capacity)
+
+    @property
+    def spot_capacity(self) -> dict[str, int] | None:
+        """The spot instances left per instance type for the clusters' fleets; None for any amount."""
+        return self._spot.capacity
+
+    @spot_capacity.setter
+    def spot_capacity(self, capacity: Mapping[str, int] | None) -> None:
+        self._spot.capacity = capacity
 
     @property
     def faults(self) -> FaultPlan:
@@ -185,6 +201,7 @@ class EmbeddedAws:
         self._faults.work_root = runtime.work_root
         runner = StepRunner(StepExecutor(runtime), BootstrapActions(runtime), self._faults)
         self._stack.enter_context(emulated_emr(runner, region=self.region))
+        self._stack.enter_context(spot_market(self._spot))
         self._stack.enter_context(iam_enforced())
         self._stack.enter_context(live_common_prefixes())
         # Moto's S3 is process-wide: this endpoint's S3 starts as saved and ends with it.

@@ -24,7 +24,7 @@ from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
 from fruits_airflow.artifacts import StagedArtifacts
-from fruits_airflow.config import STACK_TEMPLATE, ConfigError, PipelineConfig
+from fruits_airflow.config import STACK_TEMPLATE, ConfigError, PipelineConfig, fleet_weight
 from fruits_airflow.paths import RunPaths
 
 log = logging.getLogger(__name__)
@@ -119,11 +119,16 @@ def size_cluster(config: PipelineConfig, n_to_featurize: int) -> ClusterSize:
     wanted = math.ceil(n_to_featurize / config.images_per_core_node)
     core_count = min(wanted, config.core_count)
     capped = f", capped at core_count = {config.core_count}" if wanted > core_count else ""
+    fleet = (
+        f" (xlarge units of a core fleet of {', '.join(config.core_node_types)}, {config.core_market.lower()})"
+        if config.uses_fleets
+        else ""
+    )
     return ClusterSize(
         core_count,
         n_to_featurize,
         f"{n_to_featurize} images to featurize, over single_node_max_images = {single}: {core_count} core "
-        f"node(s), one per images_per_core_node = {config.images_per_core_node}{capped}",
+        f"node(s){fleet}, one per images_per_core_node = {config.images_per_core_node}{capped}",
     )
 
 
@@ -166,6 +171,47 @@ def _instance_groups(config: PipelineConfig, core_count: int) -> list[dict[str, 
     return groups
 
 
+def _fleet(name: str, kind: str, config: PipelineConfig, units: int, market: str) -> dict[str, Any]:
+    """A core or task fleet of ``units`` xlarge units on ``market``; spot allocated capacity-optimized (from the
+    pools least likely to be interrupted), and provisioned on demand when spot is short after the timeout."""
+    launch: dict[str, Any] = {"OnDemandSpecification": {"AllocationStrategy": "lowest-price"}}
+    if market == "SPOT":
+        launch["SpotSpecification"] = {
+            "TimeoutDurationMinutes": config.spot_timeout_minutes,
+            "TimeoutAction": "SWITCH_TO_ON_DEMAND",
+            "AllocationStrategy": "capacity-optimized",
+        }
+    return {
+        "Name": name,
+        "InstanceFleetType": kind,
+        "TargetOnDemandCapacity": units if market == "ON_DEMAND" else 0,
+        "TargetSpotCapacity": units if market == "SPOT" else 0,
+        "InstanceTypeConfigs": [
+            {"InstanceType": node_type, "WeightedCapacity": fleet_weight(node_type)}
+            for node_type in config.core_node_types
+        ],
+        "LaunchSpecifications": launch,
+    }
+
+
+def _instance_fleets(config: PipelineConfig, core_count: int) -> list[dict[str, Any]]:
+    """The primary fleet, one on-demand node of ``primary_instance_type``; the core fleet and the task fleet
+    (as the groups: only beside core nodes) of ``core_instance_types``."""
+    fleets = [
+        {
+            "Name": "primary",
+            "InstanceFleetType": "MASTER",
+            "TargetOnDemandCapacity": 1,
+            "InstanceTypeConfigs": [{"InstanceType": config.primary_instance_type}],
+        }
+    ]
+    if core_count:
+        fleets.append(_fleet("core", "CORE", config, core_count, config.core_market))
+    if config.spot_task_count and core_count:
+        fleets.append(_fleet("spot task", "TASK", config, config.spot_task_count, "SPOT"))
+    return fleets
+
+
 def job_flow_overrides(
     config: PipelineConfig,
     paths: RunPaths,
@@ -187,7 +233,11 @@ def job_flow_overrides(
     )
     core_count = config.core_count if size is None else size.core_count
     instances: dict[str, Any] = {
-        "InstanceGroups": _instance_groups(config, core_count),
+        **(
+            {"InstanceFleets": _instance_fleets(config, core_count)}
+            if config.uses_fleets
+            else {"InstanceGroups": _instance_groups(config, core_count)}
+        ),
         "Ec2SubnetId": config.subnet_id,
         "EmrManagedMasterSecurityGroup": config.emr_managed_master_security_group,
         "EmrManagedSlaveSecurityGroup": config.emr_managed_slave_security_group,

@@ -40,6 +40,11 @@ DEFAULT_SPOT_TASK_COUNT = 0
 # core_count.
 DEFAULT_SINGLE_NODE_MAX_IMAGES = 20_000
 DEFAULT_IMAGES_PER_CORE_NODE = 45_000
+# How long EMR looks for a fleet's spot capacity before it provisions the rest on demand, which the whole
+# cluster waits for: EMR's minimum, as a run takes 13-16 minutes (the console's default is 60).
+DEFAULT_SPOT_TIMEOUT_MINUTES = 5
+# The most instance types EMR takes in a fleet with an allocation strategy (the cluster always sets one).
+MAX_FLEET_INSTANCE_TYPES = 30
 # The project's CloudFormation stack (this template, in the repository) creates exactly these names;
 # the DAG creates none of them.
 STACK_TEMPLATE = "cloudformation/fruits-pipeline.yaml"
@@ -59,6 +64,8 @@ PRICE_FIELDS = ("ec2", "emr", "ec2_spot", "ebs")
 WEIGHTS_PATTERN = rf"{IMAGENET_WEIGHTS}|{RANDOM_WEIGHTS}|s3://\S+"
 
 _EU_REGION = re.compile(r"eu-[a-z]+-\d+")
+# The fleets' types are counted in xlarge units (4 vCPUs): xlarge is 1, 2xlarge 2, and so on.
+_FLEET_INSTANCE_TYPE = re.compile(r"[a-z0-9-]+\.(\d*)xlarge")
 # Graviton (arm64) instance types: a family, its generation, then 'g' (m6g, c7gd, r8g, t4g, x2gd...).
 _GRAVITON = re.compile(r"[a-z]+\d+g[a-z]*\.[a-z0-9]+")
 _PATTERNS: dict[str, tuple[re.Pattern[str], str]] = {
@@ -102,6 +109,8 @@ _RANGES: dict[str, tuple[int, int]] = {
     "images_per_core_node": (1, 10_000_000),
     # The limits EMR accepts for AutoTerminationPolicy.IdleTimeout.
     "idle_timeout": (60, 604_800),
+    # The limits EMR accepts for a fleet's SpotSpecification.TimeoutDurationMinutes.
+    "spot_timeout_minutes": (5, 1440),
 }
 # Fractions, in (low, high].
 _SHARES: dict[str, tuple[float, float]] = {"max_removal_share": (0.0, 1.0)}
@@ -132,7 +141,13 @@ class PipelineConfig:
     :param core_count: the most core nodes a run's cluster has; the plan adds one per
         ``images_per_core_node`` images to featurize (``cluster.size_cluster``).
     :param core_market: ``ON_DEMAND`` or ``SPOT``, the core nodes' market; the primary is always on demand.
-        A spot core group has no on-demand fallback: when spot is short, the cluster waits for it.
+        A spot core group has no on-demand fallback: when spot is short, the cluster waits for it; a core
+        fleet (``core_instance_types``) has one.
+    :param core_instance_types: instead of ``core_instance_type``, several types for the core (and task)
+        nodes: the cluster then uses instance fleets, the primary fleet on demand, the core capacity counted
+        in xlarge units (a 2xlarge is 2), spot allocated capacity-optimized when ``core_market`` is ``SPOT``.
+    :param spot_timeout_minutes: how long a fleet's spot capacity is looked for before EMR provisions the
+        rest on demand.
     :param single_node_max_images: a run featurizing at most this many images runs on the primary node
         alone; 0 always adds core nodes.
     :param images_per_core_node: images to featurize per core node, beyond ``single_node_max_images``.
@@ -177,6 +192,18 @@ class PipelineConfig:
     single_node_max_images: int = DEFAULT_SINGLE_NODE_MAX_IMAGES
     images_per_core_node: int = DEFAULT_IMAGES_PER_CORE_NODE
     prices: dict[str, Any] | None = None
+    core_instance_types: list[str] | None = None
+    spot_timeout_minutes: int = DEFAULT_SPOT_TIMEOUT_MINUTES
+
+    @property
+    def uses_fleets(self) -> bool:
+        """Whether the cluster is built of instance fleets (``core_instance_types``) rather than groups."""
+        return bool(self.core_instance_types)
+
+    @property
+    def core_node_types(self) -> list[str]:
+        """Every type a core or task node may have."""
+        return list(self.core_instance_types or [self.core_instance_type])
 
     def to_dict(self) -> dict[str, Any]:
         """The Variable-shaped form, passed between tasks by XCom; ``parse_config`` reads it back."""
@@ -202,6 +229,40 @@ def _check_prices(raw: Any) -> dict[str, dict[str, dict[str, float]]]:
     return {region: {kind: dict(fields) for kind, fields in types.items()} for region, types in raw.items()}
 
 
+def _check_fleet_types(raw: Any) -> list[str]:
+    """The Variable's ``core_instance_types``: 1 to 30 distinct EC2 types of an xlarge size or bigger."""
+    expected = "a list of 1 to {} distinct EC2 types of size xlarge or Nxlarge, such as ['m5.xlarge', 'm6i.xlarge']"
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_FLEET_INSTANCE_TYPES or len(set(map(str, raw))) < len(raw):
+        raise _bad("core_instance_types", f"must be {expected.format(MAX_FLEET_INSTANCE_TYPES)}, got {raw!r}")
+    for kind in raw:
+        if not isinstance(kind, str) or not _FLEET_INSTANCE_TYPE.fullmatch(kind):
+            raise _bad(
+                "core_instance_types",
+                f"has {kind!r}: the fleet counts its capacity in xlarge units, so give types of size xlarge or Nxlarge "
+                "such as 'm5.xlarge' or 'm5.2xlarge'",
+            )
+    return list(raw)
+
+
+def fleet_weight(instance_type: str) -> int:
+    """The xlarge units an instance of a fleet's type counts for (its WeightedCapacity): 1, or the N of Nxlarge."""
+    match = _FLEET_INSTANCE_TYPE.fullmatch(instance_type)
+    return int(match.group(1) or 1) if match else 1
+
+
+def _check_exclusive(raw: Mapping[str, Any]) -> None:
+    """Refuse what a fleet cluster would silently ignore: the groups' own types, when not the defaults."""
+    if raw.get("core_instance_types") is None:
+        return
+    for key in ("core_instance_type", "spot_task_instance_type"):
+        if raw.get(key) not in (None, DEFAULT_INSTANCE_TYPE):
+            raise _bad(
+                key,
+                "applies to instance groups only, and 'core_instance_types' makes the cluster of instance fleets, "
+                f"whose core and task nodes take those types: remove '{key}' or 'core_instance_types'",
+            )
+
+
 def _bad(key: str, problem: str) -> ConfigError:
     return ConfigError(f"Airflow Variable '{VARIABLE_KEY}': key '{key}' {problem}.")
 
@@ -209,6 +270,8 @@ def _bad(key: str, problem: str) -> ConfigError:
 def _check_value(key: str, value: Any) -> Any:
     if key == "prices":
         return _check_prices(value)
+    if key == "core_instance_types":
+        return _check_fleet_types(value)
     if key in _SHARES:
         low, high = _SHARES[key]
         if isinstance(value, bool) or not isinstance(value, int | float) or not low < value <= high:
@@ -255,6 +318,7 @@ def parse_config(raw: Mapping[str, Any]) -> PipelineConfig:
     if missing:
         raise _bad(missing[0], f"is required: {_REQUIRED[missing[0]]}")
     values = {key: _check_value(key, value) for key, value in raw.items() if value is not None}
+    _check_exclusive(raw)
     require_eu_region(values.get("region", DEFAULT_REGION))
     require_x86_primary(values.get("primary_instance_type", DEFAULT_INSTANCE_TYPE))
     return PipelineConfig(**values)

@@ -199,10 +199,13 @@ def cluster_bill(
 ) -> dict[str, Any]:
     """The bill of cluster ``cluster_id``, once it has ended (or after ``wait_seconds``), with its own timeline."""
     wait_for_end(emr_client, cluster_id, wait_seconds)
-    timeline = emr_client.describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"].get("Timeline", {})
+    described = emr_client.describe_cluster(ClusterId=cluster_id)["Cluster"]
+    timeline = described["Status"].get("Timeline", {})
     cost = bill(cluster_nodes(emr_client, cluster_id), prices, region, now=datetime.now(UTC))
     cost["cluster"] = {
         "id": cluster_id,
+        # INSTANCE_FLEET: a spot fleet's on-demand core nodes are its fallback when spot was short.
+        "instance_collection": described.get("InstanceCollectionType"),
         "created": _iso(timeline.get("CreationDateTime")),
         "ready": _iso(timeline.get("ReadyDateTime")),
         "ended": _iso(timeline.get("EndDateTime")),

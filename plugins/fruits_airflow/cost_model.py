@@ -51,19 +51,30 @@ class ModelledRun:
     usd: float
 
 
+# A fleet's core types, as docs/aws.md suggests them: the same 4 vCPUs and 16 GiB, three spot pools.
+FLEET_TYPES = ["m5.xlarge", "m5a.xlarge", "m6i.xlarge"]
+
+
 def featurizing_vcpus(config: PipelineConfig, core_count: int) -> int:
-    """The executors' vCPUs: the primary's in a primary-only cluster (its YARN hosts them), else the core nodes'."""
+    """The executors' vCPUs: the primary's in a primary-only cluster (its YARN hosts them), else the core nodes'
+    (a fleet's core capacity is in xlarge units, 4 vCPUs each)."""
     if core_count == 0:
         return VCPUS[config.primary_instance_type]
-    return core_count * VCPUS[config.core_instance_type]
+    return core_count * (VCPUS["m5.xlarge"] if config.uses_fleets else VCPUS[config.core_instance_type])
 
 
-def model_run(scenario: str, config: PipelineConfig, images: int) -> ModelledRun:
-    """The run of ``images`` new images on the cluster ``config`` sizes, billed by ``cost.bill``."""
+def model_run(scenario: str, config: PipelineConfig, images: int, *, spot_short: bool = False) -> ModelledRun:
+    """The run of ``images`` new images on the cluster ``config`` sizes, billed by ``cost.bill``.
+
+    :param spot_short: no spot capacity at all: a fleet's core nodes come on demand after
+        ``spot_timeout_minutes``, which the whole cluster waits for (it is ready once its core fleet is).
+    """
     size = size_cluster(config, images)
     featurize_seconds = images / (IMAGES_PER_VCPU_SECOND * featurizing_vcpus(config, size.core_count))
+    wait = config.spot_timeout_minutes if spot_short and size.core_count and config.core_market == cost.SPOT else 0
     minutes = (
-        START_MINUTES
+        wait
+        + START_MINUTES
         + BOOTSTRAP_MINUTES
         + EXTRACT_OVERHEAD_MINUTES
         + featurize_seconds / 60
@@ -71,19 +82,24 @@ def model_run(scenario: str, config: PipelineConfig, images: int) -> ModelledRun
         + END_MINUTES
     )
     end = T0 + timedelta(minutes=minutes)
+    core_market = cost.ON_DEMAND if wait else config.core_market
     nodes = [cost.Node(config.primary_instance_type, cost.ON_DEMAND, T0, end)]
-    nodes += [cost.Node(config.core_instance_type, config.core_market, T0, end)] * size.core_count
+    nodes += [cost.Node(config.core_node_types[0], core_market, T0 + timedelta(minutes=wait), end)] * size.core_count
     bill = cost.bill(nodes, cost.load_prices(config.prices), config.region, now=end)
     described = ", ".join(f"{line['nodes']} {line['instance_type']} {line['market'].lower()}" for line in bill["lines"])
     return ModelledRun(scenario, images, described, featurize_seconds, minutes, bill["usd"])
 
 
-def scenarios(config: PipelineConfig) -> dict[str, PipelineConfig]:
-    """Before: every run on 1 primary and ``core_count`` on-demand core nodes. After: sized, on demand or spot."""
+def scenarios(config: PipelineConfig) -> dict[str, tuple[PipelineConfig, bool]]:
+    """Before: every run on 1 primary and ``core_count`` on-demand core nodes. After: sized, on demand or spot;
+    spot as a fleet of FLEET_TYPES, also when spot is short (then on demand after the timeout)."""
+    fleet = replace(config, core_market=cost.SPOT, core_instance_types=FLEET_TYPES)
+    before = replace(config, single_node_max_images=0, images_per_core_node=1, core_market=cost.ON_DEMAND)
     return {
-        "before": replace(config, single_node_max_images=0, images_per_core_node=1, core_market=cost.ON_DEMAND),
-        "after": replace(config, core_market=cost.ON_DEMAND),
-        "after, spot core nodes": replace(config, core_market=cost.SPOT),
+        "before": (before, False),
+        "after": (replace(config, core_market=cost.ON_DEMAND), False),
+        "after, spot core fleet": (fleet, False),
+        "after, spot core fleet, no spot left": (fleet, True),
     }
 
 
@@ -109,7 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = PipelineConfig(bucket="model", subnet_id="subnet-0", region=args.region, **_NETWORK)
     try:
-        runs = [model_run(name, settings, n) for n in args.images for name, settings in scenarios(config).items()]
+        runs = [
+            model_run(name, settings, n, spot_short=short)
+            for n in args.images
+            for name, (settings, short) in scenarios(config).items()
+        ]
     except ConfigError as error:
         print(f"cost_model: error: {error}", file=sys.stderr)
         return 2

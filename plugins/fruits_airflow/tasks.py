@@ -194,7 +194,7 @@ def plan_size(settings: PipelineConfig, found: dict[str, Any] | None, uploaded: 
     to_featurize = cluster.images_to_featurize(found.get("n_images", 0), found.get("n_covered", 0), n_uploaded)
     size = cluster.size_cluster(settings, to_featurize)
     prices = cost.load_prices(settings.prices)
-    node_types = [settings.primary_instance_type] + ([settings.core_instance_type] if size.core_count else [])
+    node_types = [settings.primary_instance_type] + (settings.core_node_types if size.core_count else [])
     for node_type in node_types:
         prices.node_price(settings.region, node_type)
     return size

@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import json
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError, ParamValidationError
+from botocore.validate import validate_parameters
 
 from fruits_airflow.cluster import (
     NODE_PYTHON,
@@ -14,6 +16,7 @@ from fruits_airflow.cluster import (
 )
 from fruits_airflow.config import ConfigError, parse_config
 from fruits_airflow.paths import RunPaths
+from local_aws.emr_fleet_checks import check_fleets
 
 RUN_ID = "manual__2025-03-01T10:15:30+00:00"
 
@@ -263,3 +266,68 @@ def test_the_cluster_is_tagged_for_the_emr_managed_policies(request_for):
 
     # AmazonEMRServicePolicy_v2 only launches instances for clusters carrying this tag.
     assert tags["for-use-with-amazon-emr-managed-policies"] == "true"
+
+
+FLEET_TYPES = ["m5.xlarge", "m5a.xlarge", "m6i.2xlarge"]
+
+
+def fleets(job_flow: dict) -> dict[str, dict]:
+    assert "InstanceGroups" not in job_flow["Instances"]
+    return {fleet["InstanceFleetType"]: fleet for fleet in job_flow["Instances"]["InstanceFleets"]}
+
+
+def test_core_instance_types_make_a_spot_core_fleet_with_an_on_demand_fallback(request_for):
+    by_type = fleets(request_for(90_000, core_instance_types=FLEET_TYPES, core_market="SPOT"))
+
+    assert by_type["MASTER"]["TargetOnDemandCapacity"] == 1
+    assert by_type["MASTER"]["InstanceTypeConfigs"] == [{"InstanceType": "m5.xlarge"}]
+    core = by_type["CORE"]
+    assert (core["TargetSpotCapacity"], core["TargetOnDemandCapacity"]) == (2, 0)
+    assert [(c["InstanceType"], c["WeightedCapacity"]) for c in core["InstanceTypeConfigs"]] == [
+        ("m5.xlarge", 1),
+        ("m5a.xlarge", 1),
+        ("m6i.2xlarge", 2),
+    ]
+    assert core["LaunchSpecifications"]["SpotSpecification"] == {
+        "TimeoutDurationMinutes": 5,
+        "TimeoutAction": "SWITCH_TO_ON_DEMAND",
+        "AllocationStrategy": "capacity-optimized",
+    }
+    assert core["LaunchSpecifications"]["OnDemandSpecification"] == {"AllocationStrategy": "lowest-price"}
+
+
+def test_an_on_demand_core_fleet_has_no_spot_target(request_for):
+    core = fleets(request_for(90_000, core_instance_types=FLEET_TYPES, spot_timeout_minutes=30))["CORE"]
+
+    assert (core["TargetSpotCapacity"], core["TargetOnDemandCapacity"]) == (0, 2)
+    assert "SpotSpecification" not in core["LaunchSpecifications"]
+
+
+def test_a_small_increment_on_fleets_is_the_primary_fleet_alone(request_for):
+    assert list(fleets(request_for(240, core_instance_types=FLEET_TYPES, spot_task_count=2))) == ["MASTER"]
+
+
+def test_spot_task_nodes_on_fleets_are_a_spot_task_fleet_of_the_core_types(request_for):
+    task = fleets(request_for(90_000, core_instance_types=FLEET_TYPES, spot_task_count=3))["TASK"]
+
+    assert (task["TargetSpotCapacity"], task["TargetOnDemandCapacity"]) == (3, 0)
+    assert [c["InstanceType"] for c in task["InstanceTypeConfigs"]] == FLEET_TYPES
+
+
+@pytest.mark.parametrize("to_featurize", [240, 90_000])
+def test_emr_s_checks_accept_the_fleet_request(request_for, assert_emr_enums, to_featurize):
+    overrides = request_for(to_featurize, core_instance_types=FLEET_TYPES, core_market="SPOT", spot_task_count=1)
+    assert_emr_enums("RunJobFlow", overrides)
+    validate_parameters(
+        overrides,
+        boto3.client("emr", region_name="eu-west-1").meta.service_model.operation_model("RunJobFlow").input_shape,
+    )
+
+    # The embedded endpoint's checks of what EMR refuses (tests/local_aws/test_emr_fleets.py).
+    assert check_fleets(overrides["Instances"], overrides["ReleaseLabel"]) == overrides["Instances"]["InstanceFleets"]
+
+
+def test_the_plan_says_the_core_nodes_are_a_fleet(variable):
+    config = parse_config({**variable, "core_instance_types": FLEET_TYPES, "core_market": "SPOT"})
+
+    assert "core fleet of m5.xlarge, m5a.xlarge, m6i.2xlarge, spot" in size_cluster(config, 90_000).reason

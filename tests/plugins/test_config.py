@@ -79,6 +79,29 @@ def test_eu_regions_are_accepted(variable, region):
         ),
         ({"bucket": "my-fruits", "core_instance_type": "big"}, "core_instance_type", "must be an EC2 type"),
         ({"bucket": "my-fruits", "weights": "resnet50"}, "weights", "must be 'imagenet', 'none' or an s3://"),
+        (
+            {"bucket": "my-fruits", "core_instance_types": "m5.xlarge"},
+            "core_instance_types",
+            "must be a list of 1 to 30",
+        ),
+        ({"bucket": "my-fruits", "core_instance_types": []}, "core_instance_types", "must be a list"),
+        (
+            {"bucket": "my-fruits", "core_instance_types": ["m5.xlarge"] * 2},
+            "core_instance_types",
+            "must be a list of 1 to 30 distinct",
+        ),
+        ({"bucket": "my-fruits", "core_instance_types": ["m5.large"]}, "core_instance_types", "has 'm5.large'"),
+        ({"bucket": "my-fruits", "spot_timeout_minutes": 2}, "spot_timeout_minutes", "must be between 5 and 1440"),
+        (
+            {"bucket": "my-fruits", "core_instance_types": ["m5.xlarge"], "core_instance_type": "m6i.xlarge"},
+            "core_instance_type",
+            "applies to instance groups only",
+        ),
+        (
+            {"bucket": "my-fruits", "core_instance_types": ["m5.xlarge"], "spot_task_instance_type": "r5.xlarge"},
+            "spot_task_instance_type",
+            "applies to instance groups only",
+        ),
     ],
 )
 def test_a_bad_value_is_refused_naming_its_key(network, raw, key, problem):
@@ -152,3 +175,13 @@ def test_graviton_core_and_task_nodes_are_accepted(variable, core):
 @pytest.mark.parametrize("x86", ["m5.xlarge", "g4dn.xlarge", "m6i.2xlarge", "c5n.xlarge", "m5a.xlarge"])
 def test_x86_types_are_not_taken_for_graviton(x86):
     assert not is_graviton(x86)
+
+
+def test_a_fleet_variable_survives_the_xcom_round_trip(variable):
+    config = parse_config({**variable, "core_instance_types": ["m5.xlarge", "m6g.2xlarge"], "core_market": "SPOT"})
+
+    again = parse_config(config.to_dict())
+
+    assert again == config
+    assert again.uses_fleets
+    assert again.core_node_types == ["m5.xlarge", "m6g.2xlarge"]

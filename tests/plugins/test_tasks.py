@@ -254,3 +254,17 @@ def test_a_node_type_without_a_price_fails_the_plan_in_one_line(bucket, network,
         plan(config, staged_artifacts, {"n_images": 240, "n_covered": 0}, {})
 
     assert len(str(error.value).splitlines()) == 1
+
+
+def test_a_fleet_type_without_a_price_fails_the_plan_only_when_core_nodes_are_planned(
+    bucket, network, staged_artifacts
+):
+    config = {"bucket": bucket, **network, "core_instance_types": ["m5.xlarge", "c5.4xlarge"], "core_market": "SPOT"}
+
+    planned = plan(config, staged_artifacts, {"n_images": 240, "n_covered": 0}, {})
+    with pytest.raises(AirflowFailException, match=r"No price for c5\.4xlarge in eu-west-1"):
+        plan(config, staged_artifacts, {"n_images": 90_000, "n_covered": 0}, {})
+
+    assert [fleet["InstanceFleetType"] for fleet in planned["job_flow_overrides"]["Instances"]["InstanceFleets"]] == [
+        "MASTER"
+    ]
