@@ -48,16 +48,20 @@ ASSUME_ROLE = "sts:AssumeRole"
 _NAMED_ACTION = re.compile(r"not authorized to perform:? ([a-z0-9-]+:[A-Za-z0-9*]+)")
 
 
+def code_of(error: ClientError) -> str | None:
+    """The error code AWS answered (``NoSuchBucket``, ``AccessDenied``, ``404`` for a HEAD), None when it gave none."""
+    return error.response.get("Error", {}).get("Code")
+
+
 class AccessDenied(AirflowFailException):
     """AWS denied a call to the role of aws_default; the message names the action and the policy to extend."""
 
 
 def denied_action(error: ClientError) -> str | None:
     """The IAM action that ``error`` denied: from AWS's message, else from the operation; None for no denial."""
-    details = error.response.get("Error", {})
-    if details.get("Code") not in DENIED_CODES:
+    if code_of(error) not in DENIED_CODES:
         return None
-    named = _NAMED_ACTION.search(details.get("Message") or "")
+    named = _NAMED_ACTION.search(error.response.get("Error", {}).get("Message") or "")
     if named:
         return named.group(1)
     return S3_OPERATION_ACTIONS.get(error.operation_name, error.operation_name)
