@@ -27,7 +27,7 @@ from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
-from fruits_airflow.aws_errors import code_of
+from fruits_airflow.aws_codes import code_of
 from fruits_airflow.cluster import EMR_MANAGED_POLICIES_TAG
 from local_aws.iam_enforcement import ACCOUNT_ID, ADMIN, AIRFLOW_HOST
 from tools.stack_template import StackContext, deployed, load_template, output_variable, refusals, resolve

@@ -22,6 +22,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import ClientError
 
+from fruits_airflow.aws_codes import code_of
 from fruits_airflow.config import AWS_CONN_ID, STACK_TEMPLATE
 
 if TYPE_CHECKING:
@@ -46,11 +47,6 @@ S3_OPERATION_ACTIONS = {
 # The connection assumes its role first: a denial there is the role's trust, not the policy.
 ASSUME_ROLE = "sts:AssumeRole"
 _NAMED_ACTION = re.compile(r"not authorized to perform:? ([a-z0-9-]+:[A-Za-z0-9*]+)")
-
-
-def code_of(error: ClientError) -> str | None:
-    """The error code AWS answered (``NoSuchBucket``, ``AccessDenied``, ``404`` for a HEAD), None when it gave none."""
-    return error.response.get("Error", {}).get("Code")
 
 
 class AccessDenied(AirflowFailException):

@@ -24,7 +24,7 @@ from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
 from fruits_airflow.artifacts import StagedArtifacts
-from fruits_airflow.aws_errors import code_of
+from fruits_airflow.aws_codes import code_of
 from fruits_airflow.config import STACK_TEMPLATE, ConfigError, PipelineConfig
 from fruits_airflow.paths import RunPaths
 

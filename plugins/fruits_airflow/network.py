@@ -20,7 +20,7 @@ from typing import Any
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
-from fruits_airflow.aws_errors import code_of
+from fruits_airflow.aws_codes import code_of
 from fruits_airflow.config import STACK_TEMPLATE, ConfigError, PipelineConfig
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from typing import Any
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
-from fruits_airflow.aws_errors import code_of
+from fruits_airflow.aws_codes import code_of
 from fruits_airflow.config import STACK_TEMPLATE, VARIABLE_KEY
 from fruits_airflow.paths import ARTIFACTS_PREFIX, IMAGES_PREFIX
 from fruits_airflow.s3_objects import is_not_found

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from html import escape
 from typing import Any
 
+from fruits_airflow.run_failures import REFUSED
 from fruits_airflow.run_report import PLOTS, RunReport
 from fruits_contract import RANDOM_WEIGHTS_NOTE, Separability, Summary
 
@@ -202,11 +203,15 @@ def _joined(*parts: Any) -> str | None:
 
 
 def failure_section(failure: dict[str, Any]) -> str:
+    """A failed run's record (``failure.json``): its first line, what EMR says, the log tails; a run refused before
+    any cluster (cause ``refused``) has its refusal's line and the task that refused it only."""
     cluster = failure.get("cluster") or {}
     step = failure.get("failed_step") or {}
+    refused = failure.get("cause") == REFUSED
     facts: list[tuple[str, Any]] = [
-        ("cause", failure.get("cause")),
-        ("cluster", f"{cluster.get('id')} {cluster.get('state')}"),
+        ("cause", "refused before any cluster" if refused else failure.get("cause")),
+        ("refused by", failure.get("refused_by")),
+        ("cluster", f"{cluster.get('id')} {cluster.get('state')}" if cluster else None),
         ("cluster reason", _joined(cluster.get("reason_code"), cluster.get("reason_message"))),
         ("failed step", f"{step.get('name')} ({step.get('id')}) {step.get('state')}" if step else None),
         ("step reason", _joined(step.get("reason"), step.get("message"))),
@@ -225,9 +230,10 @@ def failure_section(failure: dict[str, Any]) -> str:
         for log in failure.get("logs") or []
         if isinstance(log, dict)
     )
+    title = "This run was refused before any cluster" if refused else "This run failed"
     return (
-        f'<div class="failure"><h2>This run failed</h2><p><b>{_text(failure.get("summary"))}</b></p>'
-        + _table(["what", "EMR says"], rows)
+        f'<div class="failure"><h2>{title}</h2><p><b>{_text(failure.get("summary"))}</b></p>'
+        + _table(["what", "the run's record says" if refused else "EMR says"], rows)
         + tails
         + "</div>"
     )

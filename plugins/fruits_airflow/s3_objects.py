@@ -18,7 +18,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
-from fruits_airflow.aws_errors import code_of
+from fruits_airflow.aws_codes import code_of
 
 # What S3 answers, depending on the call, for a key or bucket that is not there.
 NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})

@@ -13,7 +13,8 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from fruits_airflow import tasks
-from fruits_airflow.aws_errors import AccessDenied, access_denied_explained, code_of
+from fruits_airflow.aws_codes import code_of
+from fruits_airflow.aws_errors import AccessDenied, access_denied_explained
 from fruits_airflow.operators import EmrCreateJobFlowOperator
 from fruits_airflow.s3_objects import head
 
