@@ -239,10 +239,19 @@ def failure_section(failure: dict[str, Any]) -> str:
     )
 
 
+def _still_holds(failure: dict[str, Any] | None, summary: dict[str, Any]) -> bool:
+    """Whether a failure record is the run's last word: not when a later try of the run checked its output
+    (a run cleared after a refusal or a failed step keeps the earlier try's ``failure.json``)."""
+    if not failure:
+        return False
+    checked, reported = summary.get(Summary.CHECKED_AT), failure.get("reported_at")
+    return not (isinstance(checked, str) and isinstance(reported, str) and checked > reported)
+
+
 def render_page(report: RunReport, dag_id: str, run_id: str) -> str:
     """The whole page for one run of the pipeline."""
     summary = report.summary or {}
-    if report.failure:
+    if report.failure and _still_holds(report.failure, summary):
         body = failure_section(report.failure) + cost_section(report.failure) + locations_section(report)
     elif report.is_empty:
         body = (

@@ -285,6 +285,17 @@ def test_a_run_refused_before_any_cluster_shows_the_refusal_s_line_first_and_cos
     assert "None" not in page
 
 
+def test_a_refusal_of_an_earlier_try_gives_way_to_the_output_a_later_try_checked(api_app, successful_run, s3, paths):
+    refusal = run_failures.refusal_report("too few images", dag_id=DAG_ID, run_id=RUN_ID, task_id="find_reusable_run")
+    refusal["reported_at"] = "2026-01-01T00:00:00+00:00"
+    s3.put_object(Bucket=paths.bucket, Key=paths.failure_key, Body=json.dumps(refusal).encode())
+
+    page = get_report(api_app, token_of("VIEWER")).text
+
+    assert "refused" not in page
+    assert "Images</h2>" in page
+
+
 def test_a_run_with_nothing_in_s3_yet_says_so(api_app, s3, pipeline_env):
     page = get_report(api_app, token_of("VIEWER")).text
     assert "Nothing under" in page
