@@ -9,8 +9,9 @@
 #              moto and pyspark (requirements-local-aws.txt), Java 17 and Hadoop's S3A connector, as the
 #              endpoint runs each EMR step's spark-submit in its container. No job library either: the
 #              steps run with the virtualenv that the cluster's bootstrap action builds on the emulated
-#              node (the primary's, TensorFlow included), in the endpoint's state volume, from PyPI on the
-#              first cluster; that needs the image's python3.11 with ensurepip, which it has.
+#              node, in the endpoint's state volume, from the bucket's wheelhouse alone (no internet, as
+#              on a private subnet), which local-aws-wheelhouse publishes; that needs the image's
+#              python3.11 with ensurepip, which it has.
 #
 # The code is not in the images: docker-compose.yaml mounts dags/, plugins/, spark_jobs/, bootstrap/ and the
 # local AWS tooling, so an edit shows up without a rebuild. Rebuild (`docker compose build`) after the lock
@@ -41,9 +42,9 @@ RUN mkdir -p /usr/share/man/man1 \
     && apt-get autoremove -yqq --purge \
     && apt-get clean \
     && rm -rf /var/lib/apt/lists/* \
-    && mkdir -p /opt/airflow/local-aws-state \
-    && chown airflow:0 /opt/airflow/local-aws-state \
-    && chmod g+rwx /opt/airflow/local-aws-state
+    && mkdir -p /opt/airflow/local-aws-state /opt/airflow/wheelhouse \
+    && chown airflow:0 /opt/airflow/local-aws-state /opt/airflow/wheelhouse \
+    && chmod g+rwx /opt/airflow/local-aws-state /opt/airflow/wheelhouse
 
 # The step runner uses the image's spark-submit (it looks for .venv/bin/spark-submit otherwise).
 ENV JAVA_HOME=/usr/lib/jvm/java-17 \

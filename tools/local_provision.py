@@ -1,13 +1,14 @@
 """What a local Airflow needs in the embedded AWS endpoint before its first run: what the stack creates on AWS.
 
 On AWS, the project's CloudFormation stack creates the bucket, the roles, the Airflow policy, the EMR
-security configuration and the clusters' security groups; the README tags a VPC and subnet and creates
-the role Airflow assumes. Here the same, read from the stack's own template, as the endpoint's account
-administrator: the bucket, the security configuration, the security groups in a VPC and subnet tagged
-as the README tags them, and IAM (:func:`provision_iam`), which the endpoint enforces on every later
-request. ``provision`` returns the stack's outputs as the Variable's keys: the network's ids are EC2's,
-new each time the endpoint starts. The demo calls ``provision``; a compose service runs the command line,
-which may run again and again against the same endpoint and prints the Variable:
+security configuration and the clusters' security groups; the operator tags a VPC and subnet and creates
+the role Airflow assumes (docs/aws.md, "Deploy, step by step", steps 1 and 3). Here the same, read from
+the stack's own template, as the endpoint's account administrator: the bucket, the security
+configuration, the security groups in a VPC and subnet tagged as step 1 tags them, and IAM
+(:func:`provision_iam`), which the endpoint enforces on every later request. ``provision`` returns the
+stack's outputs as the Variable's keys: the network's ids are EC2's, new each time the endpoint starts.
+The demo calls ``provision``; a compose service runs the command line, which may run again and again
+against the same endpoint and prints the Variable:
 
     python -m tools.local_provision --endpoint-url http://127.0.0.1:4566 --bucket fruits-demo --region eu-west-1
 
@@ -35,13 +36,13 @@ from tools.stack_template import StackContext, deployed, load_template, output_v
 log = logging.getLogger(__name__)
 
 LOCAL_ACCOUNT_ID = ACCOUNT_ID
-# The role aws_default assumes, as the README creates it on AWS: the stack's Airflow policy and nothing else.
+# The role aws_default assumes, as docs/aws.md's step 3 creates it on AWS: the stack's Airflow policy and nothing else.
 AIRFLOW_ROLE = "fruits-pipeline-airflow"
 AIRFLOW_ROLE_ARN = f"arn:aws:iam::{LOCAL_ACCOUNT_ID}:role/{AIRFLOW_ROLE}"
 SECURITY_CONFIGURATION_TYPE = "AWS::EMR::SecurityConfiguration"
 SECURITY_GROUP_TYPE = "AWS::EC2::SecurityGroup"
 VPC_ENDPOINT_TYPE = "AWS::EC2::VPCEndpoint"
-# The network the README has one tag on AWS: here, a VPC of its own, found again by its name.
+# The network docs/aws.md's step 1 tags on AWS: here, a VPC of its own, found again by its name.
 NETWORK_NAME = "fruits-pipeline-local"
 VPC_CIDR = "10.42.0.0/16"
 SUBNET_CIDR = "10.42.0.0/24"
@@ -109,7 +110,7 @@ def _first_id(found: list[dict[str, Any]], id_key: str) -> str | None:
 
 
 def provision_network(ec2: BaseClient) -> dict[str, str]:
-    """A VPC and a subnet tagged for AmazonEMRServicePolicy_v2, as the README tags them on AWS; kept if there.
+    """A VPC and a subnet tagged for AmazonEMRServicePolicy_v2, as docs/aws.md's step 1 tags them; kept if there.
 
     :returns: the stack's VpcId and SubnetId parameters, and PrivateRouteTableIds: the subnet is private
         (no internet gateway), as the endpoint's nodes have no internet, and its route table is the VPC's main.
@@ -240,7 +241,7 @@ def put_managed_policy(iam: BaseClient, properties: dict[str, Any]) -> str:
 
 
 def _put_airflow_role(iam: BaseClient, policy_arn: str) -> None:
-    """README step 3: a role holding the Airflow policy alone, which the principal of Airflow's host may assume."""
+    """docs/aws.md's step 3: a role holding the Airflow policy alone, which Airflow's host's principal may assume."""
     trust = {
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Principal": {"AWS": AIRFLOW_HOST.arn}, "Action": "sts:AssumeRole"}],
@@ -276,7 +277,7 @@ def provision_iam(iam: BaseClient, template: dict[str, Any], context: StackConte
 def provision(
     s3: BaseClient, emr: BaseClient, ec2: BaseClient, iam: BaseClient, bucket: str, region: str
 ) -> dict[str, str]:
-    """Create what the stack creates (and the README tags) in ``region``, unless it exists; return its Variable.
+    """Create what the stack and docs/aws.md's steps 1 and 3 create in ``region``, unless it exists; the Variable.
 
     :param s3: an S3 client of the embedded endpoint, as the account's administrator (so are the others).
     :param emr: an EMR client of the embedded endpoint, in ``region``.

@@ -2,6 +2,8 @@
 
     python -m tools.wheelhouse build                      # make install runs it; quick when built
     python -m tools.wheelhouse publish --bucket BUCKET    # make publish-wheelhouse BUCKET=...
+    python -m tools.wheelhouse --dir DIR publish --bucket BUCKET --region REGION --endpoint-url URL
+                                                          # docker-compose.yaml's local-aws-wheelhouse
 
 ``build`` is the only step of the project that asks a package index for the nodes' packages: pip
 downloads the exact wheels that bootstrap/requirements-primary.txt and requirements-installer.txt pin,
@@ -27,6 +29,8 @@ import time
 from pathlib import Path
 
 import boto3
+from boto3.exceptions import S3UploadFailedError
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
 from fruits_airflow.artifacts import BOOTSTRAP_DIR
 from fruits_airflow.wheelhouse import (
@@ -127,25 +131,42 @@ def build(bootstrap_dir: Path = BOOTSTRAP_DIR, local_root: Path | None = None) -
     return wheelhouse
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    # Not botocore's "Found credentials in ..." before each publication.
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    parser = argparse.ArgumentParser(prog="python -m tools.wheelhouse", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("build", help="download and pack the lock's wheels, unless built")
     publish = commands.add_parser("publish", help="build, then upload to s3://BUCKET/artifacts/wheelhouse/<key>/")
     publish.add_argument("--bucket", required=True, help="the pipeline's bucket (the stack's output)")
     publish.add_argument("--region", help="the bucket's region; default: the AWS configuration's")
+    publish.add_argument("--endpoint-url", help="an S3 endpoint other than AWS's, e.g. the embedded endpoint")
     parser.add_argument("--dir", type=Path, default=default_local_dir(), help="where builds are kept")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     try:
         wheelhouse = build(BOOTSTRAP_DIR, args.dir)
     except subprocess.CalledProcessError as error:
-        sys.exit(f"wheelhouse: pip download failed ({error.returncode}); see its output above, then rerun.")
-    if args.command == "publish":
-        print(ensure_published(boto3.client("s3", region_name=args.region), args.bucket, wheelhouse))
-    else:
+        print(
+            f"wheelhouse: error: pip download failed ({error.returncode}); see its output above, then rerun.",
+            file=sys.stderr,
+        )
+        return 1
+    if args.command == "build":
         print(wheelhouse.local_dir)
+        return 0
+    where = args.endpoint_url or "AWS"
+    try:
+        s3 = boto3.client("s3", region_name=args.region, endpoint_url=args.endpoint_url)
+        print(ensure_published(s3, args.bucket, wheelhouse))
+    except EndpointConnectionError:
+        print(f"wheelhouse: error: nothing answers at {where}; start it first or fix --endpoint-url", file=sys.stderr)
+        return 1
+    except (BotoCoreError, ClientError, S3UploadFailedError) as error:
+        print(f"wheelhouse: error: publishing to s3://{args.bucket} at {where}: {error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -24,8 +24,10 @@ from fruits_airflow.config import ConfigError, PipelineConfig
 # The start-time assumption, stated once: EC2 instances and EMR's setup of Hadoop and Spark take 7 to 10
 # minutes; the midpoint.
 START_MINUTES = 8.5
-# The bootstrap action on the primary, which the cluster waits for (measured on this machine, 40 s).
-BOOTSTRAP_MINUTES = 0.7
+# The bootstrap action, which the cluster waits for on its slowest node: with the model cached every node installs
+# the lean pins from the bucket, 49.5 to 64.7 s from empty caches (tools.node_bootstrap --compare, 2026-12-04,
+# docs/performance.md); 40 s was a warm installer cache, which a new EMR node never has.
+BOOTSTRAP_MINUTES = 1.1
 # extract_features besides featurizing: YARN's start of the application and the job's fixed cost.
 EXTRACT_OVERHEAD_MINUTES = 0.9
 PCA_MINUTES = 1.5

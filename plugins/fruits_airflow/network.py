@@ -6,8 +6,9 @@ EMR must reach them:
 - a **public** subnet routes 0.0.0.0/0 to an internet gateway; its nodes reach S3 and EMR through their
   public IPv4 addresses, so the subnet must assign them (MapPublicIpOnLaunch);
 - a **private** subnet has no such route; its nodes reach S3 through a gateway endpoint (a route to
-  S3's prefix list) or a NAT gateway, and EMR requires a service-access security group there
-  (the stack creates both when given PrivateRouteTableIds).
+  the region's S3 prefix list: DynamoDB's, the other gateway endpoint, does not count) or a NAT
+  gateway, and EMR requires a service-access security group there (the stack creates both when given
+  PrivateRouteTableIds).
 
 The subnet's route table is its explicit association, else its VPC's main table, as in EC2.
 """
@@ -45,6 +46,13 @@ def _active(routes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [route for route in routes if route.get("State", "active") == "active"]
 
 
+def _s3_prefix_lists(ec2: BaseClient) -> set[str]:
+    """The ids of the region's AWS-managed S3 prefix list, which an S3 gateway endpoint's route targets."""
+    name = f"com.amazonaws.{ec2.meta.region_name}.s3"
+    found = ec2.describe_prefix_lists(Filters=[{"Name": "prefix-list-name", "Values": [name]}])["PrefixLists"]
+    return {prefix_list["PrefixListId"] for prefix_list in found}
+
+
 def check_subnet(ec2: BaseClient, config: PipelineConfig) -> str:
     """``public`` or ``private``: the kind of the Variable's subnet, once sure a cluster can work there.
 
@@ -72,9 +80,10 @@ def check_subnet(ec2: BaseClient, config: PipelineConfig) -> str:
             )
         log.info("Subnet %s is public: the nodes reach AWS through their public IPv4 addresses", subnet_id)
         return PUBLIC
-    to_s3 = [route for route in routes if route.get("DestinationPrefixListId")] + [
-        route for route in to_anywhere if route.get("NatGatewayId")
-    ]
+    to_s3 = [route for route in to_anywhere if route.get("NatGatewayId")]
+    if not to_s3 and any(route.get("DestinationPrefixListId") for route in routes):
+        s3_lists = _s3_prefix_lists(ec2)
+        to_s3 = [route for route in routes if route.get("DestinationPrefixListId") in s3_lists]
     if not to_s3:
         raise ConfigError(
             f"Subnet {subnet_id} is private and its route table has no route to S3 (no gateway endpoint, no NAT "

@@ -10,7 +10,7 @@ from compose_spec import PyCompose
 
 # Where aws_default is used: tasks (scheduler), deferred sensors (triggerer), the Report tab (API server).
 AWS_CALLERS = ("airflow-apiserver", "airflow-scheduler", "airflow-triggerer")
-LOCAL_AWS_SERVICES = ("local-aws", "local-aws-init")
+LOCAL_AWS_SERVICES = ("local-aws", "local-aws-init", "local-aws-wheelhouse")
 
 
 def aws_connection(override, service: str):

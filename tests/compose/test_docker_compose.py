@@ -116,6 +116,7 @@ def test_airflow_runs_the_airflow_stage_and_the_endpoint_its_own(compose):
         **{name: ("fruits-pipeline-airflow:local", "airflow") for name in compose.airflow_services()},
         "local-aws": ("fruits-pipeline-local-aws:local", "local-aws"),
         "local-aws-init": ("fruits-pipeline-local-aws:local", "local-aws"),
+        "local-aws-wheelhouse": ("fruits-pipeline-local-aws:local", "local-aws"),
     }
 
 
@@ -320,12 +321,18 @@ def test_services_calling_aws_wait_for_the_provisioning(compose, service):
 
 
 def test_the_only_aws_keys_are_the_endpoints_dummy_ones(compose):
+    """Airflow's are those of the endpoint's principal for Airflow's host; local-aws-wheelhouse publishes as the
+    endpoint's administrator, as an operator does on AWS."""
+    from local_aws.iam_enforcement import ADMIN, AIRFLOW_HOST
+
     connection = aws_connection(compose)
-    keys = {connection.aws_access_key_id, connection.aws_secret_access_key}
+    airflow_keys = {connection.aws_access_key_id, connection.aws_secret_access_key}
+    keys = set(airflow_keys)
     for name in compose.services:
         environment = compose.environment(name)
         keys |= {environment[key] for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if key in environment}
-    assert keys == {DUMMY_KEY}
+    assert airflow_keys == {DUMMY_KEY} == {AIRFLOW_HOST.access_key_id, AIRFLOW_HOST.secret_access_key}
+    assert keys == {DUMMY_KEY, ADMIN.access_key_id, ADMIN.secret_access_key}
 
 
 def aws_keys_in(text: str) -> list[str]:

@@ -74,6 +74,15 @@ def test_a_private_subnet_without_a_route_to_s3_fails_naming_the_stack_parameter
         check_subnet(ec2, config(subnet_id=subnet, service_access_security_group="sg-0c3"))
 
 
+def test_a_private_subnet_with_only_dynamodb_s_gateway_endpoint_has_no_route_to_s3(ec2):
+    vpc, subnet, route_table = _network(ec2)
+    dynamodb = f"com.amazonaws.{REGION}.dynamodb"
+    ec2.create_vpc_endpoint(VpcId=vpc, ServiceName=dynamodb, VpcEndpointType="Gateway", RouteTableIds=[route_table])
+
+    with pytest.raises(ConfigError, match=r"no route to S3 .*PrivateRouteTableIds"):
+        check_subnet(ec2, config(subnet_id=subnet, service_access_security_group="sg-0c3"))
+
+
 def test_a_private_subnet_behind_a_nat_gateway_reaches_s3(ec2):
     _, subnet, route_table = _network(ec2)
     allocation = ec2.allocate_address(Domain="vpc")["AllocationId"]
