@@ -223,7 +223,7 @@ def test_a_bucket_that_does_not_exist_is_refused(aws, stack, monkeypatch):
     assert_refused(refusal, "key 'bucket' names s3://no-such-fruits-bucket, which does not exist", "output Bucket")
 
 
-def test_a_bucket_outside_the_eu_is_refused(aws, stack, monkeypatch):
+def test_a_bucket_outside_the_eu_is_refused(aws, stack, empty_bucket, monkeypatch):
     ohio = boto3.client("s3", endpoint_url=aws.endpoint_url, region_name="us-east-2", **ADMIN.keys)
     ohio.create_bucket(Bucket="fruits-in-ohio", CreateBucketConfiguration={"LocationConstraint": "us-east-2"})
 
@@ -232,6 +232,8 @@ def test_a_bucket_outside_the_eu_is_refused(aws, stack, monkeypatch):
     )
 
     assert_refused(refusal, "is 'us-east-2', which is outside the EU")
+    assert refusal.pushed is not None
+    assert (refusal.pushed["summary"], refusal.failure_json) == (refusal.message, None)  # no record outside the EU
 
 
 @pytest.mark.parametrize(
@@ -243,10 +245,12 @@ def test_a_bucket_outside_the_eu_is_refused(aws, stack, monkeypatch):
         ("weights", 1, "must be a non-empty string"),
     ],
 )
-def test_a_variable_key_of_the_wrong_type_is_refused(aws, stack, monkeypatch, key, value, problem):
+def test_a_variable_key_of_the_wrong_type_is_refused(aws, stack, empty_bucket, monkeypatch, key, value, problem):
     refusal = run_until_cluster(aws, monkeypatch, {**stack, key: value})
 
     assert_refused(refusal, f"key '{key}' {problem}")
+    assert refusal.pushed is not None
+    assert (refusal.pushed["summary"], refusal.failure_json) == (refusal.message, None)  # no bucket read yet
 
 
 def demo_says(refusal: Refusal) -> list[str]:
