@@ -110,7 +110,11 @@ def read_failure(s3: BaseClient, paths: RunPaths, env: dict[str, str], run_id: s
     body = read_object(s3, BUCKET, paths.failure_key)
     if body is not None:
         return json.loads(body)
-    refusals = run_xcoms(env, run_id, REFUSAL_XCOM_KEY)
+    try:
+        refusals = run_xcoms(env, run_id, REFUSAL_XCOM_KEY)
+    except RuntimeError as error:  # the run's failure stands; only its line is missing
+        log.warning("%s", error)
+        return None
     return refusals[0] if refusals else None
 
 
