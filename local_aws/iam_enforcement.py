@@ -17,6 +17,9 @@ Where moto falls short of AWS, this module and :mod:`local_aws.emr_emulation` fi
 - Signatures are not checked: moto recomputes them with botocore, which disagrees with the AWS SDK for
   Java v1 of Hadoop's S3A on every request. The access key (and an assumed role's session token, which
   moto does compare) still decides who the principal is, which is what authorization needs.
+- A bucket that does not exist: S3 answers NoSuchBucket (404) to any principal, granted or not (a 403
+  says the bucket exists and is someone else's); moto authorizes first and answers AccessDenied, so
+  :func:`iam_enforced` makes S3 look the bucket up before it authorizes.
 - DeleteObjects: moto authorizes ``s3:DeleteObject`` on the bucket and denies every key when that
   fails; AWS authorizes each key, which :func:`iam_enforced` does instead.
 - A cluster's nodes work with the instance profile's role that RunJobFlow names: :func:`node_credentials`
@@ -98,12 +101,14 @@ def iam_enforced() -> Iterator[None]:
         _create(user)
     settings.INITIAL_NO_AUTH_ACTION_COUNT, ActionAuthenticatorMixin.request_count = 0, 0
     S3Response._bucket_response_delete_keys = _delete_keys_authorized_one_by_one
+    S3Response._authenticate_and_authorize_s3_action = _bucket_found_then_authorized
     IAMRequestBase.check_signature = _signature_not_checked
     try:
         yield
     finally:
         settings.INITIAL_NO_AUTH_ACTION_COUNT, ActionAuthenticatorMixin.request_count = saved
         S3Response._bucket_response_delete_keys = _MOTO_DELETE_KEYS
+        S3Response._authenticate_and_authorize_s3_action = _MOTO_AUTHORIZE_S3
         IAMRequestBase.check_signature = _MOTO_CHECK_SIGNATURE
 
 
@@ -134,6 +139,21 @@ def _delete_keys_authorized_one_by_one(self: S3Response, bucket_name: str, authe
 
 
 _MOTO_DELETE_KEYS = S3Response._bucket_response_delete_keys
+
+
+def _bucket_found_then_authorized(
+    self: S3Response, bucket_name: str | None = None, key_name: str | None = None
+) -> None:
+    """NoSuchBucket for a bucket that does not exist, whoever asks, as S3 does; then moto's authorization.
+
+    CreateBucket is the one call on a bucket that does not exist yet.
+    """
+    if bucket_name and self.data.get("Action") != "CreateBucket":
+        self.backend.get_bucket(bucket_name)  # MissingBucket: NoSuchBucket, 404
+    _MOTO_AUTHORIZE_S3(self, bucket_name=bucket_name, key_name=key_name)
+
+
+_MOTO_AUTHORIZE_S3 = S3Response._authenticate_and_authorize_s3_action
 
 
 class NodeRoleMissingError(Exception):

@@ -31,6 +31,7 @@ from typing import Any
 from botocore.client import BaseClient
 
 from fruits_airflow.paths import RunPaths
+from fruits_airflow.run_failures import REFUSAL_XCOM_KEY, REFUSED
 from fruits_airflow.s3_objects import list_objects, read_object
 from fruits_contract import Summary
 from fruits_spark.model_cache import default_cache_dir
@@ -46,6 +47,7 @@ from tools.local_airflow import (
     airflow_environment,
     choose_weights,
     migrate,
+    run_xcoms,
 )
 from tools.local_provision import provision
 from tools.model_cache_sync import download_models, upload_models
@@ -102,10 +104,18 @@ def collect_outputs(s3: BaseClient, out_dir: Path, paths: RunPaths) -> tuple[Pat
     return target, run_summary
 
 
-def read_failure(s3: BaseClient, paths: RunPaths) -> dict[str, Any] | None:
-    """The failed run's report that ``report_failure`` wrote (runs/<run key>/failure.json), if it did."""
+def read_failure(s3: BaseClient, paths: RunPaths, env: dict[str, str], run_id: str) -> dict[str, Any] | None:
+    """The failed run's record: ``failure.json`` (report_failure's, or a refusal's before any cluster), else the
+    refusal a task pushed to XCom (a bucket that is missing, outside the EU or denied holds no failure.json)."""
     body = read_object(s3, BUCKET, paths.failure_key)
-    return None if body is None else json.loads(body)
+    if body is not None:
+        return json.loads(body)
+    try:
+        refusals = run_xcoms(env, run_id, REFUSAL_XCOM_KEY)
+    except RuntimeError as error:  # the run's failure stands; only its line is missing
+        log.warning("%s", error)
+        return None
+    return refusals[0] if refusals else None
 
 
 def failure_summary(run: DemoRun, tail_lines: int = 5) -> str:
@@ -113,8 +123,10 @@ def failure_summary(run: DemoRun, tail_lines: int = 5) -> str:
     where = f"DAG run {run.run_id} ended '{run.state}'; see {run.log_file}"
     if run.failure is None:
         return f"demo: error: {where}"
-    # The failed job's own line first (or EMR's reason when the job wrote none), then EMR's.
+    # The refusal's or the failed job's own line first (or EMR's reason when the job wrote none), then EMR's.
     lines = [f"demo: error: {run.failure['summary']}", f"  {where}"]
+    if run.failure.get("cause") == REFUSED:
+        lines.append(f"  refused by {run.failure.get('refused_by')} before any cluster: nothing was spent")
     if run.failure.get("emr_reason") not in (None, run.failure["summary"]):
         lines.append(f"  {run.failure['emr_reason']}")
     for log in run.failure.get("logs") or []:
@@ -200,7 +212,7 @@ def run_demo(
         }
         paths = RunPaths.for_run(BUCKET, run_id, reprocess_all=False, weights=weights)
         if state != "success":
-            return DemoRun(state, run_id, log_file, clusters, failure=read_failure(s3, paths))
+            return DemoRun(state, run_id, log_file, clusters, failure=read_failure(s3, paths, env, run_id))
         output_dir, run_summary = collect_outputs(s3, out_dir, paths)
     return DemoRun(state, run_id, log_file, clusters, output_dir, run_summary)
 

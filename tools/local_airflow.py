@@ -93,6 +93,28 @@ def airflow(env: dict[str, str], *args: str, log_file: Path | None = None) -> su
             stop_groups([process], STOP_GRACE_SECONDS)
 
 
+# Run with the local Airflow's environment: the XComs of one key in a DAG run, as JSON, from Airflow's database.
+_XCOMS_OF_RUN = """
+import json, sys
+from airflow.models.xcom import XComModel
+from airflow.utils.session import create_session
+dag_id, run_id, key = sys.argv[1:]
+with create_session() as session:
+    rows = session.scalars(XComModel.get_many(run_id=run_id, dag_ids=dag_id, key=key)).all()
+    print(json.dumps([XComModel.deserialize_value(row) for row in rows]))
+"""
+
+
+def run_xcoms(env: dict[str, str], run_id: str, key: str) -> list[Any]:
+    """The values the run's tasks pushed under ``key``, read with Airflow's own models (no CLI reads XComs)."""
+    read = subprocess.run(
+        [sys.executable, "-c", _XCOMS_OF_RUN, DAG_ID, run_id, key], env=env, capture_output=True, text=True, check=False
+    )
+    if read.returncode != 0:
+        raise RuntimeError(f"reading the XComs {key!r} of run {run_id} failed: {read.stderr.strip()[-500:]}")
+    return json.loads(read.stdout.strip().splitlines()[-1])
+
+
 def migrate(env: dict[str, str]) -> None:
     """Create or upgrade the Airflow database; one clear error when that fails."""
     migrated = airflow(env, "db", "migrate")

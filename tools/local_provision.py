@@ -28,6 +28,7 @@ from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
+from fruits_airflow.aws_codes import code_of
 from fruits_airflow.cluster import EMR_MANAGED_POLICIES_TAG
 from local_aws.iam_enforcement import ACCOUNT_ID, ADMIN, AIRFLOW_HOST
 from tools.stack_template import StackContext, deployed, load_template, output_variable, refusals, resolve
@@ -91,7 +92,7 @@ def _create_security_configuration(emr: BaseClient, name: str, settings: dict[st
     try:
         emr.describe_security_configuration(Name=name)
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") != "InvalidRequestException":
+        if code_of(error) != "InvalidRequestException":
             raise
     else:
         log.info("EMR security configuration %s exists already", name)
@@ -194,7 +195,7 @@ def _exists(call: Any, **kwargs: Any) -> bool:
     try:
         call(**kwargs)
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") != "NoSuchEntity":
+        if code_of(error) != "NoSuchEntity":
             raise
         return False
     return True

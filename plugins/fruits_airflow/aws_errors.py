@@ -22,6 +22,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import ClientError
 
+from fruits_airflow.aws_codes import code_of
 from fruits_airflow.config import AWS_CONN_ID, STACK_TEMPLATE
 
 if TYPE_CHECKING:
@@ -54,10 +55,9 @@ class AccessDenied(AirflowFailException):
 
 def denied_action(error: ClientError) -> str | None:
     """The IAM action that ``error`` denied: from AWS's message, else from the operation; None for no denial."""
-    details = error.response.get("Error", {})
-    if details.get("Code") not in DENIED_CODES:
+    if code_of(error) not in DENIED_CODES:
         return None
-    named = _NAMED_ACTION.search(details.get("Message") or "")
+    named = _NAMED_ACTION.search(error.response.get("Error", {}).get("Message") or "")
     if named:
         return named.group(1)
     return S3_OPERATION_ACTIONS.get(error.operation_name, error.operation_name)

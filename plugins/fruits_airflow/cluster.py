@@ -24,6 +24,7 @@ from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
 from fruits_airflow.artifacts import StagedArtifacts
+from fruits_airflow.aws_codes import code_of
 from fruits_airflow.config import STACK_TEMPLATE, ConfigError, PipelineConfig, fleet_weight
 from fruits_airflow.paths import RunPaths
 
@@ -294,7 +295,7 @@ def check_security_configuration(emr_client: BaseClient, name: str) -> str:
     try:
         existing = emr_client.describe_security_configuration(Name=name)
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") != "InvalidRequestException":
+        if code_of(error) != "InvalidRequestException":
             raise
         raise ConfigError(
             f"EMR security configuration {name!r} does not exist in {region}: deploy the project's CloudFormation "

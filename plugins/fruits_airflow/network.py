@@ -21,6 +21,7 @@ from typing import Any
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
+from fruits_airflow.aws_codes import code_of
 from fruits_airflow.config import STACK_TEMPLATE, ConfigError, PipelineConfig
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def check_subnet(ec2: BaseClient, config: PipelineConfig) -> str:
     try:
         (subnet,) = ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"]
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") != "InvalidSubnetID.NotFound":
+        if code_of(error) != "InvalidSubnetID.NotFound":
             raise
         raise ConfigError(
             f"Subnet {subnet_id} does not exist in {ec2.meta.region_name}: set the Variable 'fruits_pipeline' key "

@@ -12,6 +12,7 @@ from typing import Any
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
+from fruits_airflow.aws_codes import code_of
 from fruits_airflow.config import STACK_TEMPLATE, VARIABLE_KEY
 from fruits_airflow.paths import ARTIFACTS_PREFIX, IMAGES_PREFIX
 from fruits_airflow.s3_objects import is_not_found
@@ -32,7 +33,7 @@ def bucket_region(client: BaseClient, bucket: str) -> str:
     try:
         location = client.get_bucket_location(Bucket=bucket).get("LocationConstraint")
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") != "NoSuchBucket":
+        if code_of(error) != "NoSuchBucket":
             raise
         raise RefusedError(
             f"Airflow Variable '{VARIABLE_KEY}': key 'bucket' names s3://{bucket}, which does not exist: set it to "

@@ -19,6 +19,7 @@ from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
 from fruits_airflow.paths import IMAGES_PREFIX, RunPaths
+from fruits_airflow.s3_objects import is_not_found
 from fruits_contract import Summary, images_digest, is_image_name
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def read_json(s3_client: BaseClient, bucket: str, key: str) -> dict[str, Any] | 
     try:
         body = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in {"NoSuchKey", "404", "NotFound"}:
+        if is_not_found(error):
             return None
         raise
     return json.loads(body)

@@ -4,6 +4,10 @@ A job that fails writes its own one-line reason for machines (``runs/<run key>/f
 keys ``fruits_contract.JobFailure``). That line comes first (``with_job_error``): read from S3, never
 from a log, and whatever EMR's FailureDetails say (often only "Unknown Error").
 
+A run refused before any cluster (a task's one line: an empty landing folder, a bad variance, a missing
+weights file) has no EMR side: its record (``refusal_report``) has the same ``summary`` and ``cause``
+``refused``, in the refusing task's XCom ``refusal`` and, when the run's bucket is usable, in ``failure.json``.
+
 EMR says why in two places. A failed step has ``FailureDetails``; a cluster that ends before its steps
 complete (a bootstrap failure, VALIDATION_ERROR, INSTANCE_FAILURE, INTERNAL_ERROR, no capacity, a spot
 loss, a termination from outside) has a ``StateChangeReason``, and its steps end CANCELLED. The sensor
@@ -19,6 +23,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.client import BaseClient
@@ -39,6 +44,10 @@ from fruits_contract import JobFailure
 log = logging.getLogger(__name__)
 
 COMPLETED, RUNNING, FAILED = "COMPLETED", "RUNNING", "FAILED"
+# The cause of a run refused before any cluster; a RunFailure's is "cluster" or "step".
+REFUSED = "refused"
+# The XCom key under which the refusing task pushes its record (Airflow keeps it when the task fails).
+REFUSAL_XCOM_KEY = "refusal"
 STEP_FAILED_STATES = frozenset({"FAILED", "CANCELLED", "INTERRUPTED"})
 STEP_STATES_WITH_LOGS = frozenset({"FAILED", "INTERRUPTED"})
 CLUSTER_ENDED_STATES = frozenset({"TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS"})
@@ -251,6 +260,30 @@ def with_job_error(s3_client: BaseClient, failure: RunFailure, paths: RunPaths) 
         log.warning("%s is not a job's failure report; EMR's reason comes first", paths.job_failure_key(step.name))
         return failure
     return dataclasses.replace(failure, job_error=message) if isinstance(message, str) and message else failure
+
+
+def refusal_report(line: str, *, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
+    """The record of a run that ``task_id`` refused before any cluster, shaped as ``failure.json``: the refusal's
+    one line is its ``summary``; there is no EMR reason, no cluster, no log."""
+    return {
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "reported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "summary": line,
+        "cause": REFUSED,
+        "refused_by": task_id,
+    }
+
+
+def write_report(s3_client: BaseClient, paths: RunPaths, report: dict[str, Any]) -> str:
+    """Write a run's failure record to ``s3://BUCKET/runs/<run key>/failure.json``; returns its URI."""
+    s3_client.put_object(
+        Bucket=paths.bucket,
+        Key=paths.failure_key,
+        Body=json.dumps(report, indent=2).encode(),
+        ContentType="application/json",
+    )
+    return paths.uri(paths.failure_key)
 
 
 def log_failure(failure: RunFailure) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from html import escape
 from typing import Any
 
+from fruits_airflow.run_failures import REFUSED
 from fruits_airflow.run_report import PLOTS, RunReport
 from fruits_contract import RANDOM_WEIGHTS_NOTE, Separability, Summary
 
@@ -202,11 +203,15 @@ def _joined(*parts: Any) -> str | None:
 
 
 def failure_section(failure: dict[str, Any]) -> str:
+    """A failed run's record (``failure.json``): its first line, what EMR says, the log tails; a run refused before
+    any cluster (cause ``refused``) has its refusal's line and the task that refused it only."""
     cluster = failure.get("cluster") or {}
     step = failure.get("failed_step") or {}
+    refused = failure.get("cause") == REFUSED
     facts: list[tuple[str, Any]] = [
-        ("cause", failure.get("cause")),
-        ("cluster", f"{cluster.get('id')} {cluster.get('state')}"),
+        ("cause", "refused before any cluster" if refused else failure.get("cause")),
+        ("refused by", failure.get("refused_by")),
+        ("cluster", f"{cluster.get('id')} {cluster.get('state')}" if cluster else None),
         ("cluster reason", _joined(cluster.get("reason_code"), cluster.get("reason_message"))),
         ("failed step", f"{step.get('name')} ({step.get('id')}) {step.get('state')}" if step else None),
         ("step reason", _joined(step.get("reason"), step.get("message"))),
@@ -225,18 +230,28 @@ def failure_section(failure: dict[str, Any]) -> str:
         for log in failure.get("logs") or []
         if isinstance(log, dict)
     )
+    title = "This run was refused before any cluster" if refused else "This run failed"
     return (
-        f'<div class="failure"><h2>This run failed</h2><p><b>{_text(failure.get("summary"))}</b></p>'
-        + _table(["what", "EMR says"], rows)
+        f'<div class="failure"><h2>{title}</h2><p><b>{_text(failure.get("summary"))}</b></p>'
+        + _table(["what", "the run's record says" if refused else "EMR says"], rows)
         + tails
         + "</div>"
     )
 
 
+def _still_holds(failure: dict[str, Any] | None, summary: dict[str, Any]) -> bool:
+    """Whether a failure record is the run's last word: not when a later try of the run checked its output
+    (a run cleared after a refusal or a failed step keeps the earlier try's ``failure.json``)."""
+    if not failure:
+        return False
+    checked, reported = summary.get(Summary.CHECKED_AT), failure.get("reported_at")
+    return not (isinstance(checked, str) and isinstance(reported, str) and checked > reported)
+
+
 def render_page(report: RunReport, dag_id: str, run_id: str) -> str:
     """The whole page for one run of the pipeline."""
     summary = report.summary or {}
-    if report.failure:
+    if report.failure and _still_holds(report.failure, summary):
         body = failure_section(report.failure) + cost_section(report.failure) + locations_section(report)
     elif report.is_empty:
         body = (

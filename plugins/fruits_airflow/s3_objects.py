@@ -18,6 +18,8 @@ from boto3.s3.transfer import TransferConfig
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
+from fruits_airflow.aws_codes import code_of
+
 # What S3 answers, depending on the call, for a key or bucket that is not there.
 NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 PART_SIZE = 8 * 1024 * 1024
@@ -59,7 +61,7 @@ class S3Object:
 
 def is_not_found(error: ClientError) -> bool:
     """Whether a call failed because its key (or bucket) does not exist, rather than for any other reason."""
-    return error.response.get("Error", {}).get("Code") in NOT_FOUND_CODES
+    return code_of(error) in NOT_FOUND_CODES
 
 
 def list_objects(s3_client: BaseClient, bucket: str, prefix: str) -> Iterator[S3Object]:

@@ -7,20 +7,25 @@ sees the same values even if the Variable is edited mid-run. AWS is reached only
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import json
+import functools
+import inspect
 import logging
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.providers.amazon.aws.hooks.emr import EmrHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.sdk import task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from boto3.exceptions import S3UploadFailedError
 from botocore.client import BaseClient
+from botocore.exceptions import BotoCoreError, ClientError
 
 from fruits_airflow import (
     artifacts,
@@ -41,7 +46,7 @@ from fruits_airflow import (
 from fruits_airflow.aws_errors import access_denied_explained
 from fruits_airflow.aws_retries import retrying
 from fruits_airflow.config import AWS_CONN_ID, ConfigError, PipelineConfig, load_config, parse_config, require_eu_region
-from fruits_airflow.paths import RunPaths
+from fruits_airflow.paths import RunPaths, run_key
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +55,7 @@ CREATE_CLUSTER_TASK_ID = "create_cluster"
 # report_failure has waited for the logs already (after terminate_cluster): it bills the cluster as it is then,
 # until now if it has not ended yet (the bill says it is not final).
 FAILURE_BILL_WAIT_SECONDS = 0
+T = TypeVar("T")
 
 
 def s3_client(region: str) -> BaseClient:
@@ -68,23 +74,82 @@ def ec2_client(region: str) -> BaseClient:
     return AwsBaseHook(aws_conn_id=AWS_CONN_ID, client_type="ec2", region_name=region).get_conn()
 
 
+class RunRefused(AirflowFailException):
+    """A refusal of ``check_config`` once the bucket is known to be usable: ``config`` says where to record it."""
+
+    def __init__(self, line: str, config: dict[str, Any]) -> None:
+        super().__init__(line)
+        self.config = config
+
+
+def records_refusal(function: Callable[..., T]) -> Callable[..., T]:
+    """Record the one line with which a task refuses the run before any cluster, for the demo and the Report tab.
+
+    The record (``run_failures.refusal_report``) goes to the task's XCom ``refusal`` (given its ``ti``), and to
+    the run's ``failure.json`` when the bucket is usable: the task takes the checked config (every task after
+    ``check_config``), or ``check_config`` refused after checking the bucket (``RunRefused``). A bucket that does
+    not exist, is outside the EU or is denied holds no record: the XCom alone says why.
+    """
+
+    @functools.wraps(function)
+    def recording(*args: Any, **kwargs: Any) -> T:
+        try:
+            return function(*args, **kwargs)
+        except AirflowFailException as refused:
+            bound = inspect.signature(function).bind_partial(*args, **kwargs).arguments
+            config = refused.config if isinstance(refused, RunRefused) else bound.get("config")
+            record_refusal(str(refused), bound.get("ti"), config)
+            raise
+
+    return recording
+
+
+def record_refusal(line: str, ti: Any, config: dict[str, Any] | None) -> None:
+    """See ``records_refusal``; a record that cannot be written is logged, and the refusal stands."""
+    if ti is None:
+        return
+    report = run_failures.refusal_report(line, dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id)
+    settings = parse_config(config) if config else None
+    if settings is not None:
+        with contextlib.suppress(ConfigError):  # a price table plan_run refused: the record goes without its $0
+            report["cost"] = cost.no_bill(cost.load_prices(settings.prices), settings.region)
+    ti.xcom_push(key=run_failures.REFUSAL_XCOM_KEY, value=report)
+    if settings is None:
+        return
+    try:
+        where = run_failures.write_report(
+            s3_client(settings.region), RunPaths(settings.bucket, run_key(ti.run_id)), report
+        )
+    except (BotoCoreError, ClientError, S3UploadFailedError) as error:
+        log.warning("The refusal could not be recorded in s3://%s: %s", settings.bucket, error)
+        return
+    log.info("Refusal recorded in %s", where)
+
+
 @task
+@records_refusal
 @access_denied_explained()
-def check_config(params: dict[str, Any] | None = None) -> dict[str, Any]:
+def check_config(params: dict[str, Any] | None = None, ti: Any = None) -> dict[str, Any]:
     """Validate the Variable and the run's parameters, and refuse to go on unless the bucket exists in the EU,
     the weights file (if any) can be read by the nodes, and a cluster can work in the subnet (public or
-    private: fruits_airflow.network); returns the config."""
+    private: fruits_airflow.network); returns the config.
+
+    :param ti: the task instance, to record a refusal (``records_refusal``).
+    """
     try:
         config = load_config()
         client = s3_client(config.region)
         location = preflight.bucket_region(client, config.bucket)
         require_eu_region(location)
+    except (ConfigError, preflight.RefusedError) as error:
+        raise AirflowFailException(str(error)) from error
+    try:
         if params is not None:
             preflight.check_variance(params.get("variance"))
             preflight.check_weights_file(client, config.bucket, run_weights(config, params))
         network.check_subnet(ec2_client(config.region), config)
     except (ConfigError, preflight.RefusedError) as error:
-        raise AirflowFailException(str(error)) from error
+        raise RunRefused(str(error), config.to_dict()) from error
     if location != config.region:
         log.warning("Bucket %s is in %s, the cluster will run in %s", config.bucket, location, config.region)
     log.info("Configuration: %s", config)
@@ -92,8 +157,9 @@ def check_config(params: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 @task
+@records_refusal
 @access_denied_explained()
-def upload_new_images(config: dict[str, Any]) -> dict[str, int]:
+def upload_new_images(config: dict[str, Any], ti: Any = None) -> dict[str, int]:
     """Make images/ the landing folder's mirror; returns ``uploaded``, ``removed`` and ``n_images``."""
     settings = parse_config(config)
     if settings.images_dir is None:
@@ -112,9 +178,14 @@ def upload_new_images(config: dict[str, Any]) -> dict[str, int]:
 
 
 @task
+@records_refusal
 @access_denied_explained()
 def find_reusable_run(
-    config: dict[str, Any], uploaded: dict[str, int], run_id: str | None = None, params: dict[str, Any] | None = None
+    config: dict[str, Any],
+    uploaded: dict[str, int],
+    run_id: str | None = None,
+    params: dict[str, Any] | None = None,
+    ti: Any = None,
 ) -> dict[str, Any]:
     """Whether the last checked run's outputs still hold: same images in S3, same variance and weights."""
     settings = parse_config(config)
@@ -147,8 +218,9 @@ def reuse_outputs(found: dict[str, Any]) -> str:
 
 
 @task
+@records_refusal
 @access_denied_explained()
-def stage_artifacts(config: dict[str, Any]) -> dict[str, Any]:
+def stage_artifacts(config: dict[str, Any], ti: Any = None) -> dict[str, Any]:
     """Build this DAG version's Spark artifacts and stage them under s3://BUCKET/artifacts/<version>/; the
     nodes' wheelhouse must be in the bucket too (uploaded from this machine's build when it has one)."""
     settings = parse_config(config)
@@ -164,8 +236,9 @@ def stage_artifacts(config: dict[str, Any]) -> dict[str, Any]:
 
 
 @task
+@records_refusal
 @access_denied_explained()
-def check_security_configuration(config: dict[str, Any]) -> str:
+def check_security_configuration(config: dict[str, Any], ti: Any = None) -> str:
     """Fail clearly unless the cluster's security configuration, which the stack creates, requires IMDSv2."""
     settings = parse_config(config)
     try:
@@ -201,6 +274,8 @@ def plan_size(settings: PipelineConfig, found: dict[str, Any] | None, uploaded: 
 
 
 @task(multiple_outputs=True)
+@records_refusal
+@access_denied_explained()
 def plan_run(
     config: dict[str, Any],
     staged: dict[str, Any],
@@ -209,6 +284,7 @@ def plan_run(
     run_id: str | None = None,
     dag: Any = None,
     params: dict[str, Any] | None = None,
+    ti: Any = None,
 ) -> dict[str, Any]:
     """Everything the later tasks need, computed once: the cluster's size and request, the steps, the run's paths.
 
@@ -365,11 +441,6 @@ def report_failure(
         # A failed run is billed too; terminate_cluster has asked for the end already.
         "cost": run_cost(settings, job_flow_id, wait_seconds=FAILURE_BILL_WAIT_SECONDS),
     }
-    client.put_object(
-        Bucket=settings.bucket,
-        Key=where.failure_key,
-        Body=json.dumps(report, indent=2).encode(),
-        ContentType="application/json",
-    )
-    log.info("Failure report written to %s", where.uri(where.failure_key))
-    return where.uri(where.failure_key)
+    uri = run_failures.write_report(client, where, report)
+    log.info("Failure report written to %s", uri)
+    return uri

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fruits_airflow.aws_errors import ExplainsAccessDenied
 
 # Tasks that make no AWS call (the branch between a cluster and reused outputs decides from XCom alone).
-AWS_FREE = {"plan_run", "create_cluster_or_reuse", "reuse_outputs"}
+AWS_FREE = {"create_cluster_or_reuse", "reuse_outputs"}
 
 
 def explains_access_denied(task) -> bool:

@@ -4,13 +4,15 @@ The DAG's own task callables run in its order against the embedded endpoint, as 
 ``aws_default`` assumes (the stack's own Airflow policy, enforced), up to ``create_cluster``. A run that
 gets that far creates its cluster, as the DAG would, so a missing refusal shows as a RunJobFlow in the
 endpoint's request log (the cluster is then terminated at once). No Spark, no cluster: each run is a
-few API calls.
+few API calls. A refusal is recorded where the demo and the Report tab read it: the refusing task's XCom
+``refusal`` (a task instance that keeps what is pushed stands in for Airflow's) and, when the bucket is
+usable, the run's ``failure.json``.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -22,8 +24,12 @@ from airflow.sdk.exceptions import AirflowFailException
 from fruits_airflow import tasks
 from fruits_airflow.config import AWS_CONN_ID
 from fruits_airflow.operators import EmrCreateJobFlowOperator, EmrTerminateJobFlowOperator
+from fruits_airflow.paths import RunPaths, run_key
+from fruits_airflow.run_failures import REFUSAL_XCOM_KEY
+from fruits_airflow.s3_objects import read_object
 from local_aws import EmbeddedAws
 from local_aws.iam_enforcement import ADMIN
+from tools.demo import DemoRun, failure_summary
 from tools.local_airflow import BUCKET, REGION, local_connection
 from tools.local_provision import provision
 
@@ -33,10 +39,26 @@ RUN_ID = "manual__refused"
 
 @dataclass(frozen=True)
 class Refusal:
-    """How a run ended before its cluster: the task's one-line message, and whether RunJobFlow was called."""
+    """How a run ended before its cluster: the task's one-line message, whether RunJobFlow was called, and the
+    record of the refusal: pushed to XCom, and the run's failure.json in the stack's bucket (None: none)."""
 
     message: str | None
     run_job_flow_calls: int
+    pushed: dict[str, Any] | None = None
+    failure_json: dict[str, Any] | None = None
+
+
+@dataclass
+class TaskInstance:
+    """What ``records_refusal`` reads of Airflow's task instance; keeps what the task pushes, as Airflow does."""
+
+    task_id: str
+    dag_id: str = "fruits_pipeline"
+    run_id: str = RUN_ID
+    pushed: dict[str, Any] = field(default_factory=dict)
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed[key] = json.loads(json.dumps(value))  # XComs are JSON
 
 
 @pytest.fixture(scope="module")
@@ -83,14 +105,16 @@ def run_until_cluster(
     monkeypatch.setenv("AIRFLOW_VAR_FRUITS_PIPELINE", json.dumps(variable))
     aws.requests.clear()
     message = None
+    tis = {name: TaskInstance(name) for name in ("check_config", "upload_new_images", "find_reusable_run")}
+    tis |= {name: TaskInstance(name) for name in ("stage_artifacts", "check_security_configuration", "plan_run")}
     try:
-        config = tasks.check_config.function(params=params)
-        uploaded = tasks.upload_new_images.function(config)
-        tasks.find_reusable_run.function(config, uploaded, run_id=RUN_ID, params=params)
-        staged = tasks.stage_artifacts.function(config)
-        tasks.check_security_configuration.function(config)
+        config = tasks.check_config.function(params=params, ti=tis["check_config"])
+        uploaded = tasks.upload_new_images.function(config, ti=tis["upload_new_images"])
+        tasks.find_reusable_run.function(config, uploaded, run_id=RUN_ID, params=params, ti=tis["find_reusable_run"])
+        staged = tasks.stage_artifacts.function(config, ti=tis["stage_artifacts"])
+        tasks.check_security_configuration.function(config, ti=tis["check_security_configuration"])
         dag = SimpleNamespace(dag_id="fruits_pipeline")
-        plan = tasks.plan_run.function(config, staged, run_id=RUN_ID, dag=dag, params=params)
+        plan = tasks.plan_run.function(config, staged, run_id=RUN_ID, dag=dag, params=params, ti=tis["plan_run"])
         aws_args = {"aws_conn_id": AWS_CONN_ID, "region_name": REGION}
         cluster_id = EmrCreateJobFlowOperator(
             task_id="create_cluster", job_flow_overrides=plan["job_flow_overrides"], emr_conn_id=None, **aws_args
@@ -99,7 +123,9 @@ def run_until_cluster(
     except AirflowFailException as refused:
         message = str(refused)
     calls = sum(1 for request in aws.requests if request.operation == "RunJobFlow")
-    return Refusal(message, calls)
+    pushed = [ti.pushed[REFUSAL_XCOM_KEY] for ti in tis.values() if REFUSAL_XCOM_KEY in ti.pushed]
+    recorded = read_object(aws.client("s3"), BUCKET, RunPaths(BUCKET, run_key(RUN_ID)).failure_key)
+    return Refusal(message, calls, pushed[0] if pushed else None, json.loads(recorded) if recorded else None)
 
 
 def assert_refused(refusal: Refusal, *fragments: str) -> None:
@@ -189,14 +215,15 @@ def test_a_variance_outside_zero_to_one_is_refused(aws, stack, two_images_in_s3,
 
 
 def test_a_bucket_that_does_not_exist_is_refused(aws, stack, monkeypatch):
+    # As the stack's role, granted nothing on that bucket: S3 says NoSuchBucket to anyone, not AccessDenied.
     variable = {**stack, "bucket": "no-such-fruits-bucket"}
 
-    refusal = run_until_cluster(aws, monkeypatch, variable, connection=admin_connection(aws.endpoint_url))
+    refusal = run_until_cluster(aws, monkeypatch, variable)
 
     assert_refused(refusal, "key 'bucket' names s3://no-such-fruits-bucket, which does not exist", "output Bucket")
 
 
-def test_a_bucket_outside_the_eu_is_refused(aws, stack, monkeypatch):
+def test_a_bucket_outside_the_eu_is_refused(aws, stack, empty_bucket, monkeypatch):
     ohio = boto3.client("s3", endpoint_url=aws.endpoint_url, region_name="us-east-2", **ADMIN.keys)
     ohio.create_bucket(Bucket="fruits-in-ohio", CreateBucketConfiguration={"LocationConstraint": "us-east-2"})
 
@@ -205,6 +232,8 @@ def test_a_bucket_outside_the_eu_is_refused(aws, stack, monkeypatch):
     )
 
     assert_refused(refusal, "is 'us-east-2', which is outside the EU")
+    assert refusal.pushed is not None
+    assert (refusal.pushed["summary"], refusal.failure_json) == (refusal.message, None)  # no record outside the EU
 
 
 @pytest.mark.parametrize(
@@ -216,7 +245,53 @@ def test_a_bucket_outside_the_eu_is_refused(aws, stack, monkeypatch):
         ("weights", 1, "must be a non-empty string"),
     ],
 )
-def test_a_variable_key_of_the_wrong_type_is_refused(aws, stack, monkeypatch, key, value, problem):
+def test_a_variable_key_of_the_wrong_type_is_refused(aws, stack, empty_bucket, monkeypatch, key, value, problem):
     refusal = run_until_cluster(aws, monkeypatch, {**stack, key: value})
 
     assert_refused(refusal, f"key '{key}' {problem}")
+    assert refusal.pushed is not None
+    assert (refusal.pushed["summary"], refusal.failure_json) == (refusal.message, None)  # no bucket read yet
+
+
+def demo_says(refusal: Refusal) -> list[str]:
+    """What ``make demo`` prints for the run, from the record it reads (failure.json, else the XCom)."""
+    run = DemoRun("failed", RUN_ID, Path("airflow-dags-test.log"), {}, failure=refusal.failure_json or refusal.pushed)
+    return failure_summary(run).splitlines()
+
+
+@pytest.mark.parametrize(
+    ("task_id", "landing_files", "params"),
+    [
+        ("upload_new_images", [], PARAMS),
+        ("find_reusable_run", ["Kiwi/0_100.jpg"], PARAMS),
+        ("check_config", ["Kiwi/0_100.jpg", "Lemon/0_100.jpg"], {**PARAMS, "variance": 1.5}),
+    ],
+)
+def test_a_refusal_once_the_bucket_is_checked_is_the_first_line_of_the_run_s_record_and_of_the_demo(
+    aws, stack, empty_bucket, landing, monkeypatch, task_id, landing_files, params
+):
+    for name in landing_files:
+        image(landing / name)
+
+    refusal = run_until_cluster(aws, monkeypatch, {**stack, "images_dir": str(landing), "weights": "none"}, params)
+
+    assert_refused(refusal)
+    assert refusal.failure_json == refusal.pushed
+    assert refusal.pushed is not None
+    assert (refusal.pushed["summary"], refusal.pushed["cause"]) == (refusal.message, "refused")
+    assert (refusal.pushed["refused_by"], refusal.pushed["run_id"]) == (task_id, RUN_ID)
+    assert refusal.pushed["cost"]["usd"] == 0
+    assert demo_says(refusal)[0] == f"demo: error: {refusal.message}"
+    assert f"refused by {task_id} before any cluster" in "\n".join(demo_says(refusal))
+
+
+def test_a_missing_bucket_s_refusal_is_recorded_in_xcom_alone_and_is_the_demo_s_first_line(
+    aws, stack, empty_bucket, monkeypatch
+):
+    refusal = run_until_cluster(aws, monkeypatch, {**stack, "bucket": "no-such-fruits-bucket"})
+
+    assert_refused(refusal, "names s3://no-such-fruits-bucket, which does not exist")
+    assert refusal.failure_json is None
+    assert refusal.pushed is not None
+    assert (refusal.pushed["summary"], refusal.pushed["refused_by"]) == (refusal.message, "check_config")
+    assert demo_says(refusal)[0] == f"demo: error: {refusal.message}"

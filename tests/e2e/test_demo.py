@@ -18,9 +18,11 @@ import psutil
 import pytest
 
 from fruits_airflow import wheelhouse
+from fruits_airflow.run_failures import REFUSAL_XCOM_KEY
 from fruits_spark.model_cache import default_cache_dir
 from tests.suite import REPO_ROOT
 from tools.demo import BUCKET, DemoRun, failure_summary, run_demo, summary
+from tools.local_airflow import run_xcoms
 from tools.process_tree import alive, descendants
 from tools.sample_images import generate
 
@@ -225,6 +227,15 @@ def test_an_empty_landing_folder_is_refused_in_one_line_and_removes_nothing(
     message = f"has 0 image(s) and would remove {n_images} of the {n_images} in images/ (100%, above max_removal_share"
     assert message in refused.log_file.read_text()
     assert saved_objects(state_dir, "images/") == images_before
+    # The refusal's record: failure.json, and the XCom that Airflow keeps although the task failed (the demo's
+    # record when the bucket cannot hold one); the demo's first line is the refusal's.
+    assert refused.failure is not None
+    assert (refused.failure["cause"], refused.failure["refused_by"]) == ("refused", "upload_new_images")
+    airflow_home = {**os.environ, "AIRFLOW_HOME": str(state_dir / "airflow")}
+    assert run_xcoms(airflow_home, refused.run_id, REFUSAL_XCOM_KEY) == [refused.failure]
+    first_line = failure_summary(refused).splitlines()[0]
+    assert first_line.startswith("demo: error: The landing folder has 0 image(s)")
+    assert message in first_line
 
 
 def test_a_failed_step_fails_the_run_with_the_job_s_own_line_first_and_terminates_the_cluster(

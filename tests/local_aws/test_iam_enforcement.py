@@ -134,6 +134,26 @@ def test_delete_objects_is_authorized_per_key(aws, s3, bucket, client_allowed):
     assert s3.head_object(Bucket=bucket, Key="theirs/b")
 
 
+@pytest.mark.parametrize("granted", [False, True])
+def test_a_bucket_that_does_not_exist_is_no_such_bucket_to_anyone(aws, client_allowed, granted):
+    grant = {"Effect": "Allow", "Action": "s3:*", "Resource": ["arn:aws:s3:::nowhere", "arn:aws:s3:::nowhere/*"]}
+    s3 = client_allowed(
+        *([grant] if granted else [{"Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"}])
+    )("s3")
+
+    assert denial(lambda: s3.get_bucket_location(Bucket="nowhere"))["Code"] == "NoSuchBucket"
+    assert denial(lambda: s3.list_objects_v2(Bucket="nowhere"))["Code"] == "NoSuchBucket"
+    assert denial(lambda: s3.put_object(Bucket="nowhere", Key="k", Body=b"x"))["Code"] == "NoSuchBucket"
+    assert denial(lambda: s3.head_bucket(Bucket="nowhere"))["Code"] == "404"
+
+
+def test_a_bucket_that_exists_is_still_denied_without_a_grant(client_allowed, bucket):
+    s3 = client_allowed({"Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"})("s3")
+
+    assert denial(lambda: s3.get_bucket_location(Bucket=bucket))["Code"] == "AccessDenied"
+    assert denial(lambda: s3.head_bucket(Bucket=bucket))["Code"] == "403"
+
+
 def test_a_step_works_as_a_session_of_the_clusters_node_role(start_cluster, python_step, s3, bucket, node_role):
     code = "import boto3; print(boto3.client('sts').get_caller_identity()['Arn'])"
     cluster = start_cluster([python_step("whoami", code)])

@@ -13,6 +13,7 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from fruits_airflow import tasks
+from fruits_airflow.aws_codes import code_of
 from fruits_airflow.aws_errors import AccessDenied, access_denied_explained
 from fruits_airflow.operators import EmrCreateJobFlowOperator
 from fruits_airflow.s3_objects import head
@@ -87,6 +88,13 @@ def test_other_aws_errors_pass_unchanged(stubbed):
 
     with pytest.raises(ClientError, match="NoSuchBucket"), access_denied_explained():
         s3.get_bucket_location(Bucket="fruits-test-bucket")
+
+
+def test_the_code_of_an_error_is_aws_s_or_none_when_it_gave_none():
+    answered = ClientError({"Error": {"Code": "NoSuchBucket", "Message": "The specified bucket does not exist"}}, "X")
+
+    assert code_of(answered) == "NoSuchBucket"
+    assert code_of(ClientError({}, "HeadObject")) is None
 
 
 def test_a_cluster_created_before_a_denial_still_reaches_the_teardown(stubbed):

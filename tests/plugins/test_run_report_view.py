@@ -21,7 +21,7 @@ from airflow.sdk import Asset
 from airflow.sdk.execution_time.context import OutletEventAccessors
 from fastapi.testclient import TestClient
 
-from fruits_airflow import assets, tasks
+from fruits_airflow import assets, cost, run_failures, tasks
 from fruits_airflow.paths import RunPaths
 from fruits_contract import SEPARABILITY_REPORT, Summary
 
@@ -267,6 +267,33 @@ def test_a_failed_run_shows_the_job_s_own_line_first_then_emr_s_reason_and_log_t
     assert "<p>Empty.</p>" in page
     assert "Images</h2>" not in page
     assert "<b>$0.0558</b>" in page
+
+
+def test_a_run_refused_before_any_cluster_shows_the_refusal_s_line_first_and_costs_nothing(
+    api_app, s3, paths, pipeline_env
+):
+    line = f"s3://{paths.bucket}/images/ holds 1 image(s); the PCA needs at least 2: add images to the landing folder."
+    refusal = run_failures.refusal_report(line, dag_id=DAG_ID, run_id=RUN_ID, task_id="find_reusable_run")
+    refusal["cost"] = cost.no_bill(cost.load_prices(), REGION)
+    s3.put_object(Bucket=paths.bucket, Key=paths.failure_key, Body=json.dumps(refusal).encode())
+
+    page = get_report(api_app, token_of("VIEWER")).text
+
+    assert f"This run was refused before any cluster</h2><p><b>{line}</b>" in page
+    assert "<td>refused by</td><td>find_reusable_run</td>" in page
+    assert "No cluster: <b>$0</b>" in page
+    assert "None" not in page
+
+
+def test_a_refusal_of_an_earlier_try_gives_way_to_the_output_a_later_try_checked(api_app, successful_run, s3, paths):
+    refusal = run_failures.refusal_report("too few images", dag_id=DAG_ID, run_id=RUN_ID, task_id="find_reusable_run")
+    refusal["reported_at"] = "2026-01-01T00:00:00+00:00"
+    s3.put_object(Bucket=paths.bucket, Key=paths.failure_key, Body=json.dumps(refusal).encode())
+
+    page = get_report(api_app, token_of("VIEWER")).text
+
+    assert "refused" not in page
+    assert "Images</h2>" in page
 
 
 def test_a_run_with_nothing_in_s3_yet_says_so(api_app, s3, pipeline_env):
