@@ -201,6 +201,9 @@ def fruits_pipeline() -> None:
     # teardown: as soon as the steps are over, however they ended; the output checks need no cluster,
     # so they stay leaves of the run and a failure of theirs (or of a step) still fails it.
     watch_steps >> terminate_cluster
+    # the choice of a cluster is a setup of the teardown too: a teardown runs when one of its setups succeeded,
+    # so it ends the run's clusters even when create_cluster failed after RunJobFlow; the reuse branch skips it
+    create_cluster_or_reuse.as_setup() >> terminate_cluster
     # then, if the steps or their cluster failed, why: EMR's reason and the tails of the cluster's logs
     terminate_cluster >> report_failure
 

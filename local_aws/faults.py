@@ -6,6 +6,8 @@ A :class:`FaultPlan` says which faults the endpoint injects; :class:`FaultInject
   first attempt only, so that a client retrying as AWS advises succeeds on its next attempt.
 - **EMR throttling**: a share of EMR API requests is answered ``400 ThrottlingException``, first attempt
   only.
+- **Consecutive failed attempts**: the first N attempts of the S3 or EMR requests matching ``at``
+  fail as above, so that only a client making more attempts succeeds (local_aws.failed_attempts).
 - **A step killed**: the process group of the step named ``kill_step.step`` is SIGKILLed (as a lost
   node or an OOM killer would), ``after_seconds`` after the step starts or right after the step's
   ``after_requests``-th request matching ``at``: the step ends FAILED with the exit code.
@@ -40,6 +42,7 @@ from typing import Any
 
 import psutil
 
+from local_aws.failed_attempts import AttemptCounter, FailedAttempts
 from local_aws.request_log import request_service
 
 logger = logging.getLogger(__name__)
@@ -50,6 +53,8 @@ _S3_ERRORS = (
     ("503 Service Unavailable", "SlowDown", "Please reduce your request rate."),
     ("500 Internal Server Error", "InternalError", "We encountered an internal error. Please try again."),
 )
+
+_FAILING_SERVICES = frozenset({"s3", "elasticmapreduce"})
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -87,6 +92,7 @@ class FaultPlan:
     :param kill_step: the step whose process group is SIGKILLed, and when.
     :param terminate_during_step: the step during which the cluster is terminated, and when.
     :param kill_caller: the request after whose answer its sender's process is SIGKILLed (once).
+    :param failed_attempts: the S3 or EMR requests whose first attempts all fail, and how many.
     """
 
     seed: int = 0
@@ -95,6 +101,7 @@ class FaultPlan:
     kill_step: ProcessFault | None = None
     terminate_during_step: ProcessFault | None = None
     kill_caller: ProcessFault | None = None
+    failed_attempts: FailedAttempts | None = None
 
     def __post_init__(self) -> None:
         for name in ("s3_error_share", "emr_throttle_share"):
@@ -107,6 +114,8 @@ class FaultPlan:
                 raise FaultPlanError(f"Fault plan key {name!r} names no step; add 'step': the step's name.")
         if self.kill_caller is not None and not self.kill_caller.at:
             raise FaultPlanError("Fault plan key 'kill_caller' has no 'at'; name an EMR operation or 'METHOD /path'.")
+        if self.failed_attempts is not None and (problem := self.failed_attempts.problem()):
+            raise FaultPlanError(problem)
 
     @property
     def any(self) -> bool:
@@ -128,11 +137,14 @@ class FaultPlan:
         if not isinstance(document, dict):
             raise FaultPlanError(f"Fault plan {text!r} is not a JSON object; see local_aws/README.md.")
         _refuse_unknown(document, cls, "fault plan")
-        process_faults = {}
+        process_faults: dict[str, Any] = {}
         for name in ("kill_step", "terminate_during_step", "kill_caller"):
             if document.get(name) is not None:
                 _refuse_unknown(document[name], ProcessFault, name)
                 process_faults[name] = ProcessFault(**document[name])
+        if document.get("failed_attempts") is not None:
+            _refuse_unknown(document["failed_attempts"], FailedAttempts, "failed_attempts")
+            process_faults["failed_attempts"] = FailedAttempts(**document["failed_attempts"])
         return cls(**{**document, **process_faults})
 
     @classmethod
@@ -198,6 +210,7 @@ class FaultInjector:
             self._plan = plan
             self._random = random.Random(plan.seed)
             self._attempts: OrderedDict[str, None] = OrderedDict()
+            self._failed_attempts = AttemptCounter()
             self._matches: dict[str, int] = {}
             self._running_steps: dict[str, tuple[Any, Any]] = {}
 
@@ -223,17 +236,18 @@ class FaultInjector:
     def _request_error(self, request: RequestKey, environ: dict[str, Any]) -> tuple[str, list, bytes] | None:
         plan = self.plan
         share = {"s3": plan.s3_error_share, "elasticmapreduce": plan.emr_throttle_share}.get(request.service, 0.0)
-        if share <= 0:
+        repeated = plan.failed_attempts
+        if repeated is not None and not (request.service in _FAILING_SERVICES and request.matches(repeated.at)):
+            repeated = None
+        if share <= 0 and repeated is None:
             return None
         query = environ.get("QUERY_STRING", "")
         attempt = environ.get("HTTP_AMZ_SDK_INVOCATION_ID") or f"{request.method} {request.path}?{query}"
         with self._lock:
-            if attempt in self._attempts:
-                return None
-            self._attempts[attempt] = None
-            if len(self._attempts) > _REMEMBERED_ATTEMPTS:
-                self._attempts.popitem(last=False)
-            if self._random.random() >= share:
+            if repeated is not None:
+                if not self._failed_attempts.fails(repeated, attempt, self._random):
+                    return None
+            elif not self._first_attempt_fails(attempt, share):
                 return None
             s3_error = self._random.choice(_S3_ERRORS)
         if request.service == "s3":
@@ -248,6 +262,15 @@ class FaultInjector:
         self._record("emr throttling", request.operation)
         headers = [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(body)))]
         return "400 Bad Request", headers, body
+
+    def _first_attempt_fails(self, attempt: str, share: float) -> bool:
+        """Whether this first attempt is drawn to fail (a retry of it never is); called under the lock."""
+        if attempt in self._attempts:
+            return False
+        self._attempts[attempt] = None
+        if len(self._attempts) > _REMEMBERED_ATTEMPTS:
+            self._attempts.popitem(last=False)
+        return self._random.random() < share
 
     def _after_request(self, request: RequestKey, environ: dict[str, Any], server_port: Callable[[], int]) -> None:
         plan = self.plan

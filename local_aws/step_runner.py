@@ -52,8 +52,8 @@ def _bootstrap_failure(failure: BootstrapFailure) -> _Termination:
     )
 
 
-def _internal_error(error: Exception) -> _Termination:
-    message = f"The local endpoint failed to start the cluster: {error!r}"
+def _internal_error(error: Exception, doing: str = "start the cluster") -> _Termination:
+    message = f"The local endpoint failed to {doing}: {error!r}"
     return _Termination("TERMINATED_WITH_ERRORS", "INTERNAL_ERROR", message, "Cancelled because the cluster failed")
 
 
@@ -143,6 +143,13 @@ class _ClusterWorker(threading.Thread):
             self._wakeup.notify()
 
     def run(self) -> None:
+        try:
+            self._drive()
+        except Exception as error:  # a bug anywhere here must end the cluster, never leave its steps PENDING
+            logger.exception("cluster %s: the cluster's runner failed", self.cluster.id)
+            self._end_after_internal_error(error)
+
+    def _drive(self) -> None:
         if self._bootstrapped():
             with self._wakeup:
                 if self._termination is None:
@@ -214,6 +221,27 @@ class _ClusterWorker(threading.Thread):
         termination = self._termination or _USER_REQUEST
         self._cancel_pending(termination.step_message)
         self._set_cluster_state(termination.state, termination.message, code=termination.code)
+
+    def _end_after_internal_error(self, error: Exception) -> None:
+        """End the cluster as EMR ends one after an internal failure: TERMINATED_WITH_ERRORS, INTERNAL_ERROR.
+
+        The cluster's state is set before the steps', and each step's on its own, so that a bug in the
+        steps' bookkeeping still ends the cluster; a step left running is killed (``self._cancel``).
+        """
+        termination = _internal_error(error, doing="run the cluster")
+        with self._wakeup:
+            self._termination = termination
+            self._cancel.set()
+        self.cluster.set_state(termination.state, code=termination.code, message=termination.message)
+        for step in list(self.cluster.steps):
+            try:
+                if step.state == "RUNNING":
+                    step.set_state("FAILED", failure={"Reason": "The cluster failed", "Message": termination.message})
+                elif step.state == "PENDING":
+                    step.set_state("CANCELLED", message=termination.step_message)
+            except Exception:
+                logger.exception("cluster %s step %s: its state could not be set", self.cluster.id, step.id)
+        logger.info("cluster %s: -> %s (%s)", self.cluster.id, termination.state, termination.message)
 
     def _termination_step_message(self) -> str:
         return self._termination.step_message if self._termination else "Cancelled"

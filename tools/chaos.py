@@ -13,8 +13,9 @@ The last run injects no fault, so that it shows what the faults left behind. Aft
   folder's, and has exactly one current row in the features dataset (none lost, none doubled).
 
 It ends with a table of the faults and outcomes and a last line of counts, and prints the seed, so
-that a failure replays with ``--seed``. Exit code 1 when an image was lost, a row doubled, a cluster
-leaked, or a failed run gave no reason.
+that a failure replays with ``--seed``. A run whose fault never struck (a kill at ``extract_features``
+when nothing was left to featurize) says "fault not injected", and is not counted as a fault survived.
+Exit code 1 when an image was lost, a row doubled, a cluster leaked, or a failed run gave no reason.
 """
 
 from __future__ import annotations
@@ -86,6 +87,17 @@ class Outcome:
     duplicated: int = 0
     leaked: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    injected: list[str] = field(default_factory=list)
+
+    @property
+    def fault_not_injected(self) -> bool:
+        """A fault was drawn but the endpoint never injected it: the run says nothing of its recovery."""
+        return self.fault != "none" and not self.injected
+
+    @property
+    def fault_survived(self) -> bool:
+        """A fault struck and the run ended as it must: a success, or a failure saying why, and nothing lost."""
+        return bool(self.injected) and not (self.lost or self.duplicated or self.leaked or self.problems)
 
 
 def change_landing(landing: Path, rng: random.Random, next_number: Callable[[], int]) -> str:
@@ -189,6 +201,7 @@ def chaos(
         log.info("run %d/%d: fault %s; landing: %s", number, runs, fault, changes)
         run = run_demo(landing, state_dir / "out", state_dir, weights, node_dir=node_dir, faults=faults[fault])
         outcome.state = run.state
+        outcome.injected = list(run.injected)
         outcome.leaked = sorted(cluster for cluster, state in run.clusters.items() if state in ACTIVE_STATES)
         if run.state != "success":
             outcome.reason = one_line_reason(run)
@@ -210,6 +223,8 @@ def report(outcomes: list[Outcome], seed: int) -> str:
     ]
     for o in outcomes:
         note = o.reason or o.changes
+        if o.fault_not_injected:
+            note = f"fault not injected; {note}"
         clusters = ",".join(o.leaked) or "-"
         lines.append(
             f"{o.run:>3}  {o.fault:<{width}}  {o.state:<8}  {o.lost:>4}  {o.duplicated:>3}  {clusters:<6}  {note}"
@@ -218,6 +233,11 @@ def report(outcomes: list[Outcome], seed: int) -> str:
     lost = sum(o.lost for o in outcomes)
     duplicated = sum(o.duplicated for o in outcomes)
     leaked = sum(len(o.leaked) for o in outcomes)
+    not_injected = sum(o.fault_not_injected for o in outcomes)
+    lines.append(
+        f"faults injected {sum(bool(o.injected) for o in outcomes)}, survived {sum(o.fault_survived for o in outcomes)}"
+        f", not injected {not_injected}"
+    )
     lines.append(f"seed {seed}")
     lines.append(
         f"runs {len(outcomes)}, failed {sum(o.state != 'success' for o in outcomes)}, images lost {lost}, "

@@ -66,6 +66,8 @@ class DemoRun:
     output_dir: Path | None = None
     summary: dict[str, Any] | None = None
     failure: dict[str, Any] | None = None
+    # The kinds of the faults the endpoint injected (local_aws.faults), in order: none unless a plan named some.
+    injected: tuple[str, ...] = ()
 
 
 def latest_run(env: dict[str, str]) -> tuple[str, str]:
@@ -211,10 +213,12 @@ def run_demo(
             cluster["Id"]: cluster["Status"]["State"] for cluster in aws.client("emr").list_clusters()["Clusters"]
         }
         paths = RunPaths.for_run(BUCKET, run_id, reprocess_all=False, weights=weights)
+        injected = tuple(fault.kind for fault in aws.injected)
         if state != "success":
-            return DemoRun(state, run_id, log_file, clusters, failure=read_failure(s3, paths, env, run_id))
+            failure = read_failure(s3, paths, env, run_id)
+            return DemoRun(state, run_id, log_file, clusters, failure=failure, injected=injected)
         output_dir, run_summary = collect_outputs(s3, out_dir, paths)
-    return DemoRun(state, run_id, log_file, clusters, output_dir, run_summary)
+    return DemoRun(state, run_id, log_file, clusters, output_dir, run_summary, injected=injected)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -67,10 +67,15 @@ class EmrTerminateJobFlowOperator(ExplainsAccessDenied, RetriesAsAwsAdvises, emr
 
     When a call before TerminateJobFlows is denied, the cluster is terminated all the same: the provider's
     operator describes the cluster (for its log links) before it terminates it; were that denied, the
-    cluster would live on until its idle timeout.
+    cluster would live on until its idle timeout. Without an id (``create_cluster`` failed before it
+    returned one, perhaps after RunJobFlow), the run's clusters are found by their tags alone.
     """
 
     def execute(self, context: Context) -> Any:
+        if not self.job_flow_id:
+            self.log.warning("No cluster id reached the teardown: terminating the run's clusters found by their tags")
+            self._terminate_other_run_clusters(context)
+            return None
         try:
             result = super().execute(context)
         except AccessDenied as denied:
@@ -79,13 +84,16 @@ class EmrTerminateJobFlowOperator(ExplainsAccessDenied, RetriesAsAwsAdvises, emr
             with access_denied_explained():
                 self.hook.conn.terminate_job_flows(JobFlowIds=[self.job_flow_id])
             raise AccessDenied(f"{denied} Cluster {self.job_flow_id} was terminated all the same.") from None
+        self._terminate_other_run_clusters(context)
+        return result
+
+    def _terminate_other_run_clusters(self, context: Context) -> None:
         with access_denied_explained():
             run_ids = run_clusters.active_run_clusters(self.hook.conn, context["dag"].dag_id, context["run_id"])
             others = [cluster_id for cluster_id in run_ids if cluster_id != self.job_flow_id]
             if others:
                 self.log.warning("Terminating the run's other active clusters too: %s", ", ".join(others))
                 self.hook.conn.terminate_job_flows(JobFlowIds=others)
-        return result
 
 
 class EmrStepsSensor(ExplainsAccessDenied, RetriesAsAwsAdvises, sensors.EmrStepsSensor):

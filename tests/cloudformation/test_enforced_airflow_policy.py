@@ -12,7 +12,6 @@ happened, as in the DAG.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -34,9 +33,10 @@ from fruits_airflow.operators import (
     S3KeySensor,
 )
 from local_aws import EmbeddedAws
+from tests import deployed_stack
 from tests.cloudformation.test_calls import CALLS
-from tools.local_airflow import BUCKET, REGION, local_connection
-from tools.local_provision import provision, put_managed_policy, stack_context
+from tools.local_airflow import BUCKET, REGION
+from tools.local_provision import put_managed_policy, stack_context
 from tools.stack_template import load_template
 
 # Actions a run that goes well never needs: boto3 aborts a multipart upload only when a part fails.
@@ -45,6 +45,14 @@ AIRFLOW_ACTIONS = sorted({call.action for call in CALLS if call.policy == "Airfl
 POKE_SECONDS = 0.2
 # Generous: a passing run never waits for it, and the bootstrap alone can take a minute on a busy machine.
 SENSOR_TIMEOUT_SECONDS = 300
+
+# The stack deployed on the module's own endpoint, as Airflow sees it (tests/deployed_stack.py).
+landing, aws, provisioned, admin_emr = (
+    deployed_stack.landing,
+    deployed_stack.aws,
+    deployed_stack.provisioned,
+    deployed_stack.admin_emr,
+)
 
 
 @dataclass
@@ -63,43 +71,6 @@ class Run:
 
     denial: AccessDenied | None
     cluster_id: str | None
-
-
-@pytest.fixture(scope="module")
-def landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The landing folder; each run adds an image of its own, so that each uploads one, to the one that stays
-    (a PCA needs two images: fewer are refused before the cluster)."""
-    folder = tmp_path_factory.mktemp("landing")
-    (folder / "Kiwi").mkdir()
-    (folder / "Kiwi" / "0_100.jpg").write_bytes(b"kiwi")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def aws(tmp_path_factory: pytest.TempPathFactory, project_node_dir: Path) -> Iterator[EmbeddedAws]:
-    """The endpoint, its clusters bootstrapping on the session's node: the project's script installs the
-    primary node's packages once per session (tests/conftest.py), not once per module that runs it."""
-    with EmbeddedAws(port=0, state_dir=tmp_path_factory.mktemp("local-aws"), node_dir=project_node_dir) as endpoint:
-        yield endpoint
-
-
-@pytest.fixture(scope="module")
-def provisioned(aws: EmbeddedAws, landing: Path) -> Iterator[dict[str, str]]:
-    """The stack in the endpoint, and Airflow's connection and Variable."""
-    variable = provision(aws.client("s3"), aws.client("emr"), aws.client("ec2"), aws.client("iam"), BUCKET, REGION)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(local_connection(aws.endpoint_url)))
-        patch.setenv(
-            "AIRFLOW_VAR_FRUITS_PIPELINE",
-            # No removal limit: the first run's upload removes the only image in S3 (run_pipeline).
-            json.dumps({**variable, "images_dir": str(landing), "weights": "none", "max_removal_share": 1}),
-        )
-        yield variable
-
-
-@pytest.fixture(scope="module")
-def admin_emr(aws: EmbeddedAws) -> BaseClient:
-    return aws.client("emr")
 
 
 @pytest.fixture

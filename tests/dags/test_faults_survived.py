@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -25,14 +24,14 @@ from fruits_airflow.config import AWS_CONN_ID
 from fruits_airflow.operators import EmrAddStepsOperator, EmrCreateJobFlowOperator, EmrTerminateJobFlowOperator
 from local_aws import EmbeddedAws
 from local_aws.faults import FaultPlan, ProcessFault
+from tests import deployed_stack
 from tests.cloudformation.test_enforced_airflow_policy import (
     FakeTaskInstance,
     run_pipeline,
     success_step,
 )
 from tests.suite import PLUGINS_DIR, REPO_ROOT, SPARK_JOBS_DIR
-from tools.local_airflow import BUCKET, REGION, local_connection
-from tools.local_provision import provision
+from tools.local_airflow import BUCKET, REGION
 
 DAG = SimpleNamespace(dag_id="fruits_pipeline")
 AWS_ARGS = {"aws_conn_id": AWS_CONN_ID, "region_name": REGION}
@@ -41,44 +40,20 @@ PARAMS = {"reprocess_all": False, "weights": None, "variance": 0.95}
 N_PEACHES = 100
 ACTIVE = ["STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING"]
 
-
-@pytest.fixture(scope="module")
-def landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """As the enforced-policy runs' landing folder: an image that stays, so that a run's own makes two (a PCA
-    needs two images: fewer are refused before the cluster)."""
-    folder = tmp_path_factory.mktemp("landing")
-    (folder / "Kiwi").mkdir()
-    (folder / "Kiwi" / "0_100.jpg").write_bytes(b"kiwi")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def aws(tmp_path_factory: pytest.TempPathFactory, project_node_dir: Path) -> Iterator[EmbeddedAws]:
-    with EmbeddedAws(port=0, state_dir=tmp_path_factory.mktemp("local-aws"), node_dir=project_node_dir) as endpoint:
-        yield endpoint
-
-
-@pytest.fixture(scope="module", autouse=True)
-def provisioned(aws: EmbeddedAws, landing: Path) -> Iterator[dict[str, str]]:
-    variable = provision(aws.client("s3"), aws.client("emr"), aws.client("ec2"), aws.client("iam"), BUCKET, REGION)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(local_connection(aws.endpoint_url)))
-        patch.setenv(
-            "AIRFLOW_VAR_FRUITS_PIPELINE",
-            json.dumps({**variable, "images_dir": str(landing), "weights": "none", "max_removal_share": 1}),
-        )
-        yield variable
+# The stack deployed on the module's own endpoint, as Airflow sees it (tests/deployed_stack.py).
+landing, aws, provisioned, admin_emr = (
+    deployed_stack.landing,
+    deployed_stack.aws,
+    deployed_stack.provisioned,
+    deployed_stack.admin_emr,
+)
+pytestmark = pytest.mark.usefixtures("provisioned")
 
 
 @pytest.fixture(autouse=True)
 def no_faults_afterwards(aws: EmbeddedAws) -> Iterator[None]:
     yield
     aws.faults = FaultPlan()
-
-
-@pytest.fixture(scope="module")
-def admin_emr(aws: EmbeddedAws) -> BaseClient:
-    return aws.client("emr")
 
 
 def context(run_id: str) -> Any:
@@ -130,9 +105,9 @@ def test_without_retries_the_same_faults_fail_the_first_call(aws, landing, monke
         run_pipeline(landing, "manual__without_retries", aws.client("s3"))
 
 
-def test_a_retry_of_create_cluster_killed_after_run_job_flow_takes_the_cluster_it_started(aws, admin_emr):
-    run_id = "manual__create_cluster_killed"
-    plan = plan_for(run_id)
+def create_cluster_killed_after_run_job_flow(aws: EmbeddedAws, plan: dict[str, Any], run_id: str) -> None:
+    """A try of create_cluster whose process is SIGKILLed once RunJobFlow answered: the cluster exists, its id
+    reached no XCom."""
     aws.faults = FaultPlan(kill_caller=ProcessFault(at="RunJobFlow"))
     code = (
         "import json, sys; from types import SimpleNamespace; from unittest.mock import MagicMock\n"
@@ -142,15 +117,21 @@ def test_a_retry_of_create_cluster_killed_after_run_job_flow_takes_the_cluster_i
         "{'ti': MagicMock(), 'run_id': sys.argv[2], 'dag': SimpleNamespace(dag_id='fruits_pipeline')})"
     )
     python_path = ":".join(map(str, (SPARK_JOBS_DIR, PLUGINS_DIR, REPO_ROOT)))
-    first_try = subprocess.run(
+    killed = subprocess.run(
         [sys.executable, "-c", code, json.dumps(plan["job_flow_overrides"]), run_id, REGION],
         env={**os.environ, "PYTHONPATH": python_path},
         check=False,
         timeout=120,
     )
-    assert first_try.returncode == -9, "the first try was not killed"
-    (started,) = run_clusters(admin_emr, run_id)
     aws.faults = FaultPlan()
+    assert killed.returncode == -9, "the try was not killed"
+
+
+def test_a_retry_of_create_cluster_killed_after_run_job_flow_takes_the_cluster_it_started(aws, admin_emr):
+    run_id = "manual__create_cluster_killed"
+    plan = plan_for(run_id)
+    create_cluster_killed_after_run_job_flow(aws, plan, run_id)
+    (started,) = run_clusters(admin_emr, run_id)
 
     second_try = create_cluster(plan).execute(context(run_id))
 

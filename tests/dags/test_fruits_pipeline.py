@@ -45,7 +45,7 @@ EXPECTED_UPSTREAM = {
         "upload_new_images",
         "find_reusable_run",
     },
-    "terminate_cluster": {"watch_steps", "create_cluster", "plan_run"},
+    "terminate_cluster": {"watch_steps", "create_cluster", "create_cluster_or_reuse", "plan_run"},
     "report_failure": {"terminate_cluster", "check_config", "plan_run", "create_cluster", "add_steps"},
 }
 RETRIED_WITH_BACKOFF = [
@@ -112,6 +112,7 @@ def test_terminate_cluster_is_the_teardown_of_create_cluster(dag):
     create_cluster, terminate_cluster = dag.get_task("create_cluster"), dag.get_task("terminate_cluster")
 
     assert create_cluster.is_setup
+    assert dag.get_task("create_cluster_or_reuse").is_setup  # so that a failed create_cluster is torn down too
     assert not create_cluster.is_teardown
     assert terminate_cluster.is_teardown
     assert terminate_cluster.trigger_rule == TriggerRule.ALL_DONE_SETUP_SUCCESS
@@ -148,7 +149,12 @@ def test_the_output_check_bills_the_cluster_create_cluster_started(dag):
 
 
 def test_the_branch_chooses_between_a_cluster_and_the_reused_outputs(dag):
-    assert dag.get_task("create_cluster_or_reuse").downstream_task_ids == {"create_cluster", "reuse_outputs"}
+    # and the teardown, which the reuse branch skips with create_cluster (tests/dags/test_teardown_scheduling.py)
+    assert dag.get_task("create_cluster_or_reuse").downstream_task_ids == {
+        "create_cluster",
+        "reuse_outputs",
+        "terminate_cluster",
+    }
     assert dag.get_task("check_output").trigger_rule == TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS
 
 

@@ -22,6 +22,7 @@ def test_a_step_killed_mid_write_fails_the_run_with_emr_s_reason_in_one_line(out
     killed = outcomes[0]
 
     assert killed.state == "failed"
+    assert killed.injected == ["step killed"]
     assert "extract_features" in killed.reason
     assert "exited with code -9: killed by SIGKILL" in killed.reason
 

@@ -10,6 +10,7 @@ from botocore.exceptions import ClientError
 
 from fruits_airflow.run_failures import find_failure
 from fruits_airflow.triggers import poll
+from local_aws.faults import FaultInjector
 
 # Steps reach the endpoint's S3 through its API, with boto3 as a job's own code would.
 PUT_ARG3_AT_ARG1_ARG2 = (
@@ -123,6 +124,30 @@ def test_a_failure_without_a_message_still_cancels_later_steps(start_cluster, py
 
     assert states == ["FAILED", "CANCELLED"]
     assert cluster.wait_for_state("WAITING")["State"] == "WAITING"
+
+
+def test_a_bug_in_the_cluster_s_runner_ends_the_cluster_with_an_internal_error(
+    start_cluster, python_step, bucket, monkeypatch
+):
+    """As EMR after an internal failure: the cluster ends with errors, its steps end, and a sensor stops polling."""
+
+    def bug(self, cluster, step):
+        raise RuntimeError("a bug in the runner")
+
+    monkeypatch.setattr(FaultInjector, "step_started", bug)
+    cluster = start_cluster(
+        [
+            python_step("first", PUT_ARG3_AT_ARG1_ARG2, bucket, "first.txt", "x"),
+            python_step("second", PUT_ARG3_AT_ARG1_ARG2, bucket, "second.txt", "x"),
+        ]
+    )
+
+    status = cluster.wait_for_state("TERMINATED_WITH_ERRORS")
+    states = [step["Status"]["State"] for step in cluster.wait_for_steps()]
+
+    assert status["StateChangeReason"]["Code"] == "INTERNAL_ERROR"
+    assert "RuntimeError('a bug in the runner')" in status["StateChangeReason"]["Message"]
+    assert states == ["FAILED", "CANCELLED"]
 
 
 def test_cluster_runs_new_steps_after_cancel_and_wait(start_cluster, python_step, s3, bucket):

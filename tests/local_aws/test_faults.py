@@ -13,6 +13,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from local_aws import EmbeddedAws
+from local_aws.failed_attempts import FailedAttempts
 from local_aws.faults import FaultPlan, FaultPlanError, ProcessFault
 from local_aws.iam_enforcement import ADMIN
 
@@ -61,6 +62,31 @@ def test_emr_requests_are_throttled_once(aws, faults):
     with pytest.raises(ClientError, match="ThrottlingException"):
         client(aws, "emr", max_attempts=1).list_clusters()
     client(aws, "emr", max_attempts=2).list_clusters()
+
+
+def test_the_first_attempts_of_the_requests_named_fail_and_the_next_succeeds(aws, bucket, faults):
+    aws.faults = FaultPlan(seed=1, failed_attempts=FailedAttempts(at=f"GET /{bucket}/tries/", attempts=3))
+    client(aws, "s3", max_attempts=1).put_object(Bucket=bucket, Key="tries/a.txt", Body=b"x")
+
+    with pytest.raises(ClientError, match=r"SlowDown|InternalError"):
+        client(aws, "s3", max_attempts=3).get_object(Bucket=bucket, Key="tries/a.txt")
+    body = client(aws, "s3", max_attempts=4).get_object(Bucket=bucket, Key="tries/a.txt")["Body"].read()
+
+    assert body == b"x"
+    statuses = [r.status for r in aws.requests if r.method == "GET" and r.path == f"/{bucket}/tries/a.txt"]
+    assert [status == 200 for status in statuses] == [False] * 6 + [True]
+
+
+def test_a_share_of_the_requests_named_fail_their_first_attempts(aws, bucket, faults):
+    aws.faults = FaultPlan(seed=5, failed_attempts=FailedAttempts(at="ListClusters", attempts=2, share=0.5))
+    emr = client(aws, "emr", max_attempts=3)
+
+    for _ in range(20):
+        emr.list_clusters()
+
+    throttled = [fault for fault in aws.injected if fault.kind == "emr throttling"]
+    assert 0 < len(throttled) < 40
+    assert len(throttled) % 2 == 0
 
 
 def test_the_same_seed_fails_the_same_requests(aws, bucket, faults):
@@ -139,6 +165,9 @@ def test_the_caller_of_the_request_named_is_killed_after_its_answer(aws, bucket,
         ('{"s3_error_share": 2}', "use a share between 0 and 1"),
         ('{"kill_step": {"after_seconds": 3}}', "names no step"),
         ('{"kill_step": {"step": "pca", "when": 3}}', "Unknown kill_step keys ['when']"),
+        ('{"failed_attempts": {"at": "GET /b/", "attempts": 0}}', "has attempts 0; use 1 or more"),
+        ('{"failed_attempts": {"attempts": 2}}', "'failed_attempts' has no 'at'"),
+        ('{"failed_attempts": {"at": "GET /b/", "times": 2}}', "Unknown failed_attempts keys ['times']"),
     ],
 )
 def test_a_bad_plan_is_refused_in_one_line(text, message):
@@ -147,7 +176,12 @@ def test_a_bad_plan_is_refused_in_one_line(text, message):
 
 
 def test_the_plan_comes_from_the_environment_and_round_trips():
-    plan = FaultPlan(seed=3, s3_error_share=0.1, kill_step=ProcessFault(step="pca", at="PUT /b/runs/"))
+    plan = FaultPlan(
+        seed=3,
+        s3_error_share=0.1,
+        kill_step=ProcessFault(step="pca", at="PUT /b/runs/"),
+        failed_attempts=FailedAttempts(at="GET /b/images/", attempts=6),
+    )
 
     assert FaultPlan.from_environment({"LOCAL_AWS_FAULTS": plan.to_json()}) == plan
     assert FaultPlan.from_environment({}) == FaultPlan()

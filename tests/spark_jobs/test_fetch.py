@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from fruits_spark.fetch import GONE_REASON, Fetcher, FetchError, fetch_failure
 from fruits_spark.images import ImageRejectedError
 from local_aws import EmbeddedAws
+from local_aws.failed_attempts import FailedAttempts
+from local_aws.faults import FaultPlan
 
 BUCKET = "fruits-fetch"
+# botocore's default retry mode (legacy) makes 5 attempts of a request, its standard mode 3.
+BOTOCORE_DEFAULT_ATTEMPTS = 5
 
 
 @pytest.fixture
@@ -62,6 +69,30 @@ def test_an_unreachable_endpoint_is_a_fetch_error_naming_the_object(monkeypatch:
 
     with pytest.raises(FetchError, match=rf"s3://{BUCKET}/images/k\.jpg cannot be read \(.*127\.0\.0\.1:{port}"):
         Fetcher().submit(f"s3://{BUCKET}/images/k.jpg").result()
+
+
+@pytest.fixture
+def five_failed_attempts(endpoint_environment, aws: EmbeddedAws, s3) -> Iterator[str]:
+    """An image whose every GET fails with 503 SlowDown or 500 InternalError as many times as botocore's
+    default retries allow, in a row; returns its URI."""
+    s3.put_object(Bucket=BUCKET, Key="images/Kiwi/busy.jpg", Body=b"busy kiwi")
+    plan = FailedAttempts(at=f"GET /{BUCKET}/images/Kiwi/busy.jpg", attempts=BOTOCORE_DEFAULT_ATTEMPTS)
+    aws.faults = FaultPlan(seed=26, failed_attempts=plan)
+    yield f"s3://{BUCKET}/images/Kiwi/busy.jpg"
+    aws.faults = FaultPlan()
+
+
+def test_the_fetch_outlasts_more_consecutive_5xx_than_botocore_s_default_retries(five_failed_attempts, aws) -> None:
+    content = Fetcher().submit(five_failed_attempts).result()
+
+    assert content == b"busy kiwi"
+    assert len([fault for fault in aws.injected if fault.kind == "s3 error"]) >= BOTOCORE_DEFAULT_ATTEMPTS
+
+
+def test_botocore_s_default_retries_give_up_on_the_same_5xx(five_failed_attempts) -> None:
+    """The control of the test above: without the fetch's own retry setting, the image could not be read."""
+    with pytest.raises(ClientError, match=r"SlowDown|InternalError"):
+        boto3.client("s3").get_object(Bucket=BUCKET, Key="images/Kiwi/busy.jpg")
 
 
 def test_the_driver_finds_the_fetch_error_in_a_failed_task_s_text() -> None:

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tools.chaos import FAULTS, Outcome, change_landing, features_commit, passed, report
+import tools.chaos
+from tools.chaos import FAULTS, Outcome, change_landing, chaos, features_commit, passed, report
+from tools.demo import DemoRun
 from tools.sample_images import generate
 
 
@@ -56,3 +58,35 @@ def test_chaos_passes_only_when_the_last_run_succeeds_and_nothing_was_lost():
 def test_the_features_commit_fault_names_the_task_commit_of_the_run_s_features():
     assert features_commit("none") == "PUT /fruits-demo/features/none/_temporary/0/task_"
     assert "extract_features killed mid-write" in FAULTS
+
+
+def test_a_fault_that_never_struck_is_said_and_not_counted_as_survived():
+    outcomes = [
+        Outcome(1, "pca killed mid-write", "first run", "failed", reason="Step pca failed", injected=["step killed"]),
+        Outcome(2, "extract_features killed mid-write", "delete 1", "success"),
+        Outcome(3, "none", "add 1", "success"),
+    ]
+
+    lines = report(outcomes, 7).splitlines()
+
+    assert "fault not injected" not in lines[1]
+    assert "fault not injected; delete 1" in lines[2]
+    assert "fault not injected" not in lines[3]
+    assert "faults injected 1, survived 1, not injected 1" in lines
+    assert passed(outcomes)
+
+
+def test_each_run_records_the_faults_the_endpoint_injected(tmp_path, monkeypatch):
+    """chaos's bookkeeping, the DAG run replaced: the injected kinds come from the run's endpoint."""
+    struck = iter([("step killed",), ()])
+
+    def run_demo(*args, **kwargs) -> DemoRun:
+        failure = {"summary": "Step pca failed: exit -9"}
+        return DemoRun("failed", "manual__x", tmp_path / "log", {}, failure=failure, injected=next(struck))
+
+    monkeypatch.setattr(tools.chaos, "run_demo", run_demo)
+
+    outcomes = chaos(2, 3, 4, tmp_path, "none", fault_names=["pca killed mid-write", "cluster terminated during pca"])
+
+    assert [o.injected for o in outcomes] == [["step killed"], []]
+    assert [o.fault_not_injected for o in outcomes] == [False, True]
