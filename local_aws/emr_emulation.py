@@ -46,6 +46,7 @@ from moto.iam.models import iam_backends
 
 from local_aws.emr_fleets import FleetsResponse, InstanceFleet
 from local_aws.iam_enforcement import ImpliedAction, authorize, enforcing
+from local_aws.node_loss import losable
 
 TERMINATED_STATES = frozenset({"TERMINATED", "TERMINATED_WITH_ERRORS"})
 CLUSTER_DOWN_STATES = TERMINATED_STATES | {"TERMINATING"}
@@ -134,6 +135,8 @@ class EmulatedCluster(emr_models.Cluster):
         """The runner runs them, and moves the cluster from STARTING through BOOTSTRAPPING to WAITING."""
 
     def add_instance(self, instance: emr_models.Instance) -> None:
+        """Each instance can end before the cluster, as a lost node does (local_aws.node_loss)."""
+        instance = losable(instance)
         super().add_instance(instance)
         if instance.instance_group.role == "MASTER" and self.master_instance_id is None:
             self.master_instance_id = instance.ec2_instance_id
