@@ -8,7 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from tools.chaos import FAULTS, Outcome, change_landing, features_commit, passed, report
+from local_aws.faults import ProcessFault
+from tools.chaos import (
+    FAULT_VARIABLES,
+    FAULTS,
+    SPOT_NODE_LOST,
+    Outcome,
+    _faults,
+    change_landing,
+    features_commit,
+    passed,
+    report,
+)
 from tools.sample_images import generate
 
 
@@ -56,3 +67,11 @@ def test_chaos_passes_only_when_the_last_run_succeeds_and_nothing_was_lost():
 def test_the_features_commit_fault_names_the_task_commit_of_the_run_s_features():
     assert features_commit("none") == "PUT /fruits-demo/features/none/_temporary/0/task_"
     assert "extract_features killed mid-write" in FAULTS
+
+
+def test_the_node_lost_fault_strikes_at_an_image_fetch_of_a_cluster_with_spot_core_nodes():
+    plan = _faults(5)[SPOT_NODE_LOST]
+
+    assert plan.lose_node == ProcessFault(step="extract_features", at="GET /fruits-demo/images/")
+    assert FAULT_VARIABLES[SPOT_NODE_LOST] == {"single_node_max_images": 0, "core_market": "SPOT"}
+    assert SPOT_NODE_LOST in FAULTS
