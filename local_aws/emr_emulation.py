@@ -12,7 +12,8 @@ models hand those moments to a :class:`StepRunnerHooks` (the step runner) instea
   ``terminate`` into a request the runner carries out. Its instance groups, and so its instances (moto
   shows an instance with its group's state and timeline), follow it as on EMR: PROVISIONING, then
   BOOTSTRAPPING, RUNNING once it is ready (their ``ReadyDateTime``), TERMINATED with the cluster (their
-  ``EndDateTime``), where moto shows them RUNNING from the start and forever.
+  ``EndDateTime``), where moto shows them RUNNING from the start and forever; an instance lost during
+  a step ends earlier, on its own (local_aws.node_loss).
 - :class:`EmulatedStep` (``Step``) adds ``FailureDetails`` to the status that DescribeStep and
   ListSteps return, which moto's serializer reads from the model.
 - :class:`EmulatedEmrResponse` (``ElasticMapReduceResponse``) hands a new cluster to the runner once
