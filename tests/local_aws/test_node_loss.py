@@ -18,7 +18,7 @@ import pytest
 from fruits_airflow.artifacts import build_py_files_zip
 from fruits_airflow.cost import MIN_BILLED_SECONDS, bill, cluster_nodes, load_prices
 from local_aws import EmbeddedAws
-from local_aws.faults import FaultPlan, ProcessFault
+from local_aws.faults import FaultPlan, FaultPlanError, ProcessFault
 from local_aws.node_loss import INSTANCE_FAILURE, SPOT_RECLAIMED
 from tests.suite import SPARK_JOBS_DIR
 from tools.sample_images import generate
@@ -78,6 +78,17 @@ def test_a_cluster_of_its_primary_node_alone_loses_nothing(start_cluster, python
     emr.terminate_job_flows(JobFlowIds=[cluster.id])
 
 
+def test_the_plan_reads_lose_node_like_the_other_step_faults():
+    text = '{"seed": 2, "lose_node": {"step": "extract_features", "at": "GET /b/images/", "after_requests": 3}}'
+
+    plan = FaultPlan.from_json(text)
+
+    assert plan.lose_node == ProcessFault(step="extract_features", at="GET /b/images/", after_requests=3)
+    assert FaultPlan.from_json(plan.to_json()) == plan
+    with pytest.raises(FaultPlanError, match="Fault plan key 'lose_node' names no step"):
+        FaultPlan.from_json('{"lose_node": {"after_seconds": 3}}')
+
+
 @pytest.fixture
 def staged_job(s3, bucket: str, tmp_path: Path) -> list[str]:
     """extract_features' entry script and package in S3, as the DAG stages them; its images under images/."""
@@ -116,6 +127,7 @@ def test_extract_features_survives_a_spot_node_lost_mid_way_with_each_image_once
     # The 8th of the executors' 24 image fetches: both tasks are fetching, and both lose their Python worker.
     lose = ProcessFault(step="extract_features", at=f"GET /{bucket}/images/", after_requests=8)
     aws.faults = FaultPlan(seed=27, lose_node=lose)
+    before = len(aws.injected)
     step = {"Name": "extract_features", "ActionOnFailure": "CONTINUE"}
     step["HadoopJarStep"] = {"Jar": "command-runner.jar", "Args": staged_job}
     cluster = start_cluster([step], instance_groups=[PRIMARY, SPOT_CORE])
@@ -126,7 +138,7 @@ def test_extract_features_survives_a_spot_node_lost_mid_way_with_each_image_once
     stderr = gzip.decompress(s3.get_object(Bucket=bucket, Key=stderr_key)["Body"].read()).decode()
     assert done["Status"]["State"] == "COMPLETED", stderr[-3000:]
     assert "Lost task" in stderr  # Spark saw the tasks fail, and ran them again
-    (fault,) = [f for f in aws.injected if f.kind == "node lost"]
+    (fault,) = aws.injected[before:]
     assert "SPOT CORE" in fault.detail
     assert " 0 PySpark" not in fault.detail
     images = {f"s3://{bucket}/{obj['Key']}" for obj in s3.list_objects_v2(Bucket=bucket, Prefix="images/")["Contents"]}
