@@ -12,7 +12,8 @@ models hand those moments to a :class:`StepRunnerHooks` (the step runner) instea
   ``terminate`` into a request the runner carries out. Its instance groups, and so its instances (moto
   shows an instance with its group's state and timeline), follow it as on EMR: PROVISIONING, then
   BOOTSTRAPPING, RUNNING once it is ready (their ``ReadyDateTime``), TERMINATED with the cluster (their
-  ``EndDateTime``), where moto shows them RUNNING from the start and forever.
+  ``EndDateTime``), where moto shows them RUNNING from the start and forever; an instance lost during
+  a step ends earlier, on its own (local_aws.node_loss).
 - :class:`EmulatedStep` (``Step``) adds ``FailureDetails`` to the status that DescribeStep and
   ListSteps return, which moto's serializer reads from the model.
 - :class:`EmulatedEmrResponse` (``ElasticMapReduceResponse``) hands a new cluster to the runner once
@@ -46,6 +47,7 @@ from moto.iam.models import iam_backends
 
 from local_aws.emr_fleets import FleetsResponse, InstanceFleet
 from local_aws.iam_enforcement import ImpliedAction, authorize, enforcing
+from local_aws.node_loss import losable
 
 TERMINATED_STATES = frozenset({"TERMINATED", "TERMINATED_WITH_ERRORS"})
 CLUSTER_DOWN_STATES = TERMINATED_STATES | {"TERMINATING"}
@@ -134,6 +136,8 @@ class EmulatedCluster(emr_models.Cluster):
         """The runner runs them, and moves the cluster from STARTING through BOOTSTRAPPING to WAITING."""
 
     def add_instance(self, instance: emr_models.Instance) -> None:
+        """Each instance can end before the cluster, as a lost node does (local_aws.node_loss)."""
+        instance = losable(instance)
         super().add_instance(instance)
         if instance.instance_group.role == "MASTER" and self.master_instance_id is None:
             self.master_instance_id = instance.ec2_instance_id

@@ -38,6 +38,7 @@ from moto.emr.responses import ElasticMapReduceResponse
 from moto.moto_api._internal import mock_random
 
 from local_aws.emr_fleet_checks import check_fleets, sent
+from local_aws.node_loss import LosableInstance
 
 ON_DEMAND, SPOT = "ON_DEMAND", "SPOT"
 SPOT_CAPACITY_VARIABLE = "LOCAL_AWS_SPOT_CAPACITY"
@@ -160,7 +161,7 @@ class InstanceFleet:
         }
 
 
-class FleetInstance(emr_models.Instance):
+class FleetInstance(LosableInstance):
     """An instance of a fleet, with its own type and market (moto's take both from an instance group)."""
 
     def __init__(self, ec2_instance: Any, fleet: InstanceFleet, market: str) -> None:

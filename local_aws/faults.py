@@ -13,6 +13,9 @@ A :class:`FaultPlan` says which faults the endpoint injects; :class:`FaultInject
   ``after_requests``-th request matching ``at``: the step ends FAILED with the exit code.
 - **The cluster terminated during a step**: TerminateJobFlows, as a person in the console would send
   it, at the same kinds of points: the step is CANCELLED, the cluster ends ``USER_REQUEST``.
+- **A node lost during a step**: one core or task node of the cluster running ``lose_node.step`` (a spot
+  one first) ends TERMINATED, as a reclaimed spot instance does, at the same kinds of points, and the
+  step's PySpark workers are SIGKILLed; Spark retries their tasks and the step goes on (local_aws.node_loss).
 - **A caller killed**: the process that sent the ``after_requests``-th request matching ``at`` is
   SIGKILLed right after the endpoint answered it (an Airflow task dying after RunJobFlow, an upload
   stopping halfway).
@@ -43,6 +46,7 @@ from typing import Any
 import psutil
 
 from local_aws.failed_attempts import AttemptCounter, FailedAttempts
+from local_aws.node_loss import lose_node
 from local_aws.request_log import request_service
 
 logger = logging.getLogger(__name__)
@@ -91,6 +95,7 @@ class FaultPlan:
     :param emr_throttle_share: the share of EMR requests answered ThrottlingException (first attempt).
     :param kill_step: the step whose process group is SIGKILLed, and when.
     :param terminate_during_step: the step during which the cluster is terminated, and when.
+    :param lose_node: the step during which a core or task node (spot first) is lost, and when.
     :param kill_caller: the request after whose answer its sender's process is SIGKILLed (once).
     :param failed_attempts: the S3 or EMR requests whose first attempts all fail, and how many.
     """
@@ -100,6 +105,7 @@ class FaultPlan:
     emr_throttle_share: float = 0.0
     kill_step: ProcessFault | None = None
     terminate_during_step: ProcessFault | None = None
+    lose_node: ProcessFault | None = None
     kill_caller: ProcessFault | None = None
     failed_attempts: FailedAttempts | None = None
 
@@ -108,7 +114,7 @@ class FaultPlan:
             share = getattr(self, name)
             if not 0.0 <= share <= 1.0:
                 raise FaultPlanError(f"Fault plan key {name!r} is {share}; use a share between 0 and 1.")
-        for name in ("kill_step", "terminate_during_step"):
+        for name in ("kill_step", "terminate_during_step", "lose_node"):
             fault = getattr(self, name)
             if fault is not None and not fault.step:
                 raise FaultPlanError(f"Fault plan key {name!r} names no step; add 'step': the step's name.")
@@ -138,7 +144,7 @@ class FaultPlan:
             raise FaultPlanError(f"Fault plan {text!r} is not a JSON object; see local_aws/README.md.")
         _refuse_unknown(document, cls, "fault plan")
         process_faults: dict[str, Any] = {}
-        for name in ("kill_step", "terminate_during_step", "kill_caller"):
+        for name in ("kill_step", "terminate_during_step", "lose_node", "kill_caller"):
             if document.get(name) is not None:
                 _refuse_unknown(document[name], ProcessFault, name)
                 process_faults[name] = ProcessFault(**document[name])
@@ -279,7 +285,7 @@ class FaultInjector:
             if pid is not None:
                 self._record("caller killed", f"pid {pid} after {request.operation or request.method} {request.path}")
                 os.kill(pid, signal.SIGKILL)
-        for name in ("kill_step", "terminate_during_step"):
+        for name in ("kill_step", "terminate_during_step", "lose_node"):
             fault = getattr(plan, name)
             if fault is None or name not in self._running_steps:
                 continue
@@ -300,7 +306,7 @@ class FaultInjector:
     def step_started(self, cluster: Any, step: Any) -> None:
         """Arm the plan's step faults for ``step`` (the step runner calls this as the step starts)."""
         plan = self.plan
-        for name in ("kill_step", "terminate_during_step"):
+        for name in ("kill_step", "terminate_during_step", "lose_node"):
             fault = getattr(plan, name)
             if fault is None or fault.step != step.name:
                 continue
@@ -332,6 +338,9 @@ class FaultInjector:
             return
         assert self.work_root is not None, "the endpoint sets the work root before any step runs"
         folder = (self.work_root / cluster.id / "steps" / step.id).resolve()
+        if name == "lose_node":
+            self._record("node lost", f"during step {step.name}: {lose_node(cluster, folder)}")
+            return
         killed = _kill_groups_in(folder)
         self._record("step killed", f"{step.name} of {cluster.id}: {killed} process group(s) SIGKILLed")
 

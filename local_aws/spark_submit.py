@@ -1,11 +1,12 @@
 """Turn a cluster's ``spark-submit`` command line into one that runs with the project's local Spark.
 
-Only what is meaningless off a cluster changes: the master becomes ``local[*]`` in client mode. The
-cluster's Spark configuration applies as EMR applies it on its nodes: the ``spark-env`` classification's
-exports join the command's environment, and the ``spark-defaults`` classification's properties come
-before the step's own ``--conf`` options, which win. Node paths in them, and in the step's interpreter
-confs, are mapped to the local node (local_aws.node: ``/mnt/...``), so PySpark runs with the Python that
-the cluster names, as on EMR: a package missing from it, or a wrong path, fails the job here too.
+Only what is meaningless off a cluster changes: the master becomes ``local[*,F]`` in client mode, F the
+attempts a task is allowed (:func:`local_master`). The cluster's Spark configuration applies as EMR
+applies it on its nodes: the ``spark-env`` classification's exports join the command's environment, and
+the ``spark-defaults`` classification's properties come before the step's own ``--conf`` options, which
+win. Node paths in them, and in the step's interpreter confs, are mapped to the local node
+(local_aws.node: ``/mnt/...``), so PySpark runs with the Python that the cluster names, as on EMR: a
+package missing from it, or a wrong path, fails the job here too.
 
 As on EMR, that Python needs no pyspark of its own: ``SPARK_HOME`` is the project's Spark, whose
 spark-submit puts ``python/lib/pyspark.zip`` and py4j on the driver's and the workers' ``PYTHONPATH``.
@@ -25,7 +26,9 @@ from typing import Any
 
 SPARK_SUBMIT_ENV = "LOCAL_AWS_SPARK_SUBMIT"
 REPO_ROOT = Path(__file__).resolve().parents[1]
-LOCAL_MASTER = "local[*]"
+# Spark's default spark.task.maxFailures, which EMR's spark-defaults leave as it is.
+TASK_MAX_FAILURES = 4
+_MAX_FAILURES_CONF = "spark.task.maxFailures"
 
 # spark-submit options that take no value (SparkSubmitOptionParser's switches).
 _SWITCHES = frozenset({"--help", "-h", "--supervise", "--usage-error", "--verbose", "-v", "--version"})
@@ -91,6 +94,29 @@ def spark_home(executable: Path) -> Path:
     return executable.resolve().parent.parent
 
 
+def local_master(max_failures: int = TASK_MAX_FAILURES) -> str:
+    """``local[*,F]``: every core, and a failed task retried until it has failed F times, as on a cluster.
+
+    On YARN (EMR) a task whose executor or Python worker dies is retried, up to ``spark.task.maxFailures``
+    attempts (4 by default); plain ``local[*]`` ignores that setting and fails the job at a task's first
+    failure. A node lost during a step (local_aws.node_loss) kills its tasks' Python workers: with
+    ``local[*]`` the step would fail where a cluster retries the tasks on the nodes left.
+    """
+    return f"local[*,{max_failures}]"
+
+
+def _max_failures(properties: list[str]) -> int:
+    """The last ``spark.task.maxFailures=N`` among ``name=value`` properties (the step's win), else Spark's 4."""
+    chosen = TASK_MAX_FAILURES
+    for conf in properties:
+        name, _, value = conf.partition("=")
+        if name.strip() == _MAX_FAILURES_CONF:
+            chosen = int(value) if value.strip().isdigit() else 0
+            if chosen < 1:
+                raise ValueError(f"{_MAX_FAILURES_CONF}={value} is not a count of 1 or more; give one, e.g. 4.")
+    return chosen
+
+
 def localize_spark_submit(
     args: list[str],
     executable: Path,
@@ -108,7 +134,9 @@ def localize_spark_submit(
             conf, _, path = value.partition("=")
             value = f"{conf}={node_path(path)}"
         kept.extend([name] if value is None else [name, value])
-    return [str(executable), "--master", LOCAL_MASTER, "--deploy-mode", "client", *kept, *application]
+    confs = [*defaults, *(value for name, value in options if name in _CONF_OPTIONS and value is not None)]
+    master = local_master(_max_failures(confs))
+    return [str(executable), "--master", master, "--deploy-mode", "client", *kept, *application]
 
 
 def spark_environment(

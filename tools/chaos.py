@@ -46,6 +46,11 @@ log = logging.getLogger("chaos")
 
 ACTIVE_STATES = frozenset({"STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING"})
 PCA_WRITE = f"PUT /{BUCKET}/runs/"
+# The executors' fetch of an image: a node lost there is lost mid-task.
+IMAGE_FETCH = f"GET /{BUCKET}/images/"
+SPOT_NODE_LOST = "spot core node lost during extract_features"
+# The Variable keys a fault's run adds: a node to lose needs core nodes, on spot.
+FAULT_VARIABLES = {SPOT_NODE_LOST: {"single_node_max_images": 0, "core_market": "SPOT"}}
 N_LABELS = 3
 
 
@@ -68,6 +73,7 @@ def _faults(seed: int, weights: str = "none") -> dict[str, FaultPlan]:
             seed=seed, terminate_during_step=ProcessFault(step="pca", at=PCA_WRITE)
         ),
         "pca killed mid-write": FaultPlan(seed=seed, kill_step=ProcessFault(step="pca", at=PCA_WRITE)),
+        SPOT_NODE_LOST: FaultPlan(seed=seed, lose_node=ProcessFault(step="extract_features", at=IMAGE_FETCH)),
     }
 
 
@@ -199,7 +205,15 @@ def chaos(
         changes = "first run" if number == 1 else change_landing(landing, rng, lambda: next(counter))
         outcome = Outcome(number, fault, changes)
         log.info("run %d/%d: fault %s; landing: %s", number, runs, fault, changes)
-        run = run_demo(landing, state_dir / "out", state_dir, weights, node_dir=node_dir, faults=faults[fault])
+        run = run_demo(
+            landing,
+            state_dir / "out",
+            state_dir,
+            weights,
+            extra_variable=FAULT_VARIABLES.get(fault),
+            node_dir=node_dir,
+            faults=faults[fault],
+        )
         outcome.state = run.state
         outcome.injected = list(run.injected)
         outcome.leaked = sorted(cluster for cluster, state in run.clusters.items() if state in ACTIVE_STATES)

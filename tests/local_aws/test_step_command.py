@@ -31,12 +31,30 @@ def test_spark_submit_runs_the_project_spark_in_local_client_mode(spark_submit):
     assert command.argv == [
         str(spark_submit),
         "--master",
-        "local[*]",
+        "local[*,4]",
         "--deploy-mode",
         "client",
         "--verbose",
         "s3://b/job.py",
     ]
+
+
+def test_a_failed_task_is_retried_as_often_as_spark_task_max_failures_allows(spark_submit):
+    step_conf = build(["spark-submit", "--conf", "spark.task.maxFailures=2", "s3://b/job.py"])
+    cluster_conf = build_step_command(
+        "command-runner.jar",
+        ["spark-submit", "s3://b/job.py"],
+        environ={},
+        configurations=[{"Classification": "spark-defaults", "Properties": {"spark.task.maxFailures": "8"}}],
+    )
+
+    assert step_conf.argv[1:3] == ["--master", "local[*,2]"]
+    assert cluster_conf.argv[1:3] == ["--master", "local[*,8]"]
+
+
+def test_a_max_failures_that_is_no_count_is_refused_in_one_line(spark_submit):
+    with pytest.raises(StepCommandError, match=r"spark.task.maxFailures=0 is not a count of 1 or more"):
+        build(["spark-submit", "--conf", "spark.task.maxFailures=0", "s3://b/job.py"])
 
 
 def test_spark_submit_keeps_application_arguments_that_look_like_its_options(spark_submit):

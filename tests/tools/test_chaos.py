@@ -9,7 +9,19 @@ from pathlib import Path
 import pytest
 
 import tools.chaos
-from tools.chaos import FAULTS, Outcome, change_landing, chaos, features_commit, passed, report
+from local_aws.faults import ProcessFault
+from tools.chaos import (
+    FAULT_VARIABLES,
+    FAULTS,
+    SPOT_NODE_LOST,
+    Outcome,
+    _faults,
+    change_landing,
+    chaos,
+    features_commit,
+    passed,
+    report,
+)
 from tools.demo import DemoRun
 from tools.sample_images import generate
 
@@ -90,3 +102,11 @@ def test_each_run_records_the_faults_the_endpoint_injected(tmp_path, monkeypatch
 
     assert [o.injected for o in outcomes] == [["step killed"], []]
     assert [o.fault_not_injected for o in outcomes] == [False, True]
+
+
+def test_the_node_lost_fault_strikes_at_an_image_fetch_of_a_cluster_with_spot_core_nodes():
+    plan = _faults(5)[SPOT_NODE_LOST]
+
+    assert plan.lose_node == ProcessFault(step="extract_features", at="GET /fruits-demo/images/")
+    assert FAULT_VARIABLES[SPOT_NODE_LOST] == {"single_node_max_images": 0, "core_market": "SPOT"}
+    assert SPOT_NODE_LOST in FAULTS
