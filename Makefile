@@ -43,9 +43,10 @@ $(VENV)/.installed: requirements.txt $(SPARK_CONF_FILES) conf/spark/s3a/pom.xml 
 wheelhouse: $(VENV)/.installed ## download the nodes' pinned wheels once per lock (tools/wheelhouse.py)
 	@$(BIN)/python -m tools.wheelhouse build >/dev/null
 
-publish-wheelhouse: $(VENV)/.installed ## upload the nodes' wheelhouse to s3://$(BUCKET)/artifacts/wheelhouse/ (AWS_PROFILE=...)
+# ARCH=aarch64: the Graviton nodes' wheelhouse (the lean nodes' wheels; no TensorFlow, which has none).
+publish-wheelhouse: $(VENV)/.installed ## upload the nodes' wheelhouse to s3://$(BUCKET)/artifacts/wheelhouse/ (AWS_PROFILE=..., ARCH=aarch64)
 	@test -n "$(BUCKET)" || { echo "publish-wheelhouse: set BUCKET=<the stack's bucket>" >&2; exit 2; }
-	$(BIN)/python -m tools.wheelhouse publish --bucket "$(BUCKET)"
+	$(BIN)/python -m tools.wheelhouse --arch "$(or $(ARCH),x86_64)" publish --bucket "$(BUCKET)"
 
 publish-imagenet-weights: $(VENV)/.installed ## copy Keras's ImageNet MobileNetV2 file to s3://$(BUCKET)/artifacts/keras/
 	@test -n "$(BUCKET)" || { echo "publish-imagenet-weights: set BUCKET=<the stack's bucket>" >&2; exit 2; }

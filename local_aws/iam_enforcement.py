@@ -189,6 +189,14 @@ def node_credentials(instance_profile: str, region: str) -> dict[str, str]:
     }
 
 
+def is_node_session(access_key_id: str) -> bool:
+    """Whether ``access_key_id`` is a node's, a session that :func:`node_credentials` gave."""
+    return any(
+        role.access_key_id == access_key_id and role.session_name == NODE_SESSION_NAME
+        for role in sts_backends[ACCOUNT_ID]["aws"].assumed_roles
+    )
+
+
 @dataclass(frozen=True)
 class ImpliedAction:
     """An action AWS authorizes within another call (RunJobFlow's tags, roles...), with its request context."""

@@ -7,7 +7,16 @@ Configurations name its Python (``node_path``). The folder is shared by every cl
 and kept between runs: a bootstrap action that is idempotent on a node (the project's script does
 nothing when its requirements are unchanged) is then quick from the second cluster on.
 
-Bootstrap actions run with the steps' environment (the endpoint's URL, region and credentials), and:
+The steps and the bootstrap actions run with the endpoint's URL and the credentials of the cluster's role,
+and, about the region, with what a real EMR node has (``Node.environment``): nothing. EMR sets no region
+variable on its nodes, and a fresh node has no AWS configuration file: this machine's ``AWS_REGION``,
+``AWS_DEFAULT_REGION``, profile and configuration file stay off the node, so that what names no region on
+a node (an ``aws s3 cp`` without ``--region``, a boto3 client of a job without the cluster's spark-env
+``AWS_REGION``) signs for us-east-1 here as it would on AWS, and the endpoint refuses it
+(local_aws.s3_regions). Spark's own ``s3://`` knows the cluster's region, as EMRFS does on EMR
+(local_aws.spark_submit).
+
+Bootstrap actions also get:
 
 - ``<node>/bin`` first on PATH, holding the stand-ins of local_aws.node_commands (sudo, dnf, yum, aws);
 - ``FRUITS_PIPELINE_HOME``, which the project's script reads for its home (``/mnt/fruits-pipeline``
@@ -52,6 +61,8 @@ INSTANCE_JSON = NODE_DATA_VOLUME / "var" / "lib" / "info" / "instance.json"
 INSTANCE_JSON_VARIABLE = "FRUITS_PIPELINE_INSTANCE_JSON"
 _LOCK_POLL_SECONDS = 0.2
 _NOT_ON_THE_NODE = frozenset({"PYTHONPATH", "UV_CACHE_DIR", "PIP_CACHE_DIR", "PIP_FIND_LINKS", "UV_FIND_LINKS"})
+# What would tell an AWS SDK or CLI the region: no EMR node has it (the module docstring says why).
+REGION_VARIABLES = frozenset({"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"})
 # The endpoint's address, the one a node may reach.
 ENDPOINT_HOST = "127.0.0.1"
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "FTP_PROXY")
@@ -109,10 +120,17 @@ class Node:
             return str(self.root / "mnt" / posix.relative_to(NODE_DATA_VOLUME))
         return path
 
+    def environment(self, environ: Mapping[str, str]) -> dict[str, str]:
+        """``environ`` as bare about the region as an EMR node's: no region variable, no profile, and the AWS
+        configuration file a fresh node has (none, under the node's folder)."""
+        env = {name: value for name, value in environ.items() if name not in REGION_VARIABLES}
+        env["AWS_CONFIG_FILE"] = str(self.root / "home" / ".aws" / "config")
+        return env
+
     def bootstrap_environment(self, environ: Mapping[str, str]) -> dict[str, str]:
-        """The environment of a bootstrap action: ``environ`` without PYTHONPATH nor this machine's installer
-        caches, plus the module docstring's."""
-        env = {name: value for name, value in environ.items() if name not in _NOT_ON_THE_NODE}
+        """The environment of a bootstrap action: ``environ`` as bare about the region as a node's, without
+        PYTHONPATH nor this machine's installer caches, plus the module docstring's."""
+        env = {name: value for name, value in self.environment(environ).items() if name not in _NOT_ON_THE_NODE}
         env["PATH"] = os.pathsep.join([str(self.bin), env.get("PATH", os.defpath)])
         env[PIPELINE_HOME_VARIABLE] = self.node_path(str(PIPELINE_HOME))
         env[INSTANCE_JSON_VARIABLE] = self.node_path(str(INSTANCE_JSON))
@@ -150,6 +168,7 @@ class NodeRuntime:
         region, and the credentials of the cluster's instance profile role.
     :param node: the node they run on.
     :param kill_grace_seconds: how long a cancelled command has between SIGTERM and SIGKILL.
+    :param region: the clusters' region, which Spark's ``s3://`` knows as EMRFS does; None: Spark's default.
     """
 
     s3: BaseClient
@@ -157,6 +176,7 @@ class NodeRuntime:
     environ: Callable[[EmulatedCluster], Mapping[str, str]]
     node: Node
     kill_grace_seconds: float = 10.0
+    region: str | None = None
 
 
 def instance_description(*, primary: bool) -> dict[str, object]:

@@ -9,8 +9,11 @@ hides a failure:
 - ``dnf`` and ``yum`` ``install`` succeed only when every package asked for is already on this machine
   (a command of that name on PATH; ``pythonX.Y-pip`` when ``pythonX.Y`` has ensurepip), and otherwise
   fail naming the package; any other subcommand fails;
-- ``aws s3 cp`` copies one object to or from the endpoint's S3, through its API (boto3 reads the
-  endpoint from ``AWS_ENDPOINT_URL``), as a node's AWS CLI copies from S3; any other AWS CLI command fails.
+- ``aws s3 cp [--region REGION]`` copies one object to or from the endpoint's S3, through its API (boto3
+  reads the endpoint from ``AWS_ENDPOINT_URL``), as a node's AWS CLI copies from S3; any other AWS CLI
+  command fails. Given no region (and the node's environment names none), it signs for us-east-1 as AWS
+  CLI v1 does, and v2 when the instance metadata does not answer (v2 asks it; no metadata service runs
+  here): the endpoint then refuses the request as S3 does (local_aws.s3_regions).
 
 Everything else a bootstrap action calls runs for real, or fails as a missing command does. It runs as a
 script, so it imports nothing of the project.
@@ -88,16 +91,32 @@ def package_manager(name: str) -> Callable[[list[str]], int]:
     return install
 
 
+def _region_option(args: list[str]) -> tuple[str | None, list[str]]:
+    """``--region REGION`` (or ``--region=REGION``) out of ``args``: the region, and the other arguments."""
+    region, rest, index = None, [], 0
+    while index < len(args):
+        if args[index] == "--region" and index + 1 < len(args):
+            region, index = args[index + 1], index + 2
+            continue
+        if args[index].startswith("--region="):
+            region = args[index].partition("=")[2]
+        else:
+            rest.append(args[index])
+        index += 1
+    return region, rest
+
+
 def aws(args: list[str]) -> int:
-    """``aws s3 cp [--only-show-errors|--quiet|--no-progress] SRC DST``, one object, either way."""
+    """``aws s3 cp [--only-show-errors|--quiet|--no-progress] [--region REGION] SRC DST``, one object, either way."""
     if args[:2] != ["s3", "cp"]:
         return _fail(
             "aws",
             f"`aws {' '.join(args[:2])}` cannot run on this machine; only `aws s3 cp` of one object does.",
             _USAGE_ERROR,
         )
-    unsupported = [arg for arg in args[2:] if arg.startswith("--") and arg not in _AWS_CP_SWITCHES]
-    paths = [arg for arg in args[2:] if not arg.startswith("--")]
+    region, options = _region_option(args[2:])
+    unsupported = [arg for arg in options if arg.startswith("--") and arg not in _AWS_CP_SWITCHES]
+    paths = [arg for arg in options if not arg.startswith("--")]
     if unsupported or len(paths) != 2:
         return _fail(
             "aws", f"`aws s3 cp {' '.join(args[2:])}`: only `aws s3 cp SRC DST` of one object runs here.", _USAGE_ERROR
@@ -106,7 +125,7 @@ def aws(args: list[str]) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
     source, destination = paths
-    s3 = boto3.client("s3")
+    s3 = boto3.client("s3", region_name=region)
     try:
         if source.startswith("s3://") and not destination.startswith("s3://"):
             bucket, _, key = source.removeprefix("s3://").partition("/")

@@ -17,7 +17,7 @@ from urllib.parse import unquote
 
 # A run of `make airflow` keeps sensors polling for hours: keep the newest requests only.
 MAX_RECORDED = 200_000
-_CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/(?P<service>[^/]+)/aws4_request")
+_CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/(?P<region>[^/]+)/(?P<service>[^/]+)/aws4_request")
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -29,6 +29,7 @@ class Request:
     :param service: the service it was signed for (``s3``, ``elasticmapreduce``, ``sts``...).
     :param operation: the JSON APIs' ``X-Amz-Target`` operation (``DescribeCluster``), else empty.
     :param path: the URL path, decoded: ``/bucket/key`` for path-style S3.
+    :param region: the region it was signed for (its credential scope's), empty when unsigned.
     """
 
     service: str
@@ -37,6 +38,7 @@ class Request:
     path: str
     query: str
     status: int
+    region: str = ""
 
 
 class RequestLog:
@@ -74,6 +76,12 @@ def request_service(environ: dict[str, Any]) -> str:
     return scope["service"] if scope else ""
 
 
+def request_region(environ: dict[str, Any]) -> str:
+    """The region a request was signed for, empty when unsigned (or presigned)."""
+    scope = _CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+    return scope["region"] if scope else ""
+
+
 def recorded(app: WsgiApp, log: RequestLog, latency_seconds: Callable[[], float]) -> WsgiApp:
     """``app`` with every request recorded in ``log``, each answered ``latency_seconds()`` late."""
 
@@ -93,6 +101,7 @@ def recorded(app: WsgiApp, log: RequestLog, latency_seconds: Callable[[], float]
                     path=unquote(environ.get("PATH_INFO", "")),
                     query=environ.get("QUERY_STRING", ""),
                     status=int(status.split(" ", 1)[0]),
+                    region=request_region(environ),
                 )
             )
             return start_response(status, headers, exc_info)

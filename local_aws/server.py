@@ -38,6 +38,7 @@ from local_aws.iam_enforcement import ADMIN, iam_enforced, node_credentials
 from local_aws.node import Node, NodeRuntime, NoInternet
 from local_aws.request_log import RequestLog, recorded
 from local_aws.s3_listing import live_common_prefixes
+from local_aws.s3_regions import nodes_sign_for_their_bucket_s_region
 from local_aws.s3_state import backend as s3_backend
 from local_aws.s3_state import restore as restore_s3
 from local_aws.s3_state import save as save_s3
@@ -105,6 +106,7 @@ class EmbeddedAws:
         self.requests = RequestLog()
         self._node_dir = node_dir
         self._no_internet: NoInternet | None = None
+        self._node: Node | None = None
         self._faults = FaultInjector(FaultPlan.from_environment() if faults is None else faults)
         self._spot = SpotMarket.from_environment() if spot_capacity is None else SpotMarket(spot_capacity)
 
@@ -195,9 +197,12 @@ class EmbeddedAws:
         self._stack.callback(server.server_close)
         self._server = server
         node = Node(self._node_dir or state_dir / "node")
+        self._node = node
         self._no_internet = NoInternet()
         self._stack.callback(self._no_internet.close)
-        runtime = NodeRuntime(self.client("s3"), state_dir / "clusters", self._step_environment, node)
+        runtime = NodeRuntime(
+            self.client("s3"), state_dir / "clusters", self._step_environment, node, region=self.region
+        )
         self._faults.work_root = runtime.work_root
         runner = StepRunner(StepExecutor(runtime), BootstrapActions(runtime), self._faults)
         self._stack.enter_context(emulated_emr(runner, region=self.region))
@@ -223,18 +228,18 @@ class EmbeddedAws:
     def _step_environment(self, cluster: EmulatedCluster) -> dict[str, str]:
         """On a cluster a job's AWS calls (S3A, boto3) reach AWS as the instance profile's role; here they reach
         this endpoint as a session of that role, which RunJobFlow's JobFlowRole names. Nothing else is
-        reachable (local_aws.node.NoInternet), as from a private subnet.
+        reachable (local_aws.node.NoInternet), as from a private subnet. No region is named, as on an EMR node
+        (local_aws.node): the cluster's Configurations give Spark's processes theirs.
 
         :raises NodeRoleMissingError: when the endpoint has no such instance profile.
         """
-        return {
+        environ = {
             **os.environ,
             "AWS_ENDPOINT_URL": self.endpoint_url,
-            "AWS_REGION": self.region,
-            "AWS_DEFAULT_REGION": self.region,
             **node_credentials(cluster.role, self.region),
             **(self._no_internet.variables() if self._no_internet else {}),
         }
+        return self._node.environment(environ) if self._node else environ
 
     def _enter_state_dir(self) -> Path:
         if self._requested_state_dir is None:
@@ -261,7 +266,9 @@ class EmbeddedAws:
                 self._host,
                 self._port,
                 recorded(
-                    self._faults.wrap(DomainDispatcherApplication(create_backend_app), lambda: self._port_bound),
+                    nodes_sign_for_their_bucket_s_region(
+                        self._faults.wrap(DomainDispatcherApplication(create_backend_app), lambda: self._port_bound)
+                    ),
                     self.requests,
                     lambda: self.latency_seconds,
                 ),

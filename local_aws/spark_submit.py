@@ -6,7 +6,9 @@ applies it on its nodes: the ``spark-env`` classification's exports join the com
 the ``spark-defaults`` classification's properties come before the step's own ``--conf`` options, which
 win. Node paths in them, and in the step's interpreter confs, are mapped to the local node
 (local_aws.node: ``/mnt/...``), so PySpark runs with the Python that the cluster names, as on EMR: a
-package missing from it, or a wrong path, fails the job here too.
+package missing from it, or a wrong path, fails the job here too. Spark's ``s3://`` (S3A here, EMRFS on
+EMR) signs for the cluster's region, which EMR configures EMRFS with: the region is a Spark property
+here, never a variable the job's own AWS calls could read.
 
 As on EMR, that Python needs no pyspark of its own: ``SPARK_HOME`` is the project's Spark, whose
 spark-submit puts ``python/lib/pyspark.zip`` and py4j on the driver's and the workers' ``PYTHONPATH``.
@@ -29,6 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # Spark's default spark.task.maxFailures, which EMR's spark-defaults leave as it is.
 TASK_MAX_FAILURES = 4
 _MAX_FAILURES_CONF = "spark.task.maxFailures"
+S3A_REGION = "spark.hadoop.fs.s3a.endpoint.region"
 
 # spark-submit options that take no value (SparkSubmitOptionParser's switches).
 _SWITCHES = frozenset({"--help", "-h", "--supervise", "--usage-error", "--verbose", "-v", "--version"})
@@ -52,10 +55,14 @@ class ClusterSpark:
 
     @classmethod
     def from_configurations(
-        cls, configurations: Sequence[Mapping[str, Any]], node_path: Callable[[str], str] = same_path
+        cls,
+        configurations: Sequence[Mapping[str, Any]],
+        node_path: Callable[[str], str] = same_path,
+        region: str | None = None,
     ) -> ClusterSpark:
+        """:param region: the cluster's, which Spark's ``s3://`` signs for (EMRFS's on EMR)."""
         environment: dict[str, str] = {}
-        properties: dict[str, str] = {}
+        properties: dict[str, str] = {S3A_REGION: region} if region else {}
         for configuration in configurations:
             if configuration.get("Classification") == "spark-defaults":
                 properties.update(_mapped(configuration.get("Properties", {}), node_path))

@@ -3,7 +3,8 @@
 Only ``command-runner.jar`` steps run, as on EMR: ``Args[0]`` is the program and the rest its
 arguments, passed on unchanged: ``s3://`` URIs stay URIs, and the step reaches this endpoint's S3
 through its API (Hadoop's S3A connector in the venv's Spark, boto3 in the job's own code), with the
-endpoint's URL, region and credentials in the standard ``AWS_*`` variables.
+endpoint's URL and the node's credentials in the standard ``AWS_*`` variables, and no region but the
+cluster's own (local_aws.node).
 
 The step sees the environment of the endpoint without ``PYTHONPATH``: on a cluster a job has only what
 ``--py-files`` ships, and a local run should fail the same way when that is missing.
@@ -45,6 +46,7 @@ def build_step_command(
     environ: Mapping[str, str],
     configurations: Sequence[Mapping[str, Any]] = (),
     node_path: Callable[[str], str] = same_path,
+    region: str | None = None,
 ) -> StepCommand:
     """Map a step's ``HadoopJarStep`` to a local command.
 
@@ -53,6 +55,7 @@ def build_step_command(
     :param environ: the environment the command inherits.
     :param configurations: the cluster's Configurations, as RunJobFlow sent them (local_aws.spark_submit).
     :param node_path: where a node's path is on this machine (local_aws.node).
+    :param region: the cluster's region, which Spark's ``s3://`` signs for (local_aws.spark_submit).
     """
     if jar != COMMAND_RUNNER_JAR:
         raise StepCommandError(
@@ -63,7 +66,7 @@ def build_step_command(
     argv = list(args)
     env = {name: value for name, value in environ.items() if name != "PYTHONPATH"}
     if argv[0] == "spark-submit":
-        spark = ClusterSpark.from_configurations(configurations, node_path)
+        spark = ClusterSpark.from_configurations(configurations, node_path, region)
         try:
             executable = spark_submit_executable()
             argv = localize_spark_submit(argv, executable, spark, node_path)

@@ -64,6 +64,7 @@ class StepExecutor:
                 environ=self._runtime.environ(cluster),
                 configurations=cluster.requested_configurations,
                 node_path=self._runtime.node.node_path,
+                region=self._runtime.region,
             )
         except StepCommandError as error:
             return _failed("The step cannot run on the local endpoint", str(error))

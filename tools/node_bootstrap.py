@@ -28,11 +28,11 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from fruits_airflow.artifacts import BOOTSTRAP_DIR, BOOTSTRAP_SCRIPT, build_spark_artifacts, upload_artifacts
-from fruits_airflow.wheelhouse import Wheelhouse, ensure_published
+from fruits_airflow.wheelhouse import X86_64, Wheelhouse, ensure_published
 from local_aws import EmbeddedAws
 from local_aws.iam_enforcement import node_credentials
 from local_aws.node import PIPELINE_HOME, Node, NoInternet
@@ -57,6 +57,8 @@ class NodeBootstrap:
     :param venv: where the virtualenv is on this machine.
     :param load_average: the machine's load average over the last minute, when the script ended.
     :param stderr: the script's log.
+    :param wrong_region_requests: the S3 requests signed for a region other than the bucket's, which the
+        endpoint refused as S3 does (local_aws.s3_regions); from a private subnet they would get no answer.
     """
 
     role: str
@@ -68,6 +70,7 @@ class NodeBootstrap:
     venv: str
     load_average: float
     stderr: str
+    wrong_region_requests: int = 0
 
 
 def _node_role(aws: EmbeddedAws) -> str:
@@ -112,11 +115,10 @@ def bootstrap_node(node: Node, role: str, work_dir: Path, wheelhouse: Wheelhouse
         if wheelhouse is not None:
             ensure_published(s3, BUCKET, wheelhouse)
         no_internet = NoInternet()
+        # As bare about the region as an EMR node's (node.bootstrap_environment): the script's --region says it.
         environ = {
             **os.environ,
             "AWS_ENDPOINT_URL": aws.endpoint_url,
-            "AWS_REGION": aws.region,
-            "AWS_DEFAULT_REGION": aws.region,
             **node_credentials(_node_role(aws), aws.region),
             **no_internet.variables(),
         }
@@ -126,10 +128,11 @@ def bootstrap_node(node: Node, role: str, work_dir: Path, wheelhouse: Wheelhouse
         argv = [
             "bash",
             str(BOOTSTRAP_DIR / BOOTSTRAP_SCRIPT),
-            staged.wheelhouse_uri,
-            staged.bootstrap_installer_requirements_uri,
-            staged.bootstrap_requirements_uri,
-            primary_requirements,
+            *("--region", aws.region),
+            *("--wheelhouse", f"{X86_64}={staged.wheelhouse_uris[X86_64]}"),
+            *("--installer-requirements", staged.bootstrap_installer_requirements_uri),
+            *("--requirements", staged.bootstrap_requirements_uri),
+            *("--primary-requirements", primary_requirements),
         ]
         # The node's lock, as the endpoint's clusters take it: another process may be bootstrapping it.
         with node.bootstrapping(threading.Event()):
@@ -140,7 +143,10 @@ def bootstrap_node(node: Node, role: str, work_dir: Path, wheelhouse: Wheelhouse
             seconds = time.monotonic() - started
         no_internet.close()
         load_average = os.getloadavg()[0]
-    return _measured(node, role, BUCKET_SOURCE, result, seconds, load_average)
+        misdirected = [r for r in aws.requests if r.service == "s3" and r.region not in ("", aws.region)]
+    return replace(
+        _measured(node, role, BUCKET_SOURCE, result, seconds, load_average), wrong_region_requests=len(misdirected)
+    )
 
 
 def _measured(

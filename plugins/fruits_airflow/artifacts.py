@@ -7,8 +7,8 @@ cluster runs them too.
 
 ``upload_artifacts`` uploads one version to ``s3://BUCKET/artifacts/<version>/``, the prefix the steps
 and the bootstrap action read, so that a run always executes the code of the DAG version that started
-it. The wheels the bootstrap installs are not part of it: they are the lock's wheelhouse
-(fruits_airflow.wheelhouse), shared by every version of the same lock.
+it. The wheels the bootstrap installs are not part of it: they are the lock's wheelhouses, one per
+architecture (fruits_airflow.wheelhouse), shared by every version of the same lock.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from botocore.client import BaseClient
 
 from fruits_airflow.paths import ARTIFACTS_PREFIX
 from fruits_airflow.s3_objects import head, same_content, upload_file
-from fruits_airflow.wheelhouse import WHEELHOUSE_PREFIX, wheelhouse_key
+from fruits_airflow.wheelhouse import ARCHES, WHEELHOUSE_PREFIX, wheelhouse_key
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +56,14 @@ class SparkArtifacts:
     :param entry_scripts: the scripts spark-submit runs, by file name.
     :param version: a short content hash of all of these files.
     :param bootstrap_files: the bootstrap action and its requirements, by file name.
-    :param wheelhouse_key: the content key of the requirements' wheelhouse.
+    :param wheelhouse_keys: the content key of the requirements' wheelhouse, per architecture.
     """
 
     py_files_zip: Path
     entry_scripts: dict[str, Path]
     version: str
     bootstrap_files: dict[str, Path] = field(default_factory=dict)
-    wheelhouse_key: str = ""
+    wheelhouse_keys: dict[str, str] = field(default_factory=dict)
 
     def files(self) -> dict[str, Path]:
         """Every file to stage, by its key under the version's prefix."""
@@ -84,7 +84,8 @@ class StagedArtifacts:
         task nodes.
     :param bootstrap_primary_requirements_uri: those it installs on the primary node (TensorFlow too).
     :param bootstrap_installer_requirements_uri: the installer's (uv), which it installs first.
-    :param wheelhouse_uri: ``s3://BUCKET/artifacts/wheelhouse/<key>/``, where it takes every wheel from.
+    :param wheelhouse_uris: per architecture (``x86_64``, ``aarch64``), ``s3://BUCKET/artifacts/wheelhouse/<key>/``,
+        where a node of that architecture takes every wheel from.
     """
 
     version: str
@@ -95,7 +96,7 @@ class StagedArtifacts:
     bootstrap_requirements_uri: str
     bootstrap_primary_requirements_uri: str
     bootstrap_installer_requirements_uri: str
-    wheelhouse_uri: str
+    wheelhouse_uris: dict[str, str]
 
 
 def _package_files(package_dir: Path) -> list[Path]:
@@ -143,9 +144,8 @@ def build_spark_artifacts(
     for name, path in sorted({**entry_scripts, **bootstrap_files}.items()):
         digest.update(name.encode())
         digest.update(path.read_bytes())
-    return SparkArtifacts(
-        py_files_zip, entry_scripts, digest.hexdigest()[:12], bootstrap_files, wheelhouse_key(bootstrap_dir)
-    )
+    keys = {arch: wheelhouse_key(bootstrap_dir, arch) for arch in ARCHES}
+    return SparkArtifacts(py_files_zip, entry_scripts, digest.hexdigest()[:12], bootstrap_files, keys)
 
 
 def upload_artifacts(s3_client: BaseClient, bucket: str, artifacts: SparkArtifacts) -> StagedArtifacts:
@@ -180,7 +180,9 @@ def upload_artifacts(s3_client: BaseClient, bucket: str, artifacts: SparkArtifac
         bootstrap_requirements_uri=f"{prefix_uri}bootstrap/{BOOTSTRAP_REQUIREMENTS}",
         bootstrap_primary_requirements_uri=f"{prefix_uri}bootstrap/{BOOTSTRAP_PRIMARY_REQUIREMENTS}",
         bootstrap_installer_requirements_uri=f"{prefix_uri}bootstrap/{BOOTSTRAP_INSTALLER_REQUIREMENTS}",
-        wheelhouse_uri=f"s3://{bucket}/{WHEELHOUSE_PREFIX}{artifacts.wheelhouse_key}/",
+        wheelhouse_uris={
+            arch: f"s3://{bucket}/{WHEELHOUSE_PREFIX}{key}/" for arch, key in artifacts.wheelhouse_keys.items()
+        },
     )
 
 

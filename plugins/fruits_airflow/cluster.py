@@ -213,6 +213,21 @@ def _instance_fleets(config: PipelineConfig, core_count: int) -> list[dict[str, 
     return fleets
 
 
+def bootstrap_args(
+    config: PipelineConfig, artifacts: StagedArtifacts, core_count: int, primary_requirements: str
+) -> list[str]:
+    """The bootstrap action's options (bootstrap/install_python_deps.sh's header): the region, which its AWS CLI
+    calls name (an EMR node's environment names none), and a wheelhouse per architecture of the cluster's types."""
+    wheelhouses = [f"{arch}={artifacts.wheelhouse_uris[arch]}" for arch in config.architectures(core_count)]
+    return [
+        *("--region", config.region),
+        *(argument for wheelhouse in wheelhouses for argument in ("--wheelhouse", wheelhouse)),
+        *("--installer-requirements", artifacts.bootstrap_installer_requirements_uri),
+        *("--requirements", artifacts.bootstrap_requirements_uri),
+        *("--primary-requirements", primary_requirements),
+    ]
+
+
 def job_flow_overrides(
     config: PipelineConfig,
     paths: RunPaths,
@@ -261,12 +276,7 @@ def job_flow_overrides(
                 "Name": "install_python_deps",
                 "ScriptBootstrapAction": {
                     "Path": artifacts.bootstrap_script_uri,
-                    "Args": [
-                        artifacts.wheelhouse_uri,
-                        artifacts.bootstrap_installer_requirements_uri,
-                        artifacts.bootstrap_requirements_uri,
-                        primary_requirements,
-                    ],
+                    "Args": bootstrap_args(config, artifacts, core_count, primary_requirements),
                 },
             }
         ],

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from fruits_airflow.wheelhouse import AARCH64, X86_64
 from fruits_contract import DEFAULT_WEIGHTS, IMAGENET_WEIGHTS, RANDOM_WEIGHTS
 
 VARIABLE_KEY = "fruits_pipeline"
@@ -205,6 +206,21 @@ class PipelineConfig:
         """Every type a core or task node may have."""
         return list(self.core_instance_types or [self.core_instance_type])
 
+    def node_types(self, core_count: int) -> list[str]:
+        """Every type a node of the cluster may have, with ``core_count`` core nodes (0: the primary alone)."""
+        types = [self.primary_instance_type]
+        if core_count:
+            types += self.core_node_types
+            if self.spot_task_count and not self.uses_fleets:
+                types.append(self.spot_task_instance_type)
+        return list(dict.fromkeys(types))
+
+    def architectures(self, core_count: int) -> list[str]:
+        """The nodes' architectures (``x86_64``, ``aarch64``), with ``core_count`` core nodes: each needs its
+        wheelhouse. EMR allows both in one cluster, even in one fleet (its guide's own example has a core fleet of
+        m5.xlarge and m6g.xlarge, emr-custom-ami.html); each node installs its own architecture's wheels."""
+        return sorted({architecture(kind) for kind in self.node_types(core_count)})
+
     def to_dict(self) -> dict[str, Any]:
         """The Variable-shaped form, passed between tasks by XCom; ``parse_config`` reads it back."""
         return {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
@@ -320,7 +336,6 @@ def parse_config(raw: Mapping[str, Any]) -> PipelineConfig:
     values = {key: _check_value(key, value) for key, value in raw.items() if value is not None}
     _check_exclusive(raw)
     require_eu_region(values.get("region", DEFAULT_REGION))
-    require_x86_primary(values.get("primary_instance_type", DEFAULT_INSTANCE_TYPE))
     return PipelineConfig(**values)
 
 
@@ -329,21 +344,25 @@ def is_graviton(instance_type: str) -> bool:
     return _GRAVITON.fullmatch(instance_type) is not None
 
 
-def require_x86_primary(instance_type: str) -> str:
-    """Refuse a Graviton primary: it installs tensorflow-cpu, which has no aarch64 wheel.
+def architecture(instance_type: str) -> str:
+    """``aarch64`` for a Graviton type, else ``x86_64``: what ``uname -m`` says on such a node."""
+    return AARCH64 if is_graviton(instance_type) else X86_64
 
-    Core and task nodes may be Graviton: every wheel their requirements pin (bootstrap/requirements.txt)
-    exists for manylinux aarch64 and Python 3.11 (checked with uv, README). The primary compiles the model
-    with TensorFlow when the model cache misses it, and in a one-node cluster hosts the executors too.
+
+def require_compiling_primary(config: PipelineConfig, model_cache_uri: str) -> None:
+    """Refuse a Graviton primary for a run whose model is not cached: the primary would compile it with
+    TensorFlow, which the lock pins as ``tensorflow-cpu``, whose wheels are x86_64 only (the aarch64 wheelhouse
+    has the lean nodes' packages alone). With the model cached, a Graviton primary runs LiteRT like every node.
+
+    :raises ConfigError: naming the primary's type, the cache entry and the fix.
     """
-    if is_graviton(instance_type):
+    if is_graviton(config.primary_instance_type):
         raise _bad(
             "primary_instance_type",
-            f"is {instance_type!r}, a Graviton (arm64) type, but the primary installs tensorflow-cpu "
-            "(bootstrap/requirements-primary.txt), which has no aarch64 wheel: keep an x86_64 primary such as "
-            f"'{DEFAULT_INSTANCE_TYPE}' (core and task nodes may be Graviton)",
+            f"is {config.primary_instance_type!r}, a Graviton (arm64) type, and this run's model is not cached at "
+            f"{model_cache_uri}: the primary would compile it with tensorflow-cpu, which has no aarch64 wheel. Run "
+            f"once with an x86_64 primary such as '{DEFAULT_INSTANCE_TYPE}' (it caches the model), then Graviton",
         )
-    return instance_type
 
 
 def load_config() -> PipelineConfig:

@@ -45,7 +45,15 @@ from fruits_airflow import (
 )
 from fruits_airflow.aws_errors import access_denied_explained
 from fruits_airflow.aws_retries import retrying
-from fruits_airflow.config import AWS_CONN_ID, ConfigError, PipelineConfig, load_config, parse_config, require_eu_region
+from fruits_airflow.config import (
+    AWS_CONN_ID,
+    ConfigError,
+    PipelineConfig,
+    load_config,
+    parse_config,
+    require_compiling_primary,
+    require_eu_region,
+)
 from fruits_airflow.paths import RunPaths, run_key
 
 log = logging.getLogger(__name__)
@@ -222,14 +230,17 @@ def reuse_outputs(found: dict[str, Any]) -> str:
 @access_denied_explained()
 def stage_artifacts(config: dict[str, Any], ti: Any = None) -> dict[str, Any]:
     """Build this DAG version's Spark artifacts and stage them under s3://BUCKET/artifacts/<version>/; the
-    nodes' wheelhouse must be in the bucket too (uploaded from this machine's build when it has one)."""
+    nodes' wheelhouse of every architecture the Variable's instance types have (aarch64 for Graviton) must be in
+    the bucket too (uploaded from this machine's build when it has one)."""
     settings = parse_config(config)
     client = s3_client(settings.region)
     with tempfile.TemporaryDirectory(prefix="fruits-artifacts-") as out_dir:
         built = artifacts.build_spark_artifacts(Path(out_dir))
         staged = artifacts.upload_artifacts(client, settings.bucket, built)
     try:
-        wheelhouse.ensure_published(client, settings.bucket, wheelhouse.Wheelhouse.of(artifacts.BOOTSTRAP_DIR))
+        for arch in settings.architectures(settings.core_count):
+            build = wheelhouse.Wheelhouse.of(artifacts.BOOTSTRAP_DIR, arch=arch)
+            wheelhouse.ensure_published(client, settings.bucket, build)
     except wheelhouse.WheelhouseMissingError as error:
         raise AirflowFailException(str(error)) from None
     return dataclasses.asdict(staged)
@@ -289,7 +300,8 @@ def plan_run(
     """Everything the later tasks need, computed once: the cluster's size and request, the steps, the run's paths.
 
     Whether the model cache holds the run's model decides the primary node's packages; a model the nodes
-    cannot compile (ImageNet's weights file not in the bucket) fails the run here, before any cluster.
+    cannot compile (ImageNet's weights file not in the bucket, or a Graviton primary, which gets no TensorFlow)
+    fails the run here, before any cluster.
 
     :param found: what ``find_reusable_run`` saw (the images in S3, those its network's last run covered).
     :param uploaded: what ``upload_new_images`` returned.
@@ -301,6 +313,8 @@ def plan_run(
     log.info("Run %s writes under %s", run_id, paths.uri(paths.run_prefix))
     try:
         model = model_check.plan_model(s3_client(settings.region), paths.model_cache_uri, weights)
+        if not model.cached:
+            require_compiling_primary(settings, model.entry_uri)
         size = plan_size(settings, found, uploaded)
     except model_check.ModelInputMissingError as error:
         raise AirflowFailException(str(error)) from None

@@ -1,5 +1,6 @@
 """The EMR bootstrap action: shellcheck-clean, strict, idempotent, and installing the lock's pins from the
-bucket's wheelhouse alone: TensorFlow's on a primary node that compiles only."""
+bucket's wheelhouse of the node's architecture alone: TensorFlow's on an x86_64 primary node that compiles
+only; every S3 call signed for the bucket's region."""
 
 from __future__ import annotations
 
@@ -22,13 +23,29 @@ SCRIPT = REPO_ROOT / "bootstrap" / "install_python_deps.sh"
 REQUIREMENTS = REPO_ROOT / "bootstrap" / "requirements.txt"
 PRIMARY_REQUIREMENTS = REPO_ROOT / "bootstrap" / "requirements-primary.txt"
 INSTALLER_REQUIREMENTS = REPO_ROOT / "bootstrap" / "requirements-installer.txt"
+REGION = "eu-central-1"
 WHEELHOUSE_URI = "s3://fruits/artifacts/wheelhouse/0123456789abcdef/"
+AARCH64_WHEELHOUSE_URI = "s3://fruits/artifacts/wheelhouse/fedcba9876543210/"
 INSTALLER_REQUIREMENTS_URI = "s3://fruits/artifacts/v1/bootstrap/requirements-installer.txt"
 REQUIREMENTS_URI = "s3://fruits/artifacts/v1/bootstrap/requirements.txt"
 PRIMARY_REQUIREMENTS_URI = "s3://fruits/artifacts/v1/bootstrap/requirements-primary.txt"
-URIS = (WHEELHOUSE_URI, INSTALLER_REQUIREMENTS_URI, REQUIREMENTS_URI, PRIMARY_REQUIREMENTS_URI)
+
+
+def options(primary: str = PRIMARY_REQUIREMENTS_URI, wheelhouses: tuple[str, ...] = ("x86_64",)) -> tuple[str, ...]:
+    """The script's options as fruits_airflow.cluster.bootstrap_args gives them."""
+    uris = {"x86_64": WHEELHOUSE_URI, "aarch64": AARCH64_WHEELHOUSE_URI}
+    return (
+        *("--region", REGION),
+        *(option for arch in wheelhouses for option in ("--wheelhouse", f"{arch}={uris[arch]}")),
+        *("--installer-requirements", INSTALLER_REQUIREMENTS_URI),
+        *("--requirements", REQUIREMENTS_URI),
+        *("--primary-requirements", primary),
+    )
+
+
+URIS = options()
 # What the DAG passes when the model cache holds the run's model: the lean pins on the primary too.
-LEAN_URIS = (WHEELHOUSE_URI, INSTALLER_REQUIREMENTS_URI, REQUIREMENTS_URI, REQUIREMENTS_URI)
+LEAN_URIS = options(REQUIREMENTS_URI)
 # EMR's /mnt/var/lib/info/instance.json, as EMR 7 writes it on the primary node and on a core node.
 PRIMARY_INSTANCE = '{"instanceGroupId":"ig-1","isMaster":true,"isRunningNameNode":true,"isRunningDataNode":false}'
 CORE_INSTANCE = '{"instanceGroupId":"ig-2","isMaster":false,"isRunningNameNode":false,"isRunningDataNode":true}'
@@ -116,6 +133,7 @@ def node(tmp_path: Path) -> dict[str, str]:
         shutil.copy(path, s3_requirements)
     for layer, wheels in (("nodes.tar", ("numpy.whl", "uv.whl")), ("compiler.tar", ("tensorflow_cpu.whl",))):
         write_layer(tmp_path / "s3" / WHEELHOUSE_URI.removeprefix("s3://") / layer, wheels)
+    write_layer(tmp_path / "s3" / AARCH64_WHEELHOUSE_URI.removeprefix("s3://") / "nodes.tar", ("numpy_arm.whl",))
     (tmp_path / "instance.json").write_text(PRIMARY_INSTANCE)
     return {
         **{name: value for name, value in os.environ.items() if name != "UV_CACHE_DIR"},
@@ -127,6 +145,7 @@ def node(tmp_path: Path) -> dict[str, str]:
         "SYNCED": str(tmp_path / "synced.txt"),
         "FRUITS_PIPELINE_HOME": str(tmp_path / "mnt" / "fruits-pipeline"),
         "FRUITS_PIPELINE_INSTANCE_JSON": str(tmp_path / "instance.json"),
+        "FRUITS_PIPELINE_ARCH": "x86_64",
     }
 
 
@@ -178,7 +197,7 @@ def test_a_core_node_gets_the_nodes_requirements_without_tensorflow(node):
 
     assert result.returncode == 0, result.stderr
     assert Path(node["SYNCED"]).read_text() == REQUIREMENTS.read_text()
-    assert [call.split()[4] for call in calls if call.startswith("aws ")] == [
+    assert [call.split()[-2] for call in calls if call.startswith("aws ")] == [
         REQUIREMENTS_URI,
         INSTALLER_REQUIREMENTS_URI,
         f"{WHEELHOUSE_URI}nodes.tar",
@@ -281,20 +300,81 @@ def test_new_requirements_are_synced_into_the_existing_virtualenv(node):
     assert "numpy==0.0.0" in Path(node["SYNCED"]).read_text()
 
 
-@pytest.mark.parametrize("args", [(), URIS[1:]], ids=["none", "no_wheelhouse"])
-def test_without_both_requirements_uris_it_prints_its_usage(node, args):
+@pytest.mark.parametrize("args", [(), URIS[2:], URIS[:-2], (*URIS, "--unknown", "x"), (*URIS, "--region")], ids=str)
+def test_without_every_option_it_prints_its_usage(node, args):
     result, calls = bootstrap(node, *args)
 
     assert result.returncode == 2
-    assert "usage:" in result.stderr
+    assert "usage:" in error_line(result.stderr)
     assert calls == []
+
+
+def test_every_s3_call_names_the_bucket_s_region(node):
+    """An EMR node's environment names no region: given none, the AWS CLI falls back to us-east-1 and S3's global
+    endpoint, which a private subnet's regional S3 gateway endpoint does not serve."""
+    result, calls = bootstrap(node, *URIS)
+
+    assert result.returncode == 0, result.stderr
+    copies = [call.split() for call in calls if call.startswith("aws ")]
+    assert len(copies) == 4
+    assert all(call[call.index("--region") + 1] == REGION for call in copies)
+
+
+def test_a_graviton_node_takes_the_aarch64_wheelhouse(node):
+    Path(node["FRUITS_PIPELINE_INSTANCE_JSON"]).write_text(CORE_INSTANCE)
+
+    result, calls = bootstrap({**node, "FRUITS_PIPELINE_ARCH": "aarch64"}, *options(wheelhouses=("x86_64", "aarch64")))
+
+    assert result.returncode == 0, result.stderr
+    assert [call.split()[-2] for call in calls if ".tar" in call] == [f"{AARCH64_WHEELHOUSE_URI}nodes.tar"]
+    assert (Path(node["NODE"]) / "uv-wheels").read_text().split() == ["numpy_arm.whl"]
+
+
+def test_a_node_whose_architecture_has_no_wheelhouse_in_the_request_fails_in_one_line(node):
+    result, calls = bootstrap({**node, "FRUITS_PIPELINE_ARCH": "aarch64"}, *URIS)
+
+    assert result.returncode == 3
+    line = error_line(result.stderr)
+    assert "this node is aarch64, and the cluster request names no aarch64 wheelhouse" in line
+    assert "make publish-wheelhouse BUCKET=<the pipeline's bucket> ARCH=aarch64" in line
+    assert calls == []
+
+
+def test_a_graviton_node_whose_wheelhouse_is_not_published_fails_in_one_line_naming_its_architecture(node):
+    Path(node["FRUITS_PIPELINE_INSTANCE_JSON"]).write_text(CORE_INSTANCE)
+    shutil.rmtree(Path(node["FAKE_S3"]) / AARCH64_WHEELHOUSE_URI.removeprefix("s3://"))
+
+    result, _ = bootstrap({**node, "FRUITS_PIPELINE_ARCH": "aarch64"}, *options(wheelhouses=("x86_64", "aarch64")))
+
+    assert result.returncode == 3
+    line = error_line(result.stderr)
+    assert f"{AARCH64_WHEELHOUSE_URI}nodes.tar cannot be downloaded" in line
+    assert "ARCH=aarch64" in line
+
+
+def test_a_graviton_primary_given_tensorflow_fails_in_one_line_installing_nothing(node):
+    result, calls = bootstrap({**node, "FRUITS_PIPELINE_ARCH": "aarch64"}, *options(wheelhouses=("aarch64",)))
+
+    assert result.returncode == 3
+    line = error_line(result.stderr)
+    assert "this aarch64 primary node's requirements" in line
+    assert "cache the run's model first" in line
+    assert not [call for call in calls if ".tar" in call or call.startswith(("pip", "uv", "dnf"))]
+
+
+def test_a_graviton_primary_whose_model_is_cached_gets_the_lean_pins(node):
+    result, calls = bootstrap({**node, "FRUITS_PIPELINE_ARCH": "aarch64"}, *options(REQUIREMENTS_URI, ("aarch64",)))
+
+    assert result.returncode == 0, result.stderr
+    assert Path(node["SYNCED"]).read_text() == REQUIREMENTS.read_text()
+    assert [call.split()[-2] for call in calls if ".tar" in call] == [f"{AARCH64_WHEELHOUSE_URI}nodes.tar"]
 
 
 def test_the_primary_takes_every_wheel_from_the_wheelhouse_s_two_layers(node):
     result, calls = bootstrap(node, *URIS)
 
     assert result.returncode == 0, result.stderr
-    assert [call.split()[4] for call in calls if call.startswith("aws ") and ".tar" in call] == [
+    assert [call.split()[-2] for call in calls if call.startswith("aws ") and ".tar" in call] == [
         f"{WHEELHOUSE_URI}nodes.tar",
         f"{WHEELHOUSE_URI}compiler.tar",
     ]

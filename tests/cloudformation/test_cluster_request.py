@@ -25,7 +25,7 @@ def request_(bucket) -> dict:
         bootstrap_requirements_uri=f"{prefix}bootstrap/requirements.txt",
         bootstrap_primary_requirements_uri=f"{prefix}bootstrap/requirements-primary.txt",
         bootstrap_installer_requirements_uri=f"{prefix}bootstrap/requirements-installer.txt",
-        wheelhouse_uri=f"s3://{bucket}/artifacts/wheelhouse/0123456789abcdef/",
+        wheelhouse_uris={"x86_64": f"s3://{bucket}/artifacts/wheelhouse/0123456789abcdef/"},
     )
     network = {"emr_managed_master_security_group": "sg-0a1", "emr_managed_slave_security_group": "sg-0b2"}
     config = parse_config({"bucket": bucket, "subnet_id": "subnet-0abc", **network})

@@ -105,7 +105,7 @@ def test_the_wheelhouse_service_s_command_publishes_what_stage_artifacts_needs(
 
     assert published.returncode == 0, published.stderr
     staged = tasks.stage_artifacts.function(variable)
-    assert staged["wheelhouse_uri"] == published.stdout.strip() == build.uri(variable["bucket"])
+    assert staged["wheelhouse_uris"]["x86_64"] == published.stdout.strip() == build.uri(variable["bucket"])
     s3 = aws.client("s3")
     for layer in LAYERS:
         body = s3.get_object(Bucket=variable["bucket"], Key=f"{build.prefix}{layer}")["Body"].read()

@@ -69,7 +69,7 @@ def plan(dag, variable):
         "bootstrap_installer_requirements_uri": (
             f"s3://{BUCKET}/artifacts/0123456789ab/bootstrap/requirements-installer.txt"
         ),
-        "wheelhouse_uri": f"s3://{BUCKET}/artifacts/wheelhouse/0123456789abcdef/",
+        "wheelhouse_uris": {"x86_64": f"s3://{BUCKET}/artifacts/wheelhouse/0123456789abcdef/"},
     }
     params = {key: dag.params[key] for key in dag.params}
     plan_run = dag.get_task("plan_run").python_callable

@@ -155,7 +155,7 @@ def test_a_bucket_that_exists_is_still_denied_without_a_grant(client_allowed, bu
 
 
 def test_a_step_works_as_a_session_of_the_clusters_node_role(start_cluster, python_step, s3, bucket, node_role):
-    code = "import boto3; print(boto3.client('sts').get_caller_identity()['Arn'])"
+    code = "import boto3; print(boto3.client('sts', region_name='eu-west-1').get_caller_identity()['Arn'])"
     cluster = start_cluster([python_step("whoami", code)])
 
     (step,) = cluster.wait_for_steps()

@@ -125,7 +125,10 @@ def staged_artifacts() -> StagedArtifacts:
         bootstrap_requirements_uri=f"{prefix}bootstrap/requirements.txt",
         bootstrap_primary_requirements_uri=f"{prefix}bootstrap/requirements-primary.txt",
         bootstrap_installer_requirements_uri=f"{prefix}bootstrap/requirements-installer.txt",
-        wheelhouse_uri=f"s3://{BUCKET}/artifacts/wheelhouse/0123456789abcdef/",
+        wheelhouse_uris={
+            "x86_64": f"s3://{BUCKET}/artifacts/wheelhouse/0123456789abcdef/",
+            "aarch64": f"s3://{BUCKET}/artifacts/wheelhouse/fedcba9876543210/",
+        },
     )
 
 

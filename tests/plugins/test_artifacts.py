@@ -102,7 +102,9 @@ def test_staging_puts_every_file_under_the_version_prefix(s3, bucket, tmp_path, 
     assert staged.bootstrap_requirements_uri == f"s3://{bucket}/{prefix}bootstrap/requirements.txt"
     assert staged.bootstrap_primary_requirements_uri == f"s3://{bucket}/{prefix}bootstrap/requirements-primary.txt"
     assert staged.bootstrap_installer_requirements_uri == f"s3://{bucket}/{prefix}bootstrap/requirements-installer.txt"
-    assert staged.wheelhouse_uri == f"s3://{bucket}/artifacts/wheelhouse/{built.wheelhouse_key}/"
+    assert staged.wheelhouse_uris == {
+        arch: f"s3://{bucket}/artifacts/wheelhouse/{built.wheelhouse_keys[arch]}/" for arch in ("x86_64", "aarch64")
+    }
 
 
 @pytest.fixture

@@ -125,12 +125,48 @@ def test_the_bootstrap_action_installs_the_staged_requirements_from_the_wheelhou
     assert action["ScriptBootstrapAction"] == {
         "Path": staged_artifacts.bootstrap_script_uri,
         "Args": [
-            staged_artifacts.wheelhouse_uri,
-            staged_artifacts.bootstrap_installer_requirements_uri,
-            staged_artifacts.bootstrap_requirements_uri,
-            staged_artifacts.bootstrap_primary_requirements_uri,
+            *("--region", "eu-west-1"),
+            *("--wheelhouse", f"x86_64={staged_artifacts.wheelhouse_uris['x86_64']}"),
+            *("--installer-requirements", staged_artifacts.bootstrap_installer_requirements_uri),
+            *("--requirements", staged_artifacts.bootstrap_requirements_uri),
+            *("--primary-requirements", staged_artifacts.bootstrap_primary_requirements_uri),
         ],
     }
+
+
+def bootstrap_options(job_flow: dict) -> dict[str, list[str]]:
+    (action,) = job_flow["BootstrapActions"]
+    args = action["ScriptBootstrapAction"]["Args"]
+    options: dict[str, list[str]] = {}
+    for option, value in zip(args[::2], args[1::2], strict=True):
+        options.setdefault(option, []).append(value)
+    return options
+
+
+def test_the_bootstrap_action_is_given_the_cluster_s_region(request_for):
+    assert bootstrap_options(request_for(region="eu-central-1"))["--region"] == ["eu-central-1"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "arches"),
+    [
+        ({"core_instance_type": "m6g.xlarge"}, ["aarch64", "x86_64"]),
+        ({"primary_instance_type": "m7g.xlarge", "core_instance_type": "m7g.xlarge"}, ["aarch64"]),
+        ({"core_instance_types": ["m5.xlarge", "m6g.xlarge"]}, ["aarch64", "x86_64"]),
+        ({"spot_task_instance_type": "c7g.xlarge", "spot_task_count": 1}, ["aarch64", "x86_64"]),
+    ],
+    ids=["graviton-core", "graviton-only", "mixed-fleet", "graviton-task"],
+)
+def test_each_architecture_of_the_cluster_s_types_gets_its_wheelhouse(request_for, staged_artifacts, overrides, arches):
+    wheelhouses = bootstrap_options(request_for(**overrides))["--wheelhouse"]
+
+    assert wheelhouses == [f"{arch}={staged_artifacts.wheelhouse_uris[arch]}" for arch in arches]
+
+
+def test_a_primary_only_cluster_takes_the_primary_s_architecture_alone(request_for, staged_artifacts):
+    job_flow = request_for(to_featurize=10, core_instance_type="m6g.xlarge")
+
+    assert bootstrap_options(job_flow)["--wheelhouse"] == [f"x86_64={staged_artifacts.wheelhouse_uris['x86_64']}"]
 
 
 def test_spark_runs_the_python_the_bootstrap_installed(request_for):

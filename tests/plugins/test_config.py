@@ -155,14 +155,12 @@ def test_a_variable_that_is_not_json_is_refused(monkeypatch):
 
 
 @pytest.mark.parametrize("primary", ["m6g.xlarge", "m7gd.2xlarge", "c8g.xlarge", "t4g.large"])
-def test_a_graviton_primary_is_refused_in_one_line_naming_tensorflow(variable, primary):
-    with pytest.raises(ConfigError) as error:
-        parse_config({**variable, "primary_instance_type": primary})
+def test_a_graviton_primary_is_accepted_and_its_nodes_are_aarch64(variable, primary):
+    """plan_run refuses it only for a run whose model is not cached (test_tasks)."""
+    config = parse_config({**variable, "primary_instance_type": primary})
 
-    (line,) = str(error.value).splitlines()
-    assert f"key 'primary_instance_type' is '{primary}', a Graviton (arm64) type" in line
-    assert "tensorflow-cpu" in line
-    assert "'m5.xlarge'" in line
+    assert config.architectures(0) == ["aarch64"]
+    assert config.architectures(2) == ["aarch64", "x86_64"]
 
 
 @pytest.mark.parametrize("core", ["m6g.xlarge", "r7g.2xlarge"])
@@ -175,6 +173,10 @@ def test_graviton_core_and_task_nodes_are_accepted(variable, core):
 @pytest.mark.parametrize("x86", ["m5.xlarge", "g4dn.xlarge", "m6i.2xlarge", "c5n.xlarge", "m5a.xlarge"])
 def test_x86_types_are_not_taken_for_graviton(x86):
     assert not is_graviton(x86)
+
+
+def test_the_default_cluster_is_x86_64_alone(variable):
+    assert parse_config(variable).architectures(2) == ["x86_64"]
 
 
 def test_a_fleet_variable_survives_the_xcom_round_trip(variable):

@@ -95,13 +95,15 @@ def test_plan_run_gives_the_primary_the_lean_pins_when_the_model_is_cached(s3, b
     (action,) = planned(bucket, network, staged_artifacts, "none")["job_flow_overrides"]["BootstrapActions"]
 
     args = action["ScriptBootstrapAction"]["Args"]
-    assert args[2] == args[3] == staged_artifacts.bootstrap_requirements_uri
+    lean = staged_artifacts.bootstrap_requirements_uri
+    assert args[args.index("--requirements") + 1] == args[args.index("--primary-requirements") + 1] == lean
 
 
 def test_plan_run_gives_the_primary_tensorflow_when_it_must_compile(s3, bucket, network, staged_artifacts):
     (action,) = planned(bucket, network, staged_artifacts, "none")["job_flow_overrides"]["BootstrapActions"]
 
-    assert action["ScriptBootstrapAction"]["Args"][3] == staged_artifacts.bootstrap_primary_requirements_uri
+    args = action["ScriptBootstrapAction"]["Args"]
+    assert args[args.index("--primary-requirements") + 1] == staged_artifacts.bootstrap_primary_requirements_uri
 
 
 def test_plan_run_passes_the_bucket_s_keras_file_to_extract_features(s3, bucket, network, staged_artifacts):

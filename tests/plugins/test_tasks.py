@@ -10,9 +10,12 @@ import boto3
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from fruits_airflow import tasks
+from fruits_airflow import model_check, tasks
+from fruits_airflow.artifacts import BOOTSTRAP_DIR
 from fruits_airflow.config import parse_config
 from fruits_airflow.paths import RunPaths
+from fruits_airflow.wheelhouse import WHEELHOUSE_DIR_ENV, Wheelhouse
+from fruits_contract import MODEL_CACHE_MANIFEST_SUFFIX
 from tests.plugins.test_network import private_network
 
 RUN_CONTEXT = {"run_id": "manual__2026-01-01T00:00:00+00:00", "dag": SimpleNamespace(dag_id="fruits_pipeline")}
@@ -268,3 +271,73 @@ def test_a_fleet_type_without_a_price_fails_the_plan_only_when_core_nodes_are_pl
     assert [fleet["InstanceFleetType"] for fleet in planned["job_flow_overrides"]["Instances"]["InstanceFleets"]] == [
         "MASTER"
     ]
+
+
+def test_a_graviton_primary_is_refused_in_one_line_when_the_run_s_model_is_not_cached(
+    bucket, network, staged_artifacts
+):
+    config = {"bucket": bucket, **network, "primary_instance_type": "m6g.xlarge", "core_instance_type": "m6g.xlarge"}
+
+    with pytest.raises(AirflowFailException) as error:
+        plan(config, staged_artifacts, {"n_images": 240, "n_covered": 0}, {})
+
+    (line,) = str(error.value).splitlines()
+    assert "key 'primary_instance_type' is 'm6g.xlarge', a Graviton (arm64) type" in line
+    assert f"not cached at s3://{bucket}/artifacts/models/" in line
+    assert "tensorflow-cpu, which has no aarch64 wheel" in line
+    assert "'m5.xlarge'" in line
+
+
+def test_a_graviton_primary_with_the_model_cached_gets_the_lean_pins_and_the_aarch64_wheelhouse(
+    bucket, network, staged_artifacts, s3
+):
+    config = {"bucket": bucket, **network, "primary_instance_type": "m7g.xlarge", "core_instance_type": "m7g.xlarge"}
+    paths = tasks.run_paths(parse_config(config), RUN_CONTEXT["run_id"], {"weights": "none", "reprocess_all": False})
+    entry = model_check.plan_model(s3, paths.model_cache_uri, "none").entry_uri.removeprefix(f"s3://{bucket}/")
+    for suffix in (MODEL_CACHE_MANIFEST_SUFFIX, ".tflite"):
+        s3.put_object(Bucket=bucket, Key=f"{entry}{suffix}", Body=b"cached")
+
+    planned = plan(config, staged_artifacts, {"n_images": 240, "n_covered": 0}, {})
+
+    (action,) = planned["job_flow_overrides"]["BootstrapActions"]
+    args = action["ScriptBootstrapAction"]["Args"]
+    assert args[args.index("--primary-requirements") + 1] == staged_artifacts.bootstrap_requirements_uri
+    assert args[args.index("--wheelhouse") + 1] == f"aarch64={staged_artifacts.wheelhouse_uris['aarch64']}"
+    assert args.count("--wheelhouse") == 1
+
+
+@pytest.fixture
+def local_builds(tmp_path, monkeypatch):
+    """``make install``'s x86_64 build, as small stand-in layers: the one wheelhouse this machine has."""
+    monkeypatch.setenv(WHEELHOUSE_DIR_ENV, str(tmp_path / "wheelhouses"))
+    build = Wheelhouse.of(BOOTSTRAP_DIR)
+    build.local_dir.mkdir(parents=True)
+    for layer in build.layers:
+        (build.local_dir / layer).write_bytes(layer.encode())
+    return tmp_path / "wheelhouses"
+
+
+def test_a_graviton_cluster_is_refused_in_one_line_until_the_aarch64_wheelhouse_is_published(
+    bucket, network, local_builds
+):
+    config = {"bucket": bucket, **network, "core_instance_types": ["m5.xlarge", "m6g.xlarge"]}
+
+    with pytest.raises(AirflowFailException) as error:
+        tasks.stage_artifacts.function(config)
+
+    (line,) = str(error.value).splitlines()
+    key = Wheelhouse.of(BOOTSTRAP_DIR, arch="aarch64").key
+    assert f"The aarch64 nodes' wheelhouse s3://{bucket}/artifacts/wheelhouse/{key}/nodes.tar is missing" in line
+    assert f"`make publish-wheelhouse BUCKET={bucket} ARCH=aarch64`" in line
+
+
+def test_a_graviton_cluster_stages_the_aarch64_wheelhouse_s_lean_layer_alone(bucket, network, local_builds, s3):
+    build = Wheelhouse.of(BOOTSTRAP_DIR, local_builds, arch="aarch64")
+    build.local_dir.mkdir(parents=True)
+    (build.local_dir / "nodes.tar").write_bytes(b"aarch64 wheels")
+
+    staged = tasks.stage_artifacts.function({"bucket": bucket, **network, "core_instance_type": "m6g.xlarge"})
+
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=build.prefix)["Contents"]
+    assert [item["Key"] for item in listed] == [f"{build.prefix}nodes.tar"]
+    assert staged["wheelhouse_uris"]["aarch64"] == build.uri(bucket)

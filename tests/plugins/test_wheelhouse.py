@@ -3,6 +3,7 @@ lacks, and a run without either stopped in one line saying how to publish it."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -37,6 +38,38 @@ def test_a_new_lock_gets_a_new_wheelhouse(bootstrap_dir, name):
 
 def test_the_same_lock_gets_the_same_wheelhouse(bootstrap_dir):
     assert wheelhouse_key(bootstrap_dir) == wheelhouse_key(BOOTSTRAP_DIR)
+
+
+def test_the_x86_64_key_is_the_one_published_before_there_was_another_architecture(bootstrap_dir):
+    """Wheelhouses published before aarch64 existed stay valid: the x86_64 key hashes what it always did."""
+    digest = hashlib.sha256(b"cp311-manylinux_2_34_x86_64 v1")
+    for name in ("requirements-installer.txt", "requirements.txt", "requirements-primary.txt"):
+        digest.update(name.encode())
+        digest.update((bootstrap_dir / name).read_bytes())
+
+    assert wheelhouse_key(bootstrap_dir) == wheelhouse_key(bootstrap_dir, "x86_64") == digest.hexdigest()[:16]
+
+
+def test_each_architecture_has_its_own_wheelhouse(bootstrap_dir):
+    assert wheelhouse_key(bootstrap_dir, "aarch64") != wheelhouse_key(bootstrap_dir, "x86_64")
+
+
+def test_the_aarch64_wheelhouse_has_no_tensorflow_layer(s3, bucket, tmp_path, bootstrap_dir):
+    build = Wheelhouse.of(bootstrap_dir, tmp_path / "wheelhouses", arch="aarch64")
+    build.local_dir.mkdir(parents=True)
+    (build.local_dir / "nodes.tar").write_bytes(b"lean aarch64 wheels")
+
+    assert build.built()
+    assert ensure_published(s3, bucket, build) == build.uri(bucket)
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=build.prefix)["Contents"]
+    assert [item["Key"] for item in listed] == [f"{build.prefix}nodes.tar"]
+
+
+def test_no_aarch64_wheelhouse_anywhere_says_how_to_publish_it(s3, bucket, tmp_path, bootstrap_dir):
+    with pytest.raises(WheelhouseMissingError) as raised:
+        ensure_published(s3, bucket, Wheelhouse.of(bootstrap_dir, tmp_path / "none", arch="aarch64"))
+
+    assert f"`make publish-wheelhouse BUCKET={bucket} ARCH=aarch64`" in str(raised.value)
 
 
 def test_a_local_build_is_uploaded_where_the_nodes_read_it(s3, bucket, local_build):

@@ -26,7 +26,7 @@ ARTIFACTS = StagedArtifacts(
     bootstrap_requirements_uri=f"{PREFIX}bootstrap/requirements.txt",
     bootstrap_primary_requirements_uri=f"{PREFIX}bootstrap/requirements-primary.txt",
     bootstrap_installer_requirements_uri=f"{PREFIX}bootstrap/requirements-installer.txt",
-    wheelhouse_uri="s3://fruits-contract/artifacts/wheelhouse/0123456789abcdef/",
+    wheelhouse_uris={"x86_64": "s3://fruits-contract/artifacts/wheelhouse/0123456789abcdef/"},
 )
 
 

@@ -59,6 +59,14 @@ def test_a_fresh_node_with_no_internet_installs_from_the_bucket_s_wheelhouse_alo
     assert "compiler.tar" not in core.stderr
 
 
+def test_a_node_with_no_region_in_its_environment_signs_every_request_for_the_bucket_s_region(core):
+    """The node's environment names no region, as on EMR: the script's --region is what every aws s3 call signs
+    for. Given none, they would be signed for us-east-1, meant for S3's global endpoint, which a private subnet's
+    regional gateway endpoint does not serve (the endpoint refuses them as S3 does, and counts them)."""
+    assert core.exit_code == 0, core.stderr
+    assert core.wrong_region_requests == 0
+
+
 def test_a_node_whose_bucket_has_no_wheelhouse_fails_in_one_line_saying_how_to_publish_it(tmp_path):
     result = run_bootstrap(Node(tmp_path / "node", primary=False), "core", tmp_path / "work", published=False)
 

@@ -52,3 +52,18 @@ def test_a_bucket_that_does_not_exist_is_one_line_naming_it(aws, build_root, end
 
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith(f"wheelhouse: error: publishing to s3://fruits-nowhere at {aws.endpoint_url}: ")
+
+
+def test_the_aarch64_build_asks_for_the_lean_nodes_pins_on_aarch64_tags_only(monkeypatch, tmp_path):
+    """What pip is asked for (the real download reaches PyPI: 28 wheels, checked on 2026-12-05)."""
+    asked: list[list[str]] = []
+    monkeypatch.setattr(wheelhouse.subprocess, "run", lambda command, check: asked.append(command))
+
+    wheelhouse.download(BOOTSTRAP_DIR, tmp_path, "aarch64")
+
+    (command,) = asked
+    tags = [command[index + 1] for index, word in enumerate(command) if word == "--platform"]
+    assert tags[0] == "manylinux_2_34_aarch64"
+    assert tags[-1] == "manylinux2014_aarch64"
+    assert all(tag.endswith("_aarch64") for tag in tags)
+    assert command[command.index("--requirement") + 1] == str(BOOTSTRAP_DIR / "requirements.txt")
