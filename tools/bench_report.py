@@ -24,12 +24,16 @@ def rate_and_fixed_cost(wall_by_size: dict[int, float]) -> tuple[float, float]:
 
 
 def job_figures(median_by_size: dict[str, dict], ceiling: float, empty_wall_s: float) -> dict:
-    """One job's end-to-end times, marginal rate (also as a share of the ceiling), fixed cost (also as a
-    multiple of the empty job) and peak memory, from its medians at each size."""
+    """One job's end-to-end and CPU times, marginal rate (also as a share of the ceiling), fixed cost
+    (also as a multiple of the empty job) and peak memory, from its medians at each size.
+
+    The process tree's CPU time moves less with other processes' load than its wall time does.
+    """
     walls = {int(size): figures["wall_s"] for size, figures in median_by_size.items()}
     rate, fixed = rate_and_fixed_cost(walls)
     return {
         "wall_s": {str(size): walls[size] for size in sorted(walls)},
+        "cpu_s": {str(size): median_by_size[str(size)]["cpu_s"] for size in sorted(walls)},
         "marginal_images_per_s": rate,
         "marginal_vs_ceiling": rate / ceiling,
         "fixed_cost_s": fixed,
@@ -129,7 +133,10 @@ def table(result: dict) -> str:
 
 def _job_rows(title: str, job: dict) -> list[tuple[str, str]]:
     rows = [(title, "")]
-    rows += [(f"      end to end, {size} images", f"{wall:.1f} s") for size, wall in job["wall_s"].items()]
+    rows += [
+        (f"      end to end, {size} images", f"{wall:.1f} s, CPU {job['cpu_s'][size]:.1f} s")
+        for size, wall in job["wall_s"].items()
+    ]
     rate = f"{job['marginal_images_per_s']:.0f} images/s, {job['marginal_vs_ceiling']:.2f} of (a)"
     fixed = f"{job['fixed_cost_s']:.1f} s, {job['fixed_cost_vs_empty_job']:.2f}x the empty job"
     return [

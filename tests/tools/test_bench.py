@@ -107,7 +107,9 @@ def test_table_shows_each_figure_and_goal_on_its_own_line(result: dict) -> None:
 
     assert any(line.startswith("(a) ceiling: LiteRT") and line.endswith("300 images/s") for line in lines)
     assert any(line.strip().startswith("empty Spark job") and line.endswith("10.0 s") for line in lines)
-    assert any(line.strip().startswith("end to end, 2048 images") and line.endswith("20.0 s") for line in lines)
+    assert any(
+        line.strip().startswith("end to end, 2048 images") and line.endswith("20.0 s, CPU 1.0 s") for line in lines
+    )
     assert any(line.strip().startswith("marginal rate") and line.endswith("96 images/s, 0.32 of (a)") for line in lines)
     assert any(line.strip().startswith("fixed cost") and line.endswith("12.0 s, 1.20x the empty job") for line in lines)
     assert any(line.startswith("goal fixed_cost_vs_empty_job") and line.endswith("1.20  met") for line in lines)
