@@ -20,7 +20,6 @@ manifest (``--manifest``, fruits_contract.ManifestKeys) says what the run covere
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import logging
 import math
@@ -198,27 +197,11 @@ def unseen(listing: Listing, known: set[Version]) -> Listing:
 
 def image_frame(spark: SparkSession, listing: Listing) -> DataFrame:
     """``path, label, size, modified`` of the files to read, spread evenly over the cores in partitions of at most
-    IMAGES_PER_PARTITION images; the executors fetch the files' bytes themselves (fruits_spark.fetch).
-
-    Built in the JVM from Arrow batches the driver writes (one local relation per wave of partitions,
-    each split evenly over the cores), not from a Python RDD: the featurization's pandas UDF is then
-    the job's only Python stage, so no second Python daemon and set of workers start before it.
-    """
-    rows = pd.DataFrame(
-        {
-            "path": listing.to_read,
-            "label": [listing.labels[path] for path in listing.to_read],
-            "size": [listing.versions[path][0] for path in listing.to_read],
-            "modified": [listing.versions[path][1] for path in listing.to_read],
-        }
-    )
+    IMAGES_PER_PARTITION images; the executors fetch the files' bytes themselves (fruits_spark.fetch)."""
+    rows = [(path, listing.labels[path], *listing.versions[path]) for path in listing.to_read]
     slots = spark.sparkContext.defaultParallelism
-    waves = max(1, math.ceil(len(rows) / (slots * IMAGES_PER_PARTITION)))
-    per_wave = max(1, math.ceil(len(rows) / waves))
-    frames = [
-        spark.createDataFrame(rows[start : start + per_wave], IMAGES_SCHEMA) for start in range(0, len(rows), per_wave)
-    ]
-    return functools.reduce(DataFrame.union, frames)
+    partitions = slots * max(1, math.ceil(len(rows) / (slots * IMAGES_PER_PARTITION)))
+    return spark.createDataFrame(spark.sparkContext.parallelize(rows, min(partitions, len(rows))), IMAGES_SCHEMA)
 
 
 # --- transform ---------------------------------------------------------------------------------
