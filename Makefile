@@ -125,8 +125,8 @@ airflow: install ## the Airflow 3 UI on 127.0.0.1:$(PORT), on the embedded AWS e
 	@if [ "$(IMAGES)" = "$(SAMPLE_IMAGES)" ]; then $(MAKE) --no-print-directory sample-images; fi
 	$(BIN)/python -m tools.airflow_stack --images "$(IMAGES)" --port $(PORT)
 
-bench: install ## the job against the usual approach, and its parts: table + .bench/results.json (~15 minutes)
-	$(BIN)/python -m tools.bench
+bench: install ## the job against the usual approach, and its parts: table + .bench/results.json (~27 minutes; BENCH_ARGS="--reduced" ~10)
+	$(BIN)/python -m tools.bench $(BENCH_ARGS)
 
 clean: ## remove generated files (keeps .venv)
 	rm -rf dist demo-output sample-images .bench spark-warehouse .local-aws test-artifacts

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tools.bench import BASELINE, PROJECT, JobRun, rate_and_fixed_cost, run_figures, summarize, table
+from tools.bench import parse_args
+from tools.bench_jobs import JobRun, run_figures
+from tools.bench_report import BASELINE, BEFORE, EMPTY_JOB, PROJECT, rate_and_fixed_cost, summarize, table
 
 
 def _sized(wall_2048: float, wall_8192: float, memory: float) -> dict:
@@ -15,16 +17,24 @@ def _sized(wall_2048: float, wall_8192: float, memory: float) -> dict:
     }
 
 
+CEILING = {
+    "images_per_s": 300.0,
+    "runtime": "LiteRT, 2 threads, batch 1",
+    "litert_one_thread_batch_1_images_per_s": 160.0,
+    "keras_predict_images_per_s": 90.0,
+}
+
+
 @pytest.fixture
 def result() -> dict:
-    ceiling = {
-        "images_per_s": 300.0,
-        "runtime": "LiteRT, 2 threads, batch 1",
-        "litert_one_thread_batch_1_images_per_s": 160.0,
-        "keras_predict_images_per_s": 90.0,
+    # The project: 256 images/s and 12 s fixed; the baseline: 96 images/s and 40 s fixed; the empty job 10 s.
+    comparison = {
+        "median": {
+            PROJECT: _sized(20.0, 44.0, 2.0),
+            BASELINE: _sized(61.333, 125.333, 3.5),
+            EMPTY_JOB: {"wall_s": 10.0},
+        }
     }
-    # The project: 256 images/s and 12 s fixed; the baseline: 96 images/s and 40 s fixed.
-    comparison = {"median": {PROJECT: _sized(20.0, 44.0, 2.0), BASELINE: _sized(61.333, 125.333, 3.5)}}
     once = {"rerun": {"wall_s": 4.0}, "pca": {"wall_s": 9.0}}
     s3 = {
         "median": {
@@ -33,7 +43,20 @@ def result() -> dict:
         },
         "runs": {"30": [{"rerun_image_object_requests": 0}]},
     }
-    return {"ceiling": ceiling, "summary": summarize(ceiling, comparison, once, s3)}
+    return {"ceiling": CEILING, "summary": summarize(CEILING, comparison, once, s3)}
+
+
+@pytest.fixture
+def reduced() -> dict:
+    """A ``--reduced --before`` run: no baseline, no (c) to (e); before: 200 images/s and 25 s fixed."""
+    comparison = {
+        "median": {
+            PROJECT: _sized(20.0, 44.0, 2.0),
+            BEFORE: _sized(35.24, 65.96, 1.5),
+            EMPTY_JOB: {"wall_s": 10.0},
+        }
+    }
+    return {"ceiling": CEILING, "summary": summarize(CEILING, comparison)}
 
 
 def test_marginal_rate_and_fixed_cost_come_from_the_two_sizes() -> None:
@@ -50,36 +73,71 @@ def test_goals_are_judged_on_the_median_figures(result: dict) -> None:
     assert goals["speedup_at_2048_vs_baseline"]["met"]
     assert goals["marginal_rate_vs_ceiling"]["value"] == pytest.approx(256 / 300)
     assert goals["marginal_rate_vs_ceiling"]["met"]
-    assert goals["fixed_cost_s"]["value"] == pytest.approx(12.0)
-    assert goals["peak_memory_gb_at_2048"]["met"]
+    assert goals["fixed_cost_vs_empty_job"]["value"] == pytest.approx(1.2)
+    assert goals["fixed_cost_vs_empty_job"]["met"]
+    assert goals["peak_memory_gb"]["met"]
     assert goals["e_s3_30ms_vs_0ms"]["value"] == pytest.approx(170 / 200)
     assert goals["e_s3_rerun_image_object_requests"]["met"]
 
 
-def test_a_slow_fixed_cost_is_not_met(result: dict) -> None:
-    ceiling = result["ceiling"]
-    comparison = {"median": {PROJECT: _sized(40.0, 64.0, 2.0), BASELINE: _sized(61.0, 125.0, 3.5)}}
-    once = {"rerun": {"wall_s": 4.0}, "pca": {"wall_s": 9.0}}
-    s3 = {
-        "median": {key: {"phase_images_per_s": 200.0, "image_requests_per_image": 1.0} for key in ("0", "30")},
-        "runs": {"30": [{"rerun_image_object_requests": 0}]},
+def test_a_fixed_cost_above_one_and_a_half_empty_jobs_is_not_met() -> None:
+    comparison = {
+        "median": {PROJECT: _sized(40.0, 64.0, 2.0), BASELINE: _sized(61.0, 125.0, 3.5), EMPTY_JOB: {"wall_s": 16.0}}
     }
 
-    goals = summarize(ceiling, comparison, once, s3)["goals"]
+    goals = summarize(CEILING, comparison)["goals"]
 
-    assert goals["fixed_cost_s"]["value"] == pytest.approx(32.0)
-    assert not goals["fixed_cost_s"]["met"]
+    assert goals["fixed_cost_vs_empty_job"]["value"] == pytest.approx(32.0 / 16.0)
+    assert not goals["fixed_cost_vs_empty_job"]["met"]
     assert not goals["speedup_at_2048_vs_baseline"]["met"]
+
+
+def test_the_empty_job_and_each_fixed_cost_as_its_multiple_are_in_the_figures(reduced: dict) -> None:
+    figures = reduced["summary"]["figures"]
+
+    assert figures["empty_job_s"] == 10.0
+    assert figures[PROJECT]["fixed_cost_vs_empty_job"] == pytest.approx(1.2)
+    assert figures[BEFORE]["fixed_cost_vs_empty_job"] == pytest.approx(2.5, abs=0.01)
+    assert figures[BEFORE]["marginal_vs_ceiling"] == pytest.approx(200 / 300, abs=0.01)
+    assert BASELINE not in figures
 
 
 def test_table_shows_each_figure_and_goal_on_its_own_line(result: dict) -> None:
     lines = table(result).splitlines()
 
     assert any(line.startswith("(a) ceiling: LiteRT") and line.endswith("300 images/s") for line in lines)
-    assert any(line.strip().startswith("end to end, 2048 images") and line.endswith("20.0 s") for line in lines)
-    assert any(line.strip().startswith("marginal rate") and line.endswith("96 images/s") for line in lines)
-    assert any(line.startswith("goal fixed_cost_s") and line.endswith("12.00  met") for line in lines)
+    assert any(line.strip().startswith("empty Spark job") and line.endswith("10.0 s") for line in lines)
+    assert any(
+        line.strip().startswith("end to end, 2048 images") and line.endswith("20.0 s, CPU 1.0 s") for line in lines
+    )
+    assert any(line.strip().startswith("marginal rate") and line.endswith("96 images/s, 0.32 of (a)") for line in lines)
+    assert any(line.strip().startswith("fixed cost") and line.endswith("12.0 s, 1.20x the empty job") for line in lines)
+    assert any(line.startswith("goal fixed_cost_vs_empty_job") and line.endswith("1.20  met") for line in lines)
     assert any(line.startswith("    at 30 ms per request") and line.endswith("170 images/s") for line in lines)
+
+
+def test_a_reduced_table_shows_the_before_tree_beside_this_one_and_no_absent_section(reduced: dict) -> None:
+    text = table(reduced)
+
+    assert "extract_features of --before" in text
+    assert "25.0 s, 2.50x the empty job" in text
+    assert "baseline" not in text
+    assert "(c)" not in text
+    assert "(e)" not in text
+
+
+def test_reduced_runs_at_smaller_sizes_unless_told() -> None:
+    assert parse_args(["--reduced"]).sizes == [1024, 4096]
+    assert parse_args(["--reduced", "--sizes", "64", "32"]).sizes == [32, 64]
+    assert parse_args([]).sizes == [2048, 8192]
+
+
+def test_a_before_folder_without_the_job_is_one_clear_error(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["--before", str(tmp_path)])
+
+    assert exit_info.value.code == 2
+    assert f"--before {tmp_path} holds no extract_features.py; pass a spark_jobs folder" in capsys.readouterr().err
 
 
 def test_a_run_s_figures_count_featurized_images_only_for_a_job_that_featurizes() -> None:
