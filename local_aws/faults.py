@@ -339,7 +339,11 @@ class FaultInjector:
         assert self.work_root is not None, "the endpoint sets the work root before any step runs"
         folder = (self.work_root / cluster.id / "steps" / step.id).resolve()
         if name == "lose_node":
-            self._record("node lost", f"during step {step.name}: {lose_node(cluster, folder)}")
+            lost = lose_node(cluster, folder)
+            if lost is None:  # not counted as injected: a chaos run then says "fault not injected"
+                logger.warning("fault not injected: %s has no core or task node left to lose", cluster.id)
+            else:
+                self._record("node lost", f"during step {step.name}: {lost}")
             return
         killed = _kill_groups_in(folder)
         self._record("step killed", f"{step.name} of {cluster.id}: {killed} process group(s) SIGKILLed")

@@ -92,11 +92,14 @@ def node_to_lose(cluster: Any) -> LosableInstance | None:
     return candidates[0] if candidates else None
 
 
-def lose_node(cluster: Any, step_folder: Path) -> str:
-    """Lose one core or task node of ``cluster`` during the step working in ``step_folder``; says what was lost."""
+def lose_node(cluster: Any, step_folder: Path) -> str | None:
+    """Lose one core or task node of ``cluster`` during the step working in ``step_folder``; says what was lost.
+
+    None when the cluster has no core or task node left to lose: the fault did not strike.
+    """
     instance = node_to_lose(cluster)
     if instance is None:
-        return f"none: {cluster.id} has no core or task node left to lose"
+        return None
     message = SPOT_RECLAIMED if instance.market == "SPOT" else HARDWARE_LOST
     instance.loss = Loss(utcnow(), message)
     killed = kill_python_workers(step_folder)
