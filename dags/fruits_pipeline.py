@@ -132,6 +132,7 @@ def fruits_pipeline() -> None:
         task_id="create_cluster",
         job_flow_overrides=plan_run["job_flow_overrides"],
         emr_conn_id=None,
+        config=check_config,  # where to record AWS's refusal of the cluster, if it comes to that
         region_name=plan_run["region"],
         execution_timeout=timedelta(minutes=15),
         **RETRY_FINDS_EARLIER_TRY,

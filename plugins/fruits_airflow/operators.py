@@ -8,12 +8,14 @@ AWS advises (``fruits_airflow.aws_retries``), and a retried creation finds what 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.operators import emr
 from airflow.providers.amazon.aws.sensors import s3
+from botocore.exceptions import ClientError
 
-from fruits_airflow import run_clusters, sensors
+from fruits_airflow import run_clusters, sensors, tasks
 from fruits_airflow.aws_errors import AccessDenied, ExplainsAccessDenied, access_denied_explained
 from fruits_airflow.aws_retries import RetriesAsAwsAdvises
 
@@ -30,7 +32,20 @@ class EmrCreateJobFlowOperator(ExplainsAccessDenied, RetriesAsAwsAdvises, emr.Em
     the task's result, and no second one is created. The provider's operator describes the new cluster
     (for its log link) before it returns the id; were that denied, ``terminate_cluster`` would get no
     id and the cluster would live on until its idle timeout.
+
+    When AWS refuses the cluster itself (RunJobFlow denied or invalid: a role the policy may not pass, a
+    request EMR rejects) and no retry is left, the run's failure is recorded as a refusal by this task, with
+    AWS's reason as its line (``tasks.record_refusal``: XCom and ``failure.json``, which the demo and the
+    Report tab read), since ``report_failure`` has no cluster to report on: nothing was spent.
+
+    :param config: ``check_config``'s result: where to record a refusal (the run's bucket).
     """
+
+    template_fields: Sequence[str] = (*emr.EmrCreateJobFlowOperator.template_fields, "config")
+
+    def __init__(self, *, config: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.config = config
 
     def execute(self, context: Context) -> Any:
         dag_id, run_id = context["dag"].dag_id, context["run_id"]
@@ -44,9 +59,22 @@ class EmrCreateJobFlowOperator(ExplainsAccessDenied, RetriesAsAwsAdvises, emr.Em
         except AccessDenied as denied:
             # The provider sets _job_flow_id once RunJobFlow answered.
             if not getattr(self, "_job_flow_id", None):
+                self._record_refusal(denied, context, last_try=True)
                 raise
             context["ti"].xcom_push(key="return_value", value=self._job_flow_id)
             raise AccessDenied(f"{denied} Cluster {self._job_flow_id} was created; the teardown ends it.") from None
+        except ClientError as error:  # AWS answered: no cluster (a lost answer, a BotoCoreError, may hide one)
+            if not getattr(self, "_job_flow_id", None):
+                ti = context["ti"]
+                self._record_refusal(error, context, last_try=ti.try_number > ti.max_tries)
+            raise
+
+    def _record_refusal(self, error: BaseException, context: Context, *, last_try: bool) -> None:
+        """Record AWS's refusal of the cluster as the run's failure, once no retry of the task is left."""
+        if not last_try:
+            return
+        reason = " ".join(str(error).split())  # one line, whatever AWS's message holds
+        tasks.record_refusal(f"create_cluster: AWS started no cluster: {reason}", context["ti"], self.config)
 
 
 class EmrAddStepsOperator(ExplainsAccessDenied, RetriesAsAwsAdvises, emr.EmrAddStepsOperator):

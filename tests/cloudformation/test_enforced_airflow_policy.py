@@ -57,8 +57,13 @@ landing, aws, provisioned, admin_emr = (
 
 @dataclass
 class FakeTaskInstance:
-    """What the operators push (the links, the new cluster's id); nothing reads it back."""
+    """What the operators push (the links, the new cluster's id, a refusal); nothing reads it back."""
 
+    dag_id: str = "fruits_pipeline"
+    run_id: str = "manual__enforced"
+    task_id: str = "create_cluster"
+    try_number: int = 1
+    max_tries: int = 0
     pushed: dict[str, Any] = field(default_factory=dict)
 
     def xcom_push(self, key: str, value: Any) -> None:

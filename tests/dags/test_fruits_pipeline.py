@@ -33,7 +33,7 @@ EXPECTED_UPSTREAM = {
     "plan_run": {"check_config", "stage_artifacts", "find_reusable_run", "upload_new_images"},
     "create_cluster_or_reuse": {"find_reusable_run", "plan_run"},
     "reuse_outputs": {"find_reusable_run", "create_cluster_or_reuse"},
-    "create_cluster": {"create_cluster_or_reuse", "plan_run"},
+    "create_cluster": {"create_cluster_or_reuse", "plan_run", "check_config"},  # check_config: where a refusal goes
     "add_steps": {"create_cluster", "plan_run"},
     "watch_steps": {"add_steps", "create_cluster", "plan_run"},
     "wait_for_output": {"watch_steps", "plan_run"},

@@ -55,6 +55,8 @@ class TaskInstance:
     task_id: str
     dag_id: str = "fruits_pipeline"
     run_id: str = RUN_ID
+    try_number: int = 1
+    max_tries: int = 0  # no retry left
     pushed: dict[str, Any] = field(default_factory=dict)
 
     def xcom_push(self, key: str, value: Any) -> None:
@@ -107,6 +109,7 @@ def run_until_cluster(
     message = None
     tis = {name: TaskInstance(name) for name in ("check_config", "upload_new_images", "find_reusable_run")}
     tis |= {name: TaskInstance(name) for name in ("stage_artifacts", "check_security_configuration", "plan_run")}
+    tis["create_cluster"] = TaskInstance("create_cluster")
     try:
         config = tasks.check_config.function(params=params, ti=tis["check_config"])
         uploaded = tasks.upload_new_images.function(config, ti=tis["upload_new_images"])
@@ -117,8 +120,12 @@ def run_until_cluster(
         plan = tasks.plan_run.function(config, staged, run_id=RUN_ID, dag=dag, params=params, ti=tis["plan_run"])
         aws_args = {"aws_conn_id": AWS_CONN_ID, "region_name": REGION}
         cluster_id = EmrCreateJobFlowOperator(
-            task_id="create_cluster", job_flow_overrides=plan["job_flow_overrides"], emr_conn_id=None, **aws_args
-        ).execute({"ti": SimpleNamespace(xcom_push=lambda **_: None)})
+            task_id="create_cluster",
+            job_flow_overrides=plan["job_flow_overrides"],
+            emr_conn_id=None,
+            config=config,
+            **aws_args,
+        ).execute({"ti": tis["create_cluster"], "dag": dag, "run_id": RUN_ID})
         EmrTerminateJobFlowOperator(task_id="terminate_cluster", job_flow_id=cluster_id, **aws_args).execute({})
     except AirflowFailException as refused:
         message = str(refused)
@@ -257,6 +264,28 @@ def demo_says(refusal: Refusal) -> list[str]:
     """What ``make demo`` prints for the run, from the record it reads (failure.json, else the XCom)."""
     run = DemoRun("failed", RUN_ID, Path("airflow-dags-test.log"), {}, failure=refusal.failure_json or refusal.pushed)
     return failure_summary(run).splitlines()
+
+
+def test_a_cluster_that_aws_refuses_is_recorded_as_create_cluster_s_refusal(aws, stack, two_images_in_s3, monkeypatch):
+    """A role the stack's policy may not pass (a Variable's typo): RunJobFlow is denied, no cluster exists, and
+    AWS's line is the run's record, since report_failure has no cluster to report on."""
+    variable = {**stack, "weights": "none", "service_role": "EMR_DefaultRole_Of_Another_Team"}
+
+    refusal = run_until_cluster(aws, monkeypatch, variable)
+
+    assert refusal.message is not None
+    assert len(refusal.message.splitlines()) == 1
+    assert "iam:PassRole" in refusal.message
+    assert refusal.run_job_flow_calls == 1
+    assert not aws.client("emr").list_clusters(ClusterStates=["STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING"])[
+        "Clusters"
+    ]
+    assert refusal.pushed is not None
+    assert refusal.pushed["refused_by"] == "create_cluster"
+    assert refusal.pushed["summary"] == f"create_cluster: AWS started no cluster: {refusal.message}"
+    assert refusal.failure_json == refusal.pushed
+    assert demo_says(refusal)[0] == f"demo: error: {refusal.pushed['summary']}"
+    assert "refused by create_cluster before any cluster: nothing was spent" in demo_says(refusal)[2]
 
 
 @pytest.mark.parametrize(

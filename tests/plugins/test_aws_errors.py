@@ -134,6 +134,41 @@ def test_a_cluster_created_before_a_denial_still_reaches_the_teardown(stubbed):
     ti.xcom_push.assert_any_call(key="return_value", value="j-1CREATED")
 
 
+@pytest.mark.parametrize(("try_number", "recorded"), [(1, False), (3, True)])
+def test_a_cluster_emr_rejects_is_recorded_as_a_refusal_once_no_retry_is_left(stubbed, try_number, recorded):
+    from airflow.providers.amazon.aws.hooks.emr import EmrHook
+
+    emr, stubber = stubbed("emr")
+    stubber.add_response("list_clusters", {"Clusters": []}, {"ClusterStates": ANY})
+    rejected = "Only one AMI version and release label may be specified."
+    stubber.add_client_error("run_job_flow", service_error_code="ValidationException", service_message=rejected)
+    create_cluster = EmrCreateJobFlowOperator(
+        task_id="create_cluster",
+        job_flow_overrides={"Name": "x", "Instances": {}},
+        emr_conn_id=None,
+        region_name=REGION,
+    )
+    hook = EmrHook(aws_conn_id=None, region_name=REGION, emr_conn_id=None)
+    hook.__dict__["conn"] = emr
+    create_cluster.__dict__["hook"] = hook
+    ti = MagicMock(dag_id="fruits_pipeline", run_id="manual__1", task_id="create_cluster", try_number=try_number)
+    ti.max_tries = 2  # retries: 2, so the third try is the last
+
+    with pytest.raises(ClientError):
+        create_cluster.execute({"ti": ti, "dag": SimpleNamespace(dag_id="fruits_pipeline"), "run_id": "manual__1"})
+
+    pushed = [call.kwargs["value"] for call in ti.xcom_push.call_args_list if call.kwargs["key"] == "refusal"]
+    if not recorded:
+        assert pushed == []  # a retry may still start the cluster: the run's failure is not written yet
+        return
+    (refusal,) = pushed
+    assert refusal["refused_by"] == "create_cluster"
+    assert refusal["summary"] == (
+        "create_cluster: AWS started no cluster: An error occurred (ValidationException) when calling the "
+        f"RunJobFlow operation: {rejected}"
+    )
+
+
 def test_a_denied_assume_role_names_the_roles_trust_not_the_policy(stubbed):
     sts, stubber = stubbed("sts")
     stubber.add_client_error(
