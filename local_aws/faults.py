@@ -47,7 +47,7 @@ import psutil
 
 from local_aws.failed_attempts import AttemptCounter, FailedAttempts
 from local_aws.node_loss import lose_node
-from local_aws.request_log import request_service
+from local_aws.request_log import drain_body, request_service
 
 logger = logging.getLogger(__name__)
 
@@ -229,7 +229,7 @@ class FaultInjector:
             request = _request_key(environ)
             error = self._request_error(request, environ)
             if error is not None:
-                _drain(environ)
+                drain_body(environ)
                 status, headers, body = error
                 start_response(status, headers)
                 return [body]
@@ -361,23 +361,6 @@ def _request_key(environ: dict[str, Any]) -> RequestKey:
         method=environ.get("REQUEST_METHOD", ""),
         path=environ.get("PATH_INFO", ""),
     )
-
-
-def _drain(environ: dict[str, Any]) -> None:
-    """Read the request's body, so that the connection's next request starts where it should."""
-    stream = environ.get("wsgi.input")
-    if stream is None:
-        return
-    if environ.get("wsgi.input_terminated"):
-        while stream.read(1 << 16):
-            pass
-        return
-    remaining = int(environ.get("CONTENT_LENGTH") or 0)
-    while remaining > 0:
-        chunk = stream.read(min(remaining, 1 << 16))
-        if not chunk:
-            break
-        remaining -= len(chunk)
 
 
 def _caller_pid(environ: dict[str, Any], server_port: int) -> int | None:

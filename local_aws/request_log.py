@@ -82,6 +82,24 @@ def request_region(environ: dict[str, Any]) -> str:
     return scope["region"] if scope else ""
 
 
+def drain_body(environ: dict[str, Any]) -> None:
+    """Read the body of a request answered without it (a fault, a refusal), so that the connection's next request
+    starts where it should."""
+    stream = environ.get("wsgi.input")
+    if stream is None:
+        return
+    if environ.get("wsgi.input_terminated"):
+        while stream.read(1 << 16):
+            pass
+        return
+    remaining = int(environ.get("CONTENT_LENGTH") or 0)
+    while remaining > 0:
+        chunk = stream.read(min(remaining, 1 << 16))
+        if not chunk:
+            break
+        remaining -= len(chunk)
+
+
 def recorded(app: WsgiApp, log: RequestLog, latency_seconds: Callable[[], float]) -> WsgiApp:
     """``app`` with every request recorded in ``log``, each answered ``latency_seconds()`` late."""
 

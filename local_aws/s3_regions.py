@@ -26,9 +26,8 @@ from typing import Any
 from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
 
-from local_aws.faults import _drain
 from local_aws.iam_enforcement import is_node_session
-from local_aws.request_log import WsgiApp
+from local_aws.request_log import WsgiApp, drain_body
 from local_aws.s3_state import backend as s3_backend
 
 logger = logging.getLogger(__name__)
@@ -92,7 +91,7 @@ def nodes_sign_for_their_bucket_s_region(app: WsgiApp) -> WsgiApp:
                     found[0],
                     found[1],
                 )
-                _drain(environ)
+                drain_body(environ)
                 status, headers, body = _refusal(method, scope[1], found[1])
                 start_response(status, headers)
                 return [body]
