@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from types import SimpleNamespace
+from typing import Any
 from unittest.mock import ANY, MagicMock
 
 import boto3
@@ -97,9 +98,23 @@ def test_the_code_of_an_error_is_aws_s_or_none_when_it_gave_none():
     assert code_of(ClientError({}, "HeadObject")) is None
 
 
-def test_a_cluster_created_before_a_denial_still_reaches_the_teardown(stubbed):
+def create_cluster_on(emr: Any) -> EmrCreateJobFlowOperator:
+    """The DAG's create_cluster operator, its hook's client the test's stubbed one."""
     from airflow.providers.amazon.aws.hooks.emr import EmrHook
 
+    create_cluster = EmrCreateJobFlowOperator(
+        task_id="create_cluster",
+        job_flow_overrides={"Name": "x", "Instances": {}},
+        emr_conn_id=None,
+        region_name=REGION,
+    )
+    hook = EmrHook(aws_conn_id=None, region_name=REGION, emr_conn_id=None)
+    hook.__dict__["conn"] = emr
+    create_cluster.__dict__["hook"] = hook
+    return create_cluster
+
+
+def test_a_cluster_created_before_a_denial_still_reaches_the_teardown(stubbed):
     emr, stubber = stubbed("emr")
     created = {
         "JobFlowId": "j-1CREATED",
@@ -115,15 +130,7 @@ def test_a_cluster_created_before_a_denial_still_reaches_the_teardown(stubbed):
         service_error_code="AccessDeniedException",
         service_message=MOTO_DENIAL.format(action=action),
     )
-    create_cluster = EmrCreateJobFlowOperator(
-        task_id="create_cluster",
-        job_flow_overrides={"Name": "x", "Instances": {}},
-        emr_conn_id=None,
-        region_name=REGION,
-    )
-    hook = EmrHook(aws_conn_id=None, region_name=REGION, emr_conn_id=None)
-    hook.__dict__["conn"] = emr
-    create_cluster.__dict__["hook"] = hook
+    create_cluster = create_cluster_on(emr)
     ti = MagicMock()
 
     with pytest.raises(AccessDenied) as denied:
@@ -136,21 +143,11 @@ def test_a_cluster_created_before_a_denial_still_reaches_the_teardown(stubbed):
 
 @pytest.mark.parametrize(("try_number", "recorded"), [(1, False), (3, True)])
 def test_a_cluster_emr_rejects_is_recorded_as_a_refusal_once_no_retry_is_left(stubbed, try_number, recorded):
-    from airflow.providers.amazon.aws.hooks.emr import EmrHook
-
     emr, stubber = stubbed("emr")
     stubber.add_response("list_clusters", {"Clusters": []}, {"ClusterStates": ANY})
     rejected = "Only one AMI version and release label may be specified."
     stubber.add_client_error("run_job_flow", service_error_code="ValidationException", service_message=rejected)
-    create_cluster = EmrCreateJobFlowOperator(
-        task_id="create_cluster",
-        job_flow_overrides={"Name": "x", "Instances": {}},
-        emr_conn_id=None,
-        region_name=REGION,
-    )
-    hook = EmrHook(aws_conn_id=None, region_name=REGION, emr_conn_id=None)
-    hook.__dict__["conn"] = emr
-    create_cluster.__dict__["hook"] = hook
+    create_cluster = create_cluster_on(emr)
     ti = MagicMock(dag_id="fruits_pipeline", run_id="manual__1", task_id="create_cluster", try_number=try_number)
     ti.max_tries = 2  # retries: 2, so the third try is the last
 
